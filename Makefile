@@ -1,0 +1,43 @@
+# artifact_bus: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ROOT   ?= data/bus
+
+.PHONY: install demo test check-nbdev nbtest pytest clean-data clean
+
+$(STAMP): pyproject.toml requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Install, then run the main job end to end on the embedded default (./data/bus, a DuckDB file, no server).
+demo: $(STAMP)
+	$(BIN)/python examples/backtest_demo.py --root $(ROOT) --runs 3
+
+## Install, then check the notebooks and the package agree and run every test.
+test: $(STAMP) check-nbdev nbtest pytest
+
+check-nbdev: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	@git diff --exit-code --stat -- artifact_bus nbs || \
+	  (echo "error: notebooks and package disagree (or notebooks are not clean): run nbdev-export and nbdev-clean, then commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain --untracked-files=all -- artifact_bus nbs)" || \
+	  (git status --porcelain --untracked-files=all -- artifact_bus nbs; echo "error: nbdev-export produced untracked files" >&2; exit 1)
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+clean-data:
+	rm -rf $(ROOT)
+
+clean: clean-data
+	rm -rf $(VENV)
