@@ -5,3 +5,4 @@ from artifact_bus.core import (BusError, BusUnavailable, ConfigError, KindError,
 from artifact_bus.submit import Job, Receipt, job, submit
 from artifact_bus.ingest import Report, ingest
 from artifact_bus.catalog import catalog
+from artifact_bus.export import export

@@ -5,17 +5,22 @@
 # %% ../nbs/03_catalog.ipynb #ff44eccc
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 
 import duckdb
 
-from .core import BusError, Config, NotFound, atomic_write, fsync_dir, load_config, new_job_id, to_json, utcnow
+from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'CURRENT', 'ensure_schema', 'catalog_version', 'bump_version',
-           'writer_connection', 'sql_str', 'view_sql', 'refresh_views', 'read_current', 'publish', 'catalog']
+           'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'view_sql', 'refresh_views', 'read_current',
+           'publish', 'catalog']
 
 # %% ../nbs/03_catalog.ipynb #a087bf28
 SCHEMA_VERSION = 1
@@ -68,6 +73,58 @@ def bump_version(con) -> int:
                            "WHERE key = 'catalog_version' RETURNING value").fetchone()[0])
 
 # %% ../nbs/03_catalog.ipynb #d14873cb
+def _describe(info: dict | None) -> str:
+    if not info: return "holder unknown: it is starting up"
+    return f"pid {info.get('pid')}, host {info.get('host')}, since {info.get('since')}"
+
+def _read_info(path) -> dict | None:
+    try: return json.loads(Path(path).read_text() or "null")
+    except (OSError, ValueError): return None
+
+class WriterLock:
+    "The single writer's exclusive lock; records pid, host and start time in the lock file."
+    def __init__(self, path):
+        self.path, self.fd, self.info = Path(path), None, None
+
+    def acquire(self) -> "WriterLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            info = None
+            for _ in range(20):  # the holder writes its details right after locking
+                if (info := _read_info(self.path)): break
+                time.sleep(0.01)
+            raise WriterBusy(f"writer already running ({_describe(info)})") from None
+        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds"),
+                     "command": " ".join(sys.argv)[:300]}
+        data = to_json(self.info).encode()
+        os.ftruncate(fd, 0); os.pwrite(fd, data, 0); os.fsync(fd)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is None: return
+        try: os.ftruncate(self.fd, 0)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd); self.fd = None
+
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+
+def lock_holder(path) -> dict | None:
+    """Who holds the writer lock, from the record it wrote; None when no live process holds it.
+    Reads the record only: it never touches the lock itself, so it cannot disturb a writer."""
+    info = _read_info(path)
+    if not info: return None
+    if info.get("host") == socket.gethostname():
+        try: os.kill(int(info["pid"]), 0)
+        except ProcessLookupError: return None  # a record left by a writer killed -9: the kernel released its lock
+        except (PermissionError, ValueError, TypeError): pass
+    return info
+
+# %% ../nbs/03_catalog.ipynb #4962c558
 def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
     "Open the catalog database read-write (the writer only) and make sure the bus's schemas exist."
     config.catalog.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +139,7 @@ def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
     except BaseException: con.close(); raise
     return con
 
-# %% ../nbs/03_catalog.ipynb #72b1308a
+# %% ../nbs/03_catalog.ipynb #dfc3b833
 def sql_str(s: str) -> str:
     "A SQL string literal."
     return "'" + str(s).replace("'", "''") + "'"
@@ -105,7 +162,7 @@ def refresh_views(con, root: Path, kinds=None) -> list[str]:
             con.execute(view_sql(kind, root, paths)); done.append(kind)
     return done
 
-# %% ../nbs/03_catalog.ipynb #e134e75a
+# %% ../nbs/03_catalog.ipynb #9a857596
 CURRENT = "CURRENT"
 
 def read_current(config: Config) -> dict | None:
@@ -152,7 +209,7 @@ def _prune(pub: Path, current: str, keep: int) -> None:
         for extra in (p.with_name(p.name + ".wal"),): extra.unlink(missing_ok=True)
     for p in pub.glob(".snap-*.tmp*"): p.unlink(missing_ok=True)  # left by a crash mid-publish
 
-# %% ../nbs/03_catalog.ipynb #c68c2b6f
+# %% ../nbs/03_catalog.ipynb #3f8677b9
 def catalog(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection over the latest published snapshot: `catalog.jobs`,
     `catalog.artifacts`, `catalog.rejections`, `catalog.ingest_runs`, `catalog.kinds` and `bus.<kind>`.

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from ulid import ULID
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
            'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'Config',
            'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'utcnow',
-           'to_json']
+           'to_json', 'package_dir']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -232,3 +233,17 @@ def to_json(obj, **kw) -> str:
         if hasattr(o, "item"): return o.item()
         return str(o)
     return json.dumps(obj, default=default, **kw)
+
+# %% ../nbs/00_core.ipynb #1b634300
+_CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops"}
+
+def package_dir(name: str) -> Path:
+    "Folder of built-in files: `'exports'` (golden export SQL) or `'notebooks'` (operational notebooks)."
+    if name not in _CHECKOUT: raise ValueError(f"unknown built-in folder {name!r}")
+    try:
+        p = Path(str(resources.files(f"artifact_bus.{name}")))
+        if p.is_dir(): return p
+    except ModuleNotFoundError: pass
+    p = Path(str(resources.files("artifact_bus"))).parent / _CHECKOUT[name]
+    if p.is_dir(): return p
+    raise NotFound(f"built-in {name} folder is missing from this installation (looked for {p})")

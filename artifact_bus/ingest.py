@@ -5,7 +5,6 @@
 # %% ../nbs/04_ingest.ipynb #e1f37596
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -19,69 +18,19 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .catalog import bump_version, catalog_version, publish, read_current, refresh_views, writer_connection
-from .core import (Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
+from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, publish, read_current,
+                                  refresh_views, writer_connection)
+from .core import (BusError, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
                                load_config, to_json, utcnow)
+from .export import run_exports
 from .protocol import COMMIT, Rejection, validate_job
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'INTENT', 'WriterLock', 'lock_holder', 'inbox_entries', 'Report', 'recover', 'ingest']
+__all__ = ['log', 'INTENT', 'inbox_entries', 'Report', 'recover', 'ingest', 'record_run']
 
 # %% ../nbs/04_ingest.ipynb #b566d0aa
-def _describe(info: dict | None) -> str:
-    if not info: return "holder unknown: it is starting up"
-    return f"pid {info.get('pid')}, host {info.get('host')}, since {info.get('since')}"
-
-def _read_info(path) -> dict | None:
-    try: return json.loads(Path(path).read_text() or "null")
-    except (OSError, ValueError): return None
-
-class WriterLock:
-    "The single writer's exclusive lock; records pid, host and start time in the lock file."
-    def __init__(self, path):
-        self.path, self.fd, self.info = Path(path), None, None
-
-    def acquire(self) -> "WriterLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            info = None
-            for _ in range(20):  # the holder writes its details right after locking
-                if (info := _read_info(self.path)): break
-                time.sleep(0.01)
-            raise WriterBusy(f"writer already running ({_describe(info)})") from None
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds"),
-                     "command": " ".join(sys.argv)[:300]}
-        data = to_json(self.info).encode()
-        os.ftruncate(fd, 0); os.pwrite(fd, data, 0); os.fsync(fd)
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is None: return
-        try: os.ftruncate(self.fd, 0)
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd); self.fd = None
-
-    def __enter__(self): return self.acquire()
-    def __exit__(self, *exc): self.release()
-
-def lock_holder(path) -> dict | None:
-    """Who holds the writer lock, from the record it wrote; None when no live process holds it.
-    Reads the record only: it never touches the lock itself, so it cannot disturb a writer."""
-    info = _read_info(path)
-    if not info: return None
-    if info.get("host") == socket.gethostname():
-        try: os.kill(int(info["pid"]), 0)
-        except ProcessLookupError: return None  # a record left by a writer killed -9: the kernel released its lock
-        except (PermissionError, ValueError, TypeError): pass
-    return info
-
-# %% ../nbs/04_ingest.ipynb #95e101f5
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     "Names in the inbox: (committed jobs in job-id order, entries not yet committed)."
     try: names = [n for n in os.listdir(config.inbox) if not n.startswith(".")]
@@ -94,7 +43,7 @@ def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     key = lambda n: job_sort_key(n) if is_job_id(n) else (0, n)
     return sorted(committed, key=key), sorted(pending)
 
-# %% ../nbs/04_ingest.ipynb #2df17f73
+# %% ../nbs/04_ingest.ipynb #02878b83
 @dataclass
 class Report:
     "What one `ingest()` did: job ids `accepted`, `rejected` (with reasons) and `duplicates`."
@@ -107,6 +56,8 @@ class Report:
     remaining: int = 0
     seconds: float = 0.0
     snapshot: str | None = None
+    changed: list = field(default_factory=list)
+    exports: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -115,10 +66,12 @@ class Report:
              f"{len(self.duplicates)} duplicates in {self.seconds:.2f}s")
         for r in self.rejected: s += f"\n  rejected {r['job_id']}: {r['code']}: {r['message']}"
         for r in self.duplicates: s += f"\n  duplicate {r['job_id']} of {r['duplicate_of']} (key {r['key']!r})"
-        if self.remaining: s += f"\n  {self.remaining} jobs left in the inbox (max_jobs)"
+        if self.remaining: s += f"\n  {self.remaining} jobs left in the inbox"
+        for name, e in sorted(self.exports.items()):
+            s += f"\n  export {name}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}")
         return s
 
-# %% ../nbs/04_ingest.ipynb #2d17ffde
+# %% ../nbs/04_ingest.ipynb #2f2785a4
 INTENT = "ingest.intent"
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -165,7 +118,7 @@ def recover(con, config: Config) -> int:
     if back: log.warning("recovered from an interrupted ingest: %d jobs back in the inbox", back)
     return back
 
-# %% ../nbs/04_ingest.ipynb #56032f22
+# %% ../nbs/04_ingest.ipynb #14afec69
 def _ts(s):
     try: return datetime.fromisoformat(s)
     except (TypeError, ValueError): return None
@@ -241,6 +194,11 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     except BaseException:
         con.execute("ROLLBACK"); raise
     (config.root / INTENT).unlink()
+    changed = {f"bus.{a['kind']}" for a in arts}
+    if jobs: changed |= {"catalog.jobs"}
+    if arts: changed |= {"catalog.artifacts", "catalog.kinds"}
+    if rejs: changed |= {"catalog.rejections"}
+    report.changed = sorted(set(report.changed) | changed)
 
 def _peek_manifest(folder: Path) -> dict:
     "Best-effort run_id and producer of a rejected job, for the catalog row (never trusted beyond that)."
@@ -251,12 +209,14 @@ def _peek_manifest(folder: Path) -> dict:
         return {k: m.get(k) if isinstance(m.get(k), str) else None for k in ("run_id", "producer")} if isinstance(m, dict) else {}
     except (OSError, ValueError): return {}
 
-# %% ../nbs/04_ingest.ipynb #b9f486f4
-def ingest(root=None, *, max_jobs: int | None = None, config: Config | None = None,
-           notebook: str | None = None, record_run: bool = False) -> Report:
-    """Ingest the committed jobs waiting in the inbox (at most `max_jobs`) as the single writer.
+# %% ../nbs/04_ingest.ipynb #ae7605c6
+def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, config: Config | None = None,
+           notebook: str | None = None, record_run: bool = False, stop=None) -> Report:
+    """Ingest the committed jobs waiting in the inbox (at most `max_jobs`) as the single writer, then
+    regenerate the golden exports whose inputs changed (unless `exports=False`).
     Returns a `Report` with `accepted`, `rejected` and `duplicates`. Raises `WriterBusy` if another
-    writer is running. `notebook` and `record_run` are set by scheduled (papermill) runs."""
+    writer is running. `stop()` is checked between batches: when it returns True the run ends after
+    the current batch. `notebook` and `record_run` are set by scheduled (papermill) runs."""
     config = config or load_config(root)
     t0 = time.perf_counter(); started = utcnow()
     for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
@@ -269,6 +229,8 @@ def ingest(root=None, *, max_jobs: int | None = None, config: Config | None = No
             names, _ = inbox_entries(config)
             if max_jobs is not None: names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
             for i in range(0, len(names), config.batch_size):
+                if stop is not None and i and stop():
+                    report.remaining += len(names) - i; break
                 _process_batch(con, config, names[i:i + config.batch_size], report.run_no, report)
                 report.batches += 1
                 report.snapshot = publish(con, config)["snapshot"]
@@ -277,6 +239,9 @@ def ingest(root=None, *, max_jobs: int | None = None, config: Config | None = No
             cur = read_current(config)
             if cur is None or cur["catalog_version"] != catalog_version(con):
                 report.snapshot = publish(con, config)["snapshot"]  # first run, or a crash before the last publish
+            if exports and (report.changed or report.recovered):
+                try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
+                except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
             outcome, error = "ok", None
         except BaseException as e:
             outcome, error = "failed", f"{type(e).__name__}: {e}"
@@ -288,12 +253,26 @@ def ingest(root=None, *, max_jobs: int | None = None, config: Config | None = No
                 _record_run(con, config, report, started, outcome, error, notebook)
     return report
 
+def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
+    con.execute("INSERT INTO catalog.ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_no, started, utcnow(), outcome, accepted, rejected, duplicates, socket.gethostname(),
+                 os.getpid(), notebook, error])
+    bump_version(con)
+
 def _record_run(con, config, report, started, outcome, error, notebook):
     try:
-        con.execute("INSERT INTO catalog.ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [report.run_no, started, utcnow(), outcome, len(report.accepted), len(report.rejected),
-                     len(report.duplicates), socket.gethostname(), os.getpid(), notebook, error])
-        bump_version(con)
+        _insert_run(con, report.run_no, started, outcome, len(report.accepted), len(report.rejected),
+                    len(report.duplicates), notebook, error)
         report.snapshot = publish(con, config)["snapshot"]
     except Exception as e:  # never hide the original failure behind a bookkeeping one
         log.error("could not record ingest run %s: %s", report.run_no, e)
+
+def record_run(config: Config, *, started, outcome: str, error: str | None = None, notebook: str | None = None,
+               accepted: int = 0, rejected: int = 0, duplicates: int = 0) -> int:
+    """Record a run in `catalog.ingest_runs` from outside `ingest()` — a scheduled run that failed before
+    ingest could record itself — and publish; returns its run number. Takes the writer lock."""
+    with WriterLock(config.lock), writer_connection(config) as con:
+        run_no = con.execute("SELECT coalesce(max(run_no), 0) + 1 FROM catalog.ingest_runs").fetchone()[0]
+        _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error)
+        publish(con, config)
+    return run_no
