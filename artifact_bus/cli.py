@@ -15,8 +15,8 @@ from pathlib import Path
 from .core import BusError, Config, NotFound, load_config, to_json, utcnow
 
 # %% auto #0
-__all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'bus_status', 'cmd_status',
-           'main']
+__all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export', 'cmd_status',
+           'cmd_doctor', 'cmd_daemon', 'main']
 
 # %% ../nbs/10_cli.ipynb #91899b60
 class _Parser(argparse.ArgumentParser):
@@ -51,8 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.")
     p.add_argument("sql", nargs="?", help="SQL to run, e.g. \"SELECT * FROM bus.fills LIMIT 5\"")
     _common(p)
-    p = sub.add_parser("status", help="inbox backlog, last ingest, writer lock, rejections",
-                       description="Show the inbox backlog, the last ingest run, rejections and who holds the writer lock.")
+    p = sub.add_parser("export", help="regenerate golden exports by hand",
+                       description="Run golden exports (all, or those named) as the writer and update _export_status.json.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="exports to run (default: all)")
+    _common(p)
+    p = sub.add_parser("status", help="inbox backlog, last ingest, writer lock, rejections, exports",
+                       description="Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock.")
+    _common(p)
+    p = sub.add_parser("doctor", help="check the set-up end to end and say what to fix",
+                       description="Check root, catalog, lock, store against catalog, snapshot, exports and leftovers; "
+                                   "exit 1 when a problem is found.")
+    _common(p)
+    p = sub.add_parser("daemon", help="keep ingesting as jobs arrive",
+                       description="Ingest whenever committed jobs arrive (file events, with polling as a fallback); "
+                                   "SIGTERM or SIGINT stops it after the current batch.")
+    p.add_argument("--interval", type=float, default=2.0, help="polling interval in seconds (default: 2)")
+    p.add_argument("--papermill", action="store_true", help="run each cycle that has work as a papermill run of the ingest notebook")
+    p.add_argument("--max-cycles", type=int, help="stop after N cycles that did work (for tests and one-off catch-ups)")
     _common(p)
     return parser
 
@@ -102,49 +117,66 @@ def _age(seconds):
         if seconds >= n: return f"{seconds / n:.1f}{unit}"
     return f"{seconds:.1f}s"
 
-def bus_status(cfg: Config) -> dict:
-    "Inbox backlog, in-progress writes, last ingest run, rejections and the writer lock holder."
-    from artifact_bus.core import job_millis, is_job_id
-    from artifact_bus.ingest import inbox_entries, lock_holder
-    from artifact_bus.catalog import catalog, read_current
-    committed, pending = inbox_entries(cfg)
-    try: tmp = [n for n in os.listdir(cfg.tmp)]
-    except FileNotFoundError: tmp = []
-    now = time.time()
-    waiting = [j for j in committed if is_job_id(j)]
-    oldest = (now - job_millis(waiting[0]) / 1000) if waiting else None
-    st = {"root": str(cfg.root), "catalog": str(cfg.catalog),
-          "inbox": {"committed": len(committed), "in_progress": len(pending) + len(tmp), "oldest_age_s": oldest},
-          "writer": lock_holder(cfg.lock), "published": read_current(cfg), "last_run": None, "rejected": None}
-    if st["published"]:
-        with catalog(config=cfg) as con:
-            r = con.sql("SELECT * FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1")
-            rows = _rows(r)["rows"]
-            st["last_run"] = rows[0] if rows else None
-            st["rejected"] = con.sql("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0]
-            st["jobs"] = con.sql("SELECT count(*) FROM catalog.jobs").fetchone()[0]
-    return st
+def cmd_export(a, cfg: Config):
+    from artifact_bus.export import export
+    st = export(config=cfg, names=a.names or None)
+    lines = [f"{n}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}") for n, e in sorted(st.items())]
+    if any(e["status"] != "ok" for e in st.values()):
+        print("\n".join(lines))
+        bad = [n for n, e in st.items() if e["status"] != "ok"]
+        raise BusError(f"{len(bad)} export(s) failed: {', '.join(sorted(bad))} (see _export_status.json)")
+    return st, "\n".join(lines) or "no exports defined"
 
 def cmd_status(a, cfg: Config):
-    st = bus_status(cfg)
+    from artifact_bus.health import status
+    st = status(config=cfg)
     w, lr, ib = st["writer"], st["last_run"], st["inbox"]
     lines = [f"root:        {st['root']}",
              f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting {_age(ib['oldest_age_s'])}",
              f"writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
              f"last ingest: " + (f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
                                  f"{lr['rejected']} rejected, {lr['duplicates']} duplicates" if lr else "never"),
-             f"jobs:        {st.get('jobs', 0)} cataloged, {st['rejected'] or 0} rejected"]
-    if st["published"]: lines.append(f"published:   {st['published']['snapshot']} at {st['published']['published_at']}")
+             f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"]
+    if st["published"]: lines.append(f"published:   {st['published']['snapshot']}, {_age(st['published']['age_s'])} ago")
+    for name, e in sorted(st["exports"].items()):
+        lines.append(f"export:      {name}: {e['status']}, " + (f"{e['rows']} rows, {_age(e['age_s'])} old" if e["generated_at"] else "never written")
+                     + (f" ({e['error']})" if e["error"] else ""))
     return st, "\n".join(lines)
 
-COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "status": cmd_status}
+class _Problems(BusError):
+    exit_code = 1
+
+def cmd_doctor(a, cfg: Config):
+    from artifact_bus.health import doctor
+    found = doctor(config=cfg)
+    problems = [f for f in found if f.level == "problem"]
+    text = "\n".join(map(str, found))
+    if problems:
+        if a.json: print(to_json([vars(f) for f in found], indent=1))
+        else: print(text)
+        raise _Problems(f"doctor found {len(problems)} problem(s): " + "; ".join(f.check for f in problems))
+    return [vars(f) for f in found], text + "\nall good"
+
+def cmd_daemon(a, cfg: Config):
+    from artifact_bus.schedule import daemon
+    n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles)
+    return {"cycles": n}, f"daemon stopped after {n} cycles"
+
+COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export,
+            "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon}
 
 # %% ../nbs/10_cli.ipynb #62f64a6c
 def main(argv=None) -> int:
     "Entry point of `artifact-bus`."
     args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.root)
+        if args.command == "doctor":
+            from artifact_bus.core import ConfigError
+            try: cfg = load_config(args.root)
+            except ConfigError as e:
+                print(f"PROBLEM config: {e}\n        fix: fix the file and key named")
+                raise _Problems("doctor found 1 problem(s): config") from None
+        else: cfg = load_config(args.root)
         data, text = COMMANDS[args.command](args, cfg)
         print(to_json(data, indent=1) if args.json else text)
         return 0
