@@ -16,7 +16,7 @@ from .core import BusError, Config, NotFound, load_config, to_json, utcnow
 
 # %% auto #0
 __all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export', 'cmd_status',
-           'cmd_doctor', 'cmd_daemon', 'main']
+           'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'main']
 
 # %% ../nbs/10_cli.ipynb #91899b60
 class _Parser(argparse.ArgumentParser):
@@ -54,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="regenerate golden exports by hand",
                        description="Run golden exports (all, or those named) as the writer and update _export_status.json.")
     p.add_argument("names", nargs="*", metavar="NAME", help="exports to run (default: all)")
+    _common(p)
+    p = sub.add_parser("flush", help="move jobs spooled on this machine into the bus",
+                       description="Move the jobs that submit spooled on this machine (while the bus was unavailable) into the inbox.")
+    _common(p)
+    p = sub.add_parser("requeue", help="put a rejected job back and validate it again",
+                       description="Move a rejected job from rejected/ back into the inbox and ingest, so it is validated again.")
+    p.add_argument("job_id", metavar="JOB_ID", help="the rejected job's id (its folder name under rejected/)")
+    p.add_argument("--no-ingest", action="store_true", help="only move it back; the next ingest validates it")
     _common(p)
     p = sub.add_parser("status", help="inbox backlog, last ingest, writer lock, rejections, exports",
                        description="Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock.")
@@ -136,12 +144,24 @@ def cmd_status(a, cfg: Config):
              f"writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
              f"last ingest: " + (f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
                                  f"{lr['rejected']} rejected, {lr['duplicates']} duplicates" if lr else "never"),
-             f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"]
+             f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"
+             + (f", {st['spooled_here']} spooled on this machine (run `artifact-bus flush`)" if st["spooled_here"] else "")]
     if st["published"]: lines.append(f"published:   {st['published']['snapshot']}, {_age(st['published']['age_s'])} ago")
     for name, e in sorted(st["exports"].items()):
         lines.append(f"export:      {name}: {e['status']}, " + (f"{e['rows']} rows, {_age(e['age_s'])} old" if e["generated_at"] else "never written")
                      + (f" ({e['error']})" if e["error"] else ""))
     return st, "\n".join(lines)
+
+def cmd_flush(a, cfg: Config):
+    from artifact_bus.submit import flush
+    done = flush(config=cfg)
+    return {"flushed": done}, f"flushed {len(done)} spooled jobs into {cfg.inbox}"
+
+def cmd_requeue(a, cfg: Config):
+    from artifact_bus.quarantine import requeue
+    rep = requeue(a.job_id, config=cfg, ingest_now=not a.no_ingest)
+    if rep is None: return {"requeued": a.job_id}, f"requeued {a.job_id}: the next ingest validates it"
+    return rep.to_dict(), f"requeued {a.job_id}\n{rep!r}"
 
 class _Problems(BusError):
     exit_code = 1
@@ -163,7 +183,7 @@ def cmd_daemon(a, cfg: Config):
     return {"cycles": n}, f"daemon stopped after {n} cycles"
 
 COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export,
-            "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon}
+            "flush": cmd_flush, "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon}
 
 # %% ../nbs/10_cli.ipynb #62f64a6c
 def main(argv=None) -> int:

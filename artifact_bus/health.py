@@ -19,6 +19,7 @@ from .catalog import WriterLock, catalog, lock_holder, read_current, writer_conn
 from .core import BusError, Config, ConfigError, WriterBusy, is_job_id, job_millis, load_config
 from .export import export_status, load_exports
 from .ingest import INTENT, inbox_entries
+from .submit import spooled_jobs
 
 # %% auto #0
 __all__ = ['status', 'Finding', 'doctor']
@@ -44,7 +45,7 @@ def status(root=None, *, config: Config | None = None) -> dict:
           "inbox": {"committed": len(committed), "in_progress": len(_in_progress(config)),
                     "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None},
           "writer": lock_holder(config.lock), "published": read_current(config),
-          "last_run": None, "jobs": 0, "rejected": 0, "exports": {}}
+          "last_run": None, "jobs": 0, "rejected": 0, "exports": {}, "spooled_here": len(spooled_jobs(config=config))}
     if st["published"]:
         st["published"]["age_s"] = _age(st["published"]["published_at"])
         with catalog(config=config) as con:

@@ -22,13 +22,14 @@ from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, pu
                                   refresh_views, writer_connection)
 from .core import (BusError, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
                                load_config, to_json, utcnow)
+from .contracts import check_contract, load_contracts
 from .export import run_exports
 from .protocol import COMMIT, Rejection, validate_job
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'INTENT', 'inbox_entries', 'Report', 'recover', 'ingest', 'record_run']
+__all__ = ['log', 'INTENT', 'inbox_entries', 'reap', 'Report', 'recover', 'ingest', 'record_run']
 
 # %% ../nbs/04_ingest.ipynb #b566d0aa
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
@@ -44,6 +45,23 @@ def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     return sorted(committed, key=key), sorted(pending)
 
 # %% ../nbs/04_ingest.ipynb #02878b83
+def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]]:
+    "Remove stale in-progress entries; return (removed tmp entries, inbox folders to quarantine)."
+    now, removed = now or time.time(), []
+    try: tmp = os.listdir(config.tmp)
+    except FileNotFoundError: tmp = []
+    for n in tmp:
+        p = config.tmp / n
+        try:
+            if now - p.lstat().st_mtime > config.tmp_max_age:
+                (shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()); removed.append(n)
+        except FileNotFoundError: pass
+    _, pending = inbox_entries(config)
+    stale = [n for n in pending if now - (config.inbox / n).lstat().st_mtime > config.tmp_max_age]
+    if removed: log.warning("reaped %d stale in-progress entries from %s", len(removed), config.tmp)
+    return removed, stale
+
+# %% ../nbs/04_ingest.ipynb #2f2785a4
 @dataclass
 class Report:
     "What one `ingest()` did: job ids `accepted`, `rejected` (with reasons) and `duplicates`."
@@ -71,7 +89,7 @@ class Report:
             s += f"\n  export {name}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}")
         return s
 
-# %% ../nbs/04_ingest.ipynb #2f2785a4
+# %% ../nbs/04_ingest.ipynb #14afec69
 INTENT = "ingest.intent"
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -118,21 +136,26 @@ def recover(con, config: Config) -> int:
     if back: log.warning("recovered from an interrupted ingest: %d jobs back in the inbox", back)
     return back
 
-# %% ../nbs/04_ingest.ipynb #14afec69
+# %% ../nbs/04_ingest.ipynb #ae7605c6
 def _ts(s):
     try: return datetime.fromisoformat(s)
     except (TypeError, ValueError): return None
 
-def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report) -> None:
+def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
     now = utcnow()
     plan = []  # (name, outcome, manifest or reason)
     ids = [n for n in names if is_job_id(n)]
     known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
+    contracts = load_contracts(config)
     for name in names:
         src = config.inbox / name
         try:
+            if name in never_committed:
+                raise Rejection("never_committed", f"no COMMIT after {config.tmp_max_age}s: its producer died mid-write", "COMMIT", name)
             m = validate_job(src, name)
             if name in known: raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", name)
+            for i, a in enumerate(m["artifacts"]):
+                if a["kind"] in contracts: check_contract(a, contracts[a["kind"]], job_id=name, index=i)
             plan.append((name, "store", m))
         except Rejection as r:
             plan.append((name, "rejected", r.to_dict()))
@@ -209,7 +232,7 @@ def _peek_manifest(folder: Path) -> dict:
         return {k: m.get(k) if isinstance(m.get(k), str) else None for k in ("run_id", "producer")} if isinstance(m, dict) else {}
     except (OSError, ValueError): return {}
 
-# %% ../nbs/04_ingest.ipynb #ae7605c6
+# %% ../nbs/04_ingest.ipynb #58302530
 def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, config: Config | None = None,
            notebook: str | None = None, record_run: bool = False, stop=None) -> Report:
     """Ingest the committed jobs waiting in the inbox (at most `max_jobs`) as the single writer, then
@@ -226,6 +249,8 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
         report.run_no = con.execute("SELECT coalesce(max(run_no), 0) + 1 FROM catalog.ingest_runs").fetchone()[0]
         try:
             report.recovered = recover(con, config)
+            _, stale = reap(config)
+            if stale: _process_batch(con, config, stale, report.run_no, report, never_committed=set(stale))
             names, _ = inbox_entries(config)
             if max_jobs is not None: names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
             for i in range(0, len(names), config.batch_size):

@@ -5,23 +5,28 @@
 # %% ../nbs/02_submit.ipynb #e53b5032
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusUnavailable, Config, ManifestError, fsync_dir, fsync_file, load_config,
+from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow, write_durable)
 from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    checksum_file, lineage, schema_to_json)
 
 # %% auto #0
-__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'Job', 'job', 'submit']
+__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'spool_dir', 'Job', 'job', 'submit', 'spooled_jobs',
+           'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
 ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
@@ -70,9 +75,23 @@ class Receipt:
         return f"Receipt(job_id={self.job_id!r}, status={self.status!r}, artifacts=[{kinds}])"
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
+class SpooledWarning(UserWarning):
+    "A job was written to the local spool because the bus root is unavailable."
+
+def spool_dir(config: Config) -> Path:
+    "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
+    return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]
+
+def _replayable(data) -> bool:
+    "Can `data` be written a second time (after a failed first attempt)? Streams cannot."
+    mod = type(data).__module__.split(".")[0]
+    return (isinstance(data, (str, os.PathLike, pa.Table, pa.RecordBatch))
+            or (mod in ("pandas", "polars") and type(data).__name__ == "DataFrame"))
+
 class Job:
     """Build one atomic job: `add` artifacts, then `commit`; as a context manager it commits on success
-    and leaves nothing visible when the block raises."""
+    and leaves nothing visible when the block raises. When the bus root is unavailable the job goes to
+    the local spool instead (status `'spooled'`), unless the bus is `required`."""
     def __init__(self, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None,
                  config: Config | None = None):
         self.config = config or load_config(root, required=required)
@@ -86,15 +105,43 @@ class Job:
         self.job_id = new_job_id()
         self.artifacts: list[dict] = []
         self._dir: Path | None = None
+        self.spooled, self.spool_reason = False, None
         self.receipt: Receipt | None = None
+
+    # where the job is written: the bus's inbox/.tmp, or the spool
+    def _bus_dir(self) -> Path:
+        root = self.config.root
+        if "root" in self.config.sources and not root.exists() and not root.parent.exists():
+            raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(root.parent))
+        d = self.config.tmp / self.job_id
+        d.mkdir(parents=True)
+        return d
+
+    def _unavailable(self, e: OSError) -> Path:
+        "The bus cannot be written: raise if it is required, else switch to the spool."
+        reason = f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
+        if self.config.required:
+            self.abort()
+            raise BusUnavailable(f"bus root {self.config.root} is unavailable ({reason}) and the bus is required: "
+                                 f"job {self.job_id} was not written") from None
+        d = spool_dir(self.config) / "tmp" / self.job_id
+        try:
+            d.mkdir(parents=True)
+            (d.parent.parent / "root.txt").write_text(str(self.config.root))
+            if self._dir is not None:  # move what was written so far
+                for f in os.listdir(self._dir): shutil.copyfile(self._dir / f, d / f); fsync_file(d / f)
+                shutil.rmtree(self._dir, ignore_errors=True)
+        except OSError as e2:
+            shutil.rmtree(d, ignore_errors=True); self.abort()
+            raise BusUnavailable(f"bus root {self.config.root} is unavailable ({reason}) and so is the spool "
+                                 f"{d.parent.parent} ({e2.strerror}): job {self.job_id} was not written") from None
+        self._dir, self.spooled, self.spool_reason = d, True, reason
+        return d
 
     def _workdir(self) -> Path:
         if self._dir is None:
-            d = self.config.tmp / self.job_id
-            try: d.mkdir(parents=True)
-            except OSError as e:
-                raise BusUnavailable(f"bus root {self.config.root} is unavailable: cannot create {d}: {e.strerror}") from None
-            self._dir = d
+            try: self._dir = self._bus_dir()
+            except OSError as e: self._unavailable(e)
         return self._dir
 
     def add(self, kind: str, data, *, name: str | None = None) -> dict:
@@ -106,18 +153,25 @@ class Job:
             name, n = kind, 1
             while name in names: n += 1; name = f"{kind}-{n}"
         elif name in names: raise ManifestError(f"job {self.job_id}: artifact name {name!r} is used twice")
-        file = f"{name}.parquet"
-        path = self._workdir() / file
-        try:
-            write_parquet(data, path, what=f"{kind} artifact {name!r}")
-            fsync_file(path)
-        except OSError as e:
-            raise BusUnavailable(f"cannot write {path}: {e.strerror or e}") from None
-        except BaseException:
-            path.unlink(missing_ok=True); raise
+        file, what = f"{name}.parquet", f"{kind} artifact {name!r}"
+        for attempt in (1, 2):
+            path = self._workdir() / file
+            try:
+                write_parquet(data, path, what=what)
+                fsync_file(path)
+                break
+            except OSError as e:  # disk full, read-only, I/O error: nothing of this job becomes visible
+                path.unlink(missing_ok=True)
+                if self.spooled or attempt == 2 or not _replayable(data):
+                    self.abort()
+                    raise BusUnavailable(f"cannot write {what} of job {self.job_id} to {path.parent}: "
+                                         f"{e.strerror or e}; nothing was committed") from None
+                self._unavailable(e)
+            except BaseException:
+                path.unlink(missing_ok=True); raise
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
-        try: check_columns(schema, f"{kind} artifact {name!r}")
+        try: check_columns(schema, what)
         except ManifestError: path.unlink(); raise
         entry = {"name": name, "kind": kind, "file": file, "rows": pf.metadata.num_rows,
                  "bytes": path.stat().st_size, "checksum": checksum_file(path), "schema": schema_to_json(schema)}
@@ -129,25 +183,41 @@ class Job:
                 "submitted_at": utcnow().isoformat(), "key": self.key, "meta": self.meta,
                 "lineage": self.lineage, "artifacts": self.artifacts}
 
+    def _commit_in(self, d: Path, dest_dir: Path) -> Path:
+        raw = json.dumps(self.manifest(), indent=1, default=str).encode()
+        for f in (MANIFEST, COMMIT): (d / f).unlink(missing_ok=True)
+        write_durable(d / MANIFEST, raw)
+        write_durable(d / COMMIT, checksum_bytes(raw).encode())
+        fsync_dir(d)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / self.job_id
+        os.rename(d, dest)   # the commit point
+        fsync_dir(dest_dir)
+        return dest
+
     def commit(self) -> Receipt:
-        "Write manifest.json, then COMMIT, then rename the job into the inbox: the only commit point."
+        "Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point."
         if self.receipt is not None: return self.receipt
         if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
         d = self._workdir()
-        raw = json.dumps(self.manifest(), indent=1, default=str).encode()
         try:
-            write_durable(d / MANIFEST, raw)
-            write_durable(d / COMMIT, checksum_bytes(raw).encode())
-            fsync_dir(d)
-            dest = self.config.inbox / self.job_id
-            os.rename(d, dest)
-            fsync_dir(self.config.inbox)
+            dest = self._commit_in(d, spool_dir(self.config) / "jobs" if self.spooled else self.config.inbox)
         except OSError as e:
-            self.abort()
-            raise BusUnavailable(f"cannot commit job {self.job_id} under {self.config.root}: {e.strerror or e}") from None
+            if self.spooled: self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id} to the spool: {e.strerror or e}") from None
+            try: dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
+            except OSError as e2:
+                self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
         self._dir = None
-        self.receipt = Receipt(self.job_id, "committed", dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
+        status = "spooled" if self.spooled else "committed"
+        self.receipt = Receipt(self.job_id, status, dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
                                sum(a["rows"] for a in self.artifacts), sum(a["bytes"] for a in self.artifacts))
+        if self.spooled:
+            warnings.warn(f"bus root {self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
+                          f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
+                          SpooledWarning, stacklevel=3)
+        elif os.path.isdir(spool_dir(self.config) / "jobs"):
+            try: flush(config=self.config)
+            except BusError: pass  # the spool stays for the next try
         return self.receipt
 
     def abort(self) -> None:
@@ -175,3 +245,40 @@ def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, 
     with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required) as j:
         j.add(kind, data, name=name)
     return j.receipt
+
+# %% ../nbs/02_submit.ipynb #f1f494e0
+def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
+    "Ids of the jobs waiting in this machine's spool for the bus at `root`."
+    config = config or load_config(root)
+    try: return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
+    except FileNotFoundError: return []
+
+def flush(root=None, *, config: Config | None = None) -> list[str]:
+    """Move the jobs spooled on this machine into the bus's inbox; returns their ids. Raises
+    `BusUnavailable` if the bus is still unavailable. Safe to run from several processes at once."""
+    config = config or load_config(root)
+    sd = spool_dir(config)
+    jobs = spooled_jobs(config=config)
+    if not jobs: return []
+    done = []
+    with open(sd / "flush.lock", "a+") as lk:
+        try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return []  # another process is flushing this spool
+        for jid in spooled_jobs(config=config):
+            src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
+            if not os.path.lexists(src / COMMIT): continue
+            try:
+                if not os.path.lexists(dest):
+                    Job(config=config)._bus_dir().rmdir()  # the same availability check a submit makes
+                    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+                    for f in os.listdir(src):
+                        shutil.copyfile(src / f, tmp / f); fsync_file(tmp / f)
+                    fsync_dir(tmp)
+                    os.rename(tmp, dest); fsync_dir(config.inbox)
+            except OSError as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BusUnavailable(f"bus root {config.root} is still unavailable ({e.strerror or e}): "
+                                     f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}") from None
+            shutil.rmtree(src, ignore_errors=True)
+            done.append(jid)
+    return done
