@@ -53,7 +53,7 @@ def export_folders(config: Config) -> list[Path]:
 
 def load_exports(config: Config, kinds=()) -> dict[str, ExportDef]:
     "Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`."
-    defs = {}
+    plain, per_kind = {}, {}
     for folder in export_folders(config):
         if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
@@ -62,8 +62,10 @@ def load_exports(config: Config, kinds=()) -> dict[str, ExportDef]:
                 name = f.stem.replace("{kind}", kind) if kind else f.stem
                 sql = text.replace("{kind}", kind) if kind else text
                 if not _NAME_RE.match(name): raise BusError(f"{f}: export name {name!r} is not a plain file name")
-                defs[name] = ExportDef(name, sql, f, _inputs(sql))
-    return defs
+                (per_kind if kind else plain)[name] = ExportDef(name, sql, f, _inputs(sql))
+    # a plain export always wins over a per-kind one of the same name: a kind called
+    # `catalog_artifacts` must not overwrite the artifact listing
+    return {**per_kind, **plain}
 
 # %% ../nbs/05_export.ipynb #b3c1049d
 def export_status(config: Config) -> dict:

@@ -22,7 +22,7 @@ from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, pu
                                   refresh_views, writer_connection)
 from .core import (BusError, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
                                load_config, to_json, utcnow)
-from .contracts import check_contract, load_contracts
+from .contracts import check_contract, load_contracts, widens
 from .export import run_exports
 from .protocol import COMMIT, Rejection, validate_job
 
@@ -137,6 +137,23 @@ def recover(con, config: Config) -> int:
     return back
 
 # %% ../nbs/04_ingest.ipynb #ae7605c6
+def _kind_types(con) -> dict:
+    "Per kind, the type each column has had so far (first seen), from the distinct schemas in the catalog."
+    out = {}
+    for kind, schema in con.execute("SELECT kind, schema FROM (SELECT DISTINCT kind, schema::VARCHAR AS schema FROM catalog.artifacts)").fetchall():
+        for f in json.loads(schema)["fields"]: out.setdefault(kind, {}).setdefault(f["name"].lower(), f["type"])
+    return out
+
+def _check_compatible(a: dict, kind_types: dict, job_id: str, i: int) -> None:
+    """Reject an artifact whose column types cannot be read together with the kind's earlier artifacts
+    in one `bus.<kind>` view: a column keeps its type, or widens or narrows safely (int32↔int64)."""
+    seen = kind_types.get(a["kind"], {})
+    for f in a["schema"]["fields"]:
+        old = seen.get(f["name"].lower())
+        if old is not None and not (widens(old, f["type"]) or widens(f["type"], old)):
+            raise Rejection("schema_conflict", f"{a['kind']} artifact {a['name']!r}: column {f['name']!r} is {f['type']} but earlier "
+                            f"{a['kind']} artifacts have {old}: the two cannot be read as one column", f"artifacts[{i}].schema", job_id)
+
 def _ts(s):
     try: return datetime.fromisoformat(s)
     except (TypeError, ValueError): return None
@@ -147,6 +164,7 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     ids = [n for n in names if is_job_id(n)]
     known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
     contracts = load_contracts(config)
+    kind_types = _kind_types(con)
     for name in names:
         src = config.inbox / name
         try:
@@ -156,6 +174,9 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
             if name in known: raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", name)
             for i, a in enumerate(m["artifacts"]):
                 if a["kind"] in contracts: check_contract(a, contracts[a["kind"]], job_id=name, index=i)
+                _check_compatible(a, kind_types, name, i)
+            for a in m["artifacts"]:
+                for f in a["schema"]["fields"]: kind_types.setdefault(a["kind"], {}).setdefault(f["name"].lower(), f["type"])
             plan.append((name, "store", m))
         except Rejection as r:
             plan.append((name, "rejected", r.to_dict()))

@@ -28,15 +28,15 @@ from .core import KindError, ManifestError, SchemaMismatch, is_job_id
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'manifest_schema', 'Rejection',
-           'check_kind', 'is_safe_file', 'check_columns', 'schema_to_json', 'schema_diff', 'checksum_bytes',
-           'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage', 'read_manifest',
-           'validate_job']
+           'check_kind', 'is_safe_file', 'reserved_clash', 'check_columns', 'schema_to_json', 'schema_diff',
+           'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage',
+           'read_manifest', 'validate_job']
 
 # %% ../nbs/01_protocol.ipynb #e66e3343
 PROTOCOL = 1
 MANIFEST, COMMIT = "manifest.json", "COMMIT"
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest above 1 MiB is rejected unread
-RESERVED_COLUMNS = ("_job_id", "_run_id")
+RESERVED_COLUMNS = ("_job_id", "_run_id", "_bus_file")  # matched case-insensitively, as DuckDB matches names
 
 @functools.cache
 def manifest_schema() -> dict:
@@ -74,9 +74,13 @@ def is_safe_file(name) -> bool:
     "True for a plain Parquet file name that cannot leave its folder."
     return isinstance(name, str) and bool(_FILE_RE.match(name)) and ".." not in name
 
+def reserved_clash(names) -> list[str]:
+    "Column names that collide with the bus's own, compared as DuckDB compares names: ignoring case."
+    return [n for n in names if n.lower() in RESERVED_COLUMNS]
+
 def check_columns(schema: pa.Schema, what: str) -> None:
     "Refuse producer columns that would collide with the bus's own view columns."
-    clash = [n for n in schema.names if n in RESERVED_COLUMNS]
+    clash = reserved_clash(schema.names)
     if clash: raise SchemaMismatch(f"{what}: column {clash[0]!r} is reserved for the bus ({', '.join(RESERVED_COLUMNS)})")
 
 # %% ../nbs/01_protocol.ipynb #b5f5240d
@@ -242,6 +246,6 @@ def validate_job(job_dir, job_id=None) -> dict:
         if rows != a["rows"]: raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
         if diff := schema_diff(a["schema"], schema_to_json(schema)):
             raise rej("schema_mismatch", f"{fn}: {diff}", f"{f}.schema")
-        clash = [n for n in schema.names if n in RESERVED_COLUMNS]
+        clash = reserved_clash(schema.names)
         if clash: raise rej("reserved_column", f"{fn}: column {clash[0]!r} is reserved for the bus", f"{f}.schema")
     return manifest

@@ -1,0 +1,42 @@
+"""Helpers shared by the tests: clean subprocess environments, talking to subprocesses line by line, file hashes."""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+# A guard against hangs, never a timing assertion: generous enough for a slow, busy machine.
+HANG_GUARD = 180
+
+
+def clean_env(**extra) -> dict:
+    "The test process's environment without ARTIFACT_BUS_* variables (but the test's spool), plus `extra`."
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARTIFACT_BUS_") or k == "ARTIFACT_BUS_SPOOL"}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def expect_line(proc: subprocess.Popen, want: str) -> str:
+    "Read the next stdout line of `proc`; fail with its stderr if it is not `want`."
+    line = proc.stdout.readline().strip()
+    if line != want:
+        proc.kill()
+        _, err = proc.communicate(timeout=HANG_GUARD)
+        raise AssertionError(f"expected {want!r} from the subprocess, got {line!r}\n--- stderr\n{err}")
+    return line
+
+
+def stop(proc: subprocess.Popen) -> None:
+    "SIGKILL a subprocess this test started and reap it."
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.communicate(timeout=HANG_GUARD)
+    except ValueError:  # pipes already closed
+        proc.wait(timeout=HANG_GUARD)
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
