@@ -240,10 +240,7 @@ _CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops"}
 def package_dir(name: str) -> Path:
     "Folder of built-in files: `'exports'` (golden export SQL) or `'notebooks'` (operational notebooks)."
     if name not in _CHECKOUT: raise ValueError(f"unknown built-in folder {name!r}")
-    try:
-        p = Path(str(resources.files(f"artifact_bus.{name}")))
+    here = Path(str(resources.files("artifact_bus")))   # a regular package: a real folder
+    for p in (here / name, here.parent / _CHECKOUT[name]):   # installed, then a development checkout
         if p.is_dir(): return p
-    except ModuleNotFoundError: pass
-    p = Path(str(resources.files("artifact_bus"))).parent / _CHECKOUT[name]
-    if p.is_dir(): return p
-    raise NotFound(f"built-in {name} folder is missing from this installation (looked for {p})")
+    raise NotFound(f"built-in {name} folder is missing from this installation (looked in {here / name})")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, publish, read_current,
                                   refresh_views, writer_connection)
-from .core import (BusError, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
+from .core import (BusError, BusUnavailable, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
                                load_config, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .export import run_exports
@@ -29,7 +29,7 @@ from .protocol import COMMIT, Rejection, validate_job
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'INTENT', 'inbox_entries', 'reap', 'Report', 'recover', 'ingest', 'record_run']
+__all__ = ['log', 'INTENT', 'inbox_entries', 'reap', 'Report', 'recover', 'ingest', 'next_run_no', 'record_run']
 
 # %% ../nbs/04_ingest.ipynb #b566d0aa
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
@@ -263,11 +263,16 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
     the current batch. `notebook` and `record_run` are set by scheduled (papermill) runs."""
     config = config or load_config(root)
     t0 = time.perf_counter(); started = utcnow()
-    for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
-        d.mkdir(parents=True, exist_ok=True)
+    if "root" in config.sources and not config.root.exists() and not config.root.parent.exists():
+        raise BusUnavailable(f"bus root {config.root} is unavailable: its parent folder is missing (is the volume mounted?)")
+    try:
+        for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BusUnavailable(f"bus root {config.root} is unavailable: cannot create {e.filename}: {e.strerror}") from None
     report = Report()
     with WriterLock(config.lock), writer_connection(config) as con:
-        report.run_no = con.execute("SELECT coalesce(max(run_no), 0) + 1 FROM catalog.ingest_runs").fetchone()[0]
+        report.run_no = next_run_no(con)
         try:
             report.recovered = recover(con, config)
             _, stale = reap(config)
@@ -299,6 +304,11 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 _record_run(con, config, report, started, outcome, error, notebook)
     return report
 
+def next_run_no(con) -> int:
+    "The next run number: above every run recorded and every run that tagged a job (a run killed before recording itself)."
+    return con.execute("SELECT coalesce(max(n), 0) + 1 FROM (SELECT max(run_no) AS n FROM catalog.ingest_runs UNION ALL "
+                       "SELECT max(ingest_run) FROM catalog.jobs UNION ALL SELECT max(ingest_run) FROM catalog.rejections)").fetchone()[0]
+
 def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
     con.execute("INSERT INTO catalog.ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [run_no, started, utcnow(), outcome, accepted, rejected, duplicates, socket.gethostname(),
@@ -318,7 +328,7 @@ def record_run(config: Config, *, started, outcome: str, error: str | None = Non
     """Record a run in `catalog.ingest_runs` from outside `ingest()` — a scheduled run that failed before
     ingest could record itself — and publish; returns its run number. Takes the writer lock."""
     with WriterLock(config.lock), writer_connection(config) as con:
-        run_no = con.execute("SELECT coalesce(max(run_no), 0) + 1 FROM catalog.ingest_runs").fetchone()[0]
+        run_no = next_run_no(con)
         _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error)
         publish(con, config)
     return run_no
