@@ -19,12 +19,12 @@ from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_di
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'CURRENT', 'ensure_schema', 'catalog_version', 'bump_version',
-           'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'view_sql', 'refresh_views', 'read_current',
-           'publish', 'catalog']
+           'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'loose_sql', 'view_sql', 'refresh_views',
+           'read_current', 'publish', 'catalog']
 
 # %% ../nbs/03_catalog.ipynb #a087bf28
 SCHEMA_VERSION = 1
-TABLES = ("bus_info", "jobs", "artifacts", "rejections", "ingest_runs")
+TABLES = ("bus_info", "jobs", "artifacts", "rejections", "ingest_runs", "segments")
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS catalog;
@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS catalog.jobs (
 CREATE TABLE IF NOT EXISTS catalog.artifacts (
     job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR NOT NULL,
     path VARCHAR NOT NULL, rows BIGINT, bytes BIGINT, checksum VARCHAR, schema JSON, run_id VARCHAR,
-    producer VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, PRIMARY KEY (job_id, name));
+    producer VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, segment VARCHAR, PRIMARY KEY (job_id, name));
+CREATE TABLE IF NOT EXISTS catalog.segments (
+    segment VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, path VARCHAR NOT NULL, artifacts INTEGER, rows BIGINT,
+    bytes BIGINT, created_at TIMESTAMPTZ NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog.rejections (
     job_id VARCHAR NOT NULL, rejected_at TIMESTAMPTZ NOT NULL, code VARCHAR NOT NULL, field VARCHAR,
     message VARCHAR, path VARCHAR NOT NULL, run_id VARCHAR, producer VARCHAR, ingest_run BIGINT,
@@ -144,22 +147,32 @@ def sql_str(s: str) -> str:
     "A SQL string literal."
     return "'" + str(s).replace("'", "''") + "'"
 
-def view_sql(kind: str, root: Path, paths: list[str]) -> str:
-    "The `CREATE VIEW bus.<kind>` statement over the given root-relative Parquet paths."
+def loose_sql(kind: str, root: Path, paths: list[str]) -> str:
+    "SELECT over the given root-relative artifact files of `kind`, adding `_job_id` and `_run_id` from the catalog."
     prefix = str(Path(root).resolve()) + "/"
     files = ", ".join(sql_str(prefix + p) for p in paths)
-    return (f"CREATE OR REPLACE VIEW bus.{kind} AS\n"
-            f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
+    return (f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
             f"FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
+def view_sql(kind: str, root: Path, paths: list[str], segments: list[str] = ()) -> str:
+    """The `CREATE VIEW bus.<kind>` statement: the compacted segments (which carry `_job_id` and `_run_id`
+    in their rows), then the loose artifact files not yet compacted."""
+    prefix = str(Path(root).resolve()) + "/"
+    parts = []
+    if segments: parts.append(f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)")
+    if paths: parts.append(loose_sql(kind, root, paths))
+    return f"CREATE OR REPLACE VIEW bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
+
 def refresh_views(con, root: Path, kinds=None) -> list[str]:
     "Recreate the `bus.<kind>` views for `kinds` (default: every kind); returns the kinds done."
-    rows = con.execute("SELECT kind, list(path ORDER BY job_id, name) FROM catalog.artifacts GROUP BY kind").fetchall()
+    loose = dict(con.execute("SELECT kind, list(path ORDER BY job_id, name) FROM catalog.artifacts "
+                             "WHERE segment IS NULL GROUP BY kind").fetchall())
+    segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
     done = []
-    for kind, paths in rows:
+    for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
-            con.execute(view_sql(kind, root, paths)); done.append(kind)
+            con.execute(view_sql(kind, root, loose.get(kind, []), segs.get(kind, []))); done.append(kind)
     return done
 
 # %% ../nbs/03_catalog.ipynb #9a857596

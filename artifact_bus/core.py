@@ -79,7 +79,8 @@ def job_sort_key(job_id: str):
 CONFIG_KEYS = {
     "root": "path", "catalog": "path", "batch_size": "int", "exports": "paths",
     "builtin_exports": "bool", "required": "bool", "spool": "path", "runs_keep": "int",
-    "snapshots_keep": "int", "tmp_max_age": "int",
+    "snapshots_keep": "int", "tmp_max_age": "int", "compact_min_files": "count", "compact_small_bytes": "int",
+    "compact_segment_rows": "int",
 }
 ENV_KEYS = {"ARTIFACT_BUS_ROOT": "root", "ARTIFACT_BUS_CATALOG": "catalog",
             "ARTIFACT_BUS_REQUIRED": "required", "ARTIFACT_BUS_SPOOL": "spool"}
@@ -97,6 +98,9 @@ class Config:
     runs_keep: int = 50
     snapshots_keep: int = 3
     tmp_max_age: int = 36 * 3600
+    compact_min_files: int = 32
+    compact_small_bytes: int = 16 << 20
+    compact_segment_rows: int = 4_000_000
     sources: dict = field(default_factory=dict, compare=False)
 
     # the layout under the root
@@ -123,9 +127,11 @@ class Config:
 def _check_value(key, value, where):
     kind = CONFIG_KEYS[key]
     bad = lambda want: ConfigError(f"{where}: key '{key}' must be {want}, got {value!r}")
-    if kind == "int":
+    if kind in ("int", "count"):
         if isinstance(value, str) and value.strip().isdigit(): value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1: raise bad("a positive integer")
+        low = 1 if kind == "int" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise bad("a positive integer" if low else "a whole number (0 or more)")
     elif kind == "bool":
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
             value = value.lower() in ("1", "true", "yes")

@@ -23,6 +23,7 @@ from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, pu
 from .core import (BusError, BusUnavailable, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
                                load_config, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
+from .compact import compact_kinds
 from .export import run_exports
 from .protocol import COMMIT, Rejection, validate_job
 
@@ -75,6 +76,7 @@ class Report:
     seconds: float = 0.0
     snapshot: str | None = None
     changed: list = field(default_factory=list)
+    compacted: int = 0
     exports: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict: return asdict(self)
@@ -287,6 +289,9 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 report.snapshot = publish(con, config)["snapshot"]
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
                          len(report.accepted), len(report.rejected), len(report.duplicates))
+            kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
+            if kinds and not (stop is not None and stop()):
+                report.compacted = len(compact_kinds(con, config, kinds))
             cur = read_current(config)
             if cur is None or cur["catalog_version"] != catalog_version(con):
                 report.snapshot = publish(con, config)["snapshot"]  # first run, or a crash before the last publish
