@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #08d2c3b2
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ from ulid import ULID
 
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
-           'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'Config',
+           'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'Config', 'is_url',
            'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'utcnow',
            'to_json', 'package_dir']
 
@@ -80,10 +81,12 @@ CONFIG_KEYS = {
     "root": "path", "catalog": "path", "batch_size": "int", "exports": "paths",
     "builtin_exports": "bool", "required": "bool", "spool": "path", "runs_keep": "int",
     "snapshots_keep": "int", "tmp_max_age": "int", "compact_min_files": "count", "compact_small_bytes": "int",
-    "compact_segment_rows": "int",
+    "compact_segment_rows": "int", "remote": "url", "s3_endpoint": "str", "s3_region": "str",
+    "ducklake": "str", "lake_data": "url",
 }
 ENV_KEYS = {"ARTIFACT_BUS_ROOT": "root", "ARTIFACT_BUS_CATALOG": "catalog",
-            "ARTIFACT_BUS_REQUIRED": "required", "ARTIFACT_BUS_SPOOL": "spool"}
+            "ARTIFACT_BUS_REQUIRED": "required", "ARTIFACT_BUS_SPOOL": "spool",
+            "ARTIFACT_BUS_REMOTE": "remote", "ARTIFACT_BUS_DUCKLAKE": "ducklake"}
 
 @dataclass(frozen=True)
 class Config:
@@ -101,6 +104,11 @@ class Config:
     compact_min_files: int = 32
     compact_small_bytes: int = 16 << 20
     compact_segment_rows: int = 4_000_000
+    remote: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    ducklake: str | None = None
+    lake_data: str | None = None
     sources: dict = field(default_factory=dict, compare=False)
 
     # the layout under the root
@@ -138,10 +146,19 @@ def _check_value(key, value, where):
         if not isinstance(value, bool): raise bad("true or false")
     elif kind == "path":
         if not isinstance(value, (str, os.PathLike)) or not str(value): raise bad("a path")
+    elif kind == "url":
+        if not isinstance(value, str) or not value: raise bad("an s3:// URL or a path")
+        if key == "remote" and not is_url(value): raise bad("an s3:// URL")
+    elif kind == "str":
+        if not isinstance(value, str) or not value: raise bad("a non-empty string")
     elif kind == "paths":
         if isinstance(value, str): value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value): raise bad("a list of paths")
     return value
+
+def is_url(s) -> bool:
+    "True for an object-storage URL such as `s3://bucket/prefix`."
+    return isinstance(s, str) and s.startswith("s3://") and len(s) > 5
 
 def _read_toml(path: Path, table=None) -> dict:
     try: data = tomllib.loads(path.read_text())
@@ -157,6 +174,7 @@ def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=
             raise ConfigError(f"{where}: unknown key '{key}' (known keys: {', '.join(sorted(allowed))})")
         value = _check_value(key, value, where)
         if CONFIG_KEYS[key] == "path": value = (base / Path(value).expanduser()).resolve()
+        elif CONFIG_KEYS[key] == "url": value = value.rstrip("/") if is_url(value) else str((base / Path(value).expanduser()).resolve())
         elif CONFIG_KEYS[key] == "paths": value = tuple((base / Path(v).expanduser()).resolve() for v in value)
         values[key], sources[key] = value, str(where)
 
@@ -179,6 +197,11 @@ def load_config(root=None, **overrides) -> Config:
     env = {k: os.environ[e] for e, k in ENV_KEYS.items() if os.environ.get(e)}
     if root is not None: env.pop("root", None)
     root_src = ("argument", root) if root is not None else ("ARTIFACT_BUS_ROOT", env.pop("root")) if "root" in env else None
+    if root_src and is_url(str(root_src[1])):
+        # a producer on another machine: the bus root is object storage; jobs are staged on this machine
+        values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
+        staging = Path(os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
+        root_src = (root_src[0], staging / "remote" / hashlib.sha1(values["remote"].encode()).hexdigest()[:16])
     if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources)
     values.setdefault("root", (Path.cwd() / "data" / "bus").resolve())
     root = values["root"]
