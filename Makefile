@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test check-nbdev nbtest pytest clean-data clean
+.PHONY: install demo test check-nbdev nbtest pytest test-ts clean-data clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ nbtest: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+## Install the TypeScript producer from its lock file, build it, and run its tests (node's test runner).
+test-ts:
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm test
 
 clean-data:
 	rm -rf $(ROOT)

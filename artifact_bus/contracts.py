@@ -22,8 +22,12 @@ _UNIT_RANK = {"s": 0, "ms": 1, "us": 2, "ns": 3}
 _SAME = [{"string", "large_string", "string_view"}, {"binary", "large_binary", "binary_view"}]
 _TS_RE = re.compile(r"^timestamp\[(s|ms|us|ns)(?:, tz=(.+))?\]$")
 
+_DICT_RE = re.compile(r"^dictionary<values=(.+), indices=\w+, ordered=[01]>$")
+
 def widens(old: str, new: str) -> bool:
     "True when a column of type `new` may stand where the contract says `old` (same type or a safe widening)."
+    # a dictionary-encoded column (a pandas categorical, a TypeScript dictionary) reads as its values' type
+    old, new = (m.group(1) if (m := _DICT_RE.match(t)) else t for t in (old, new))
     if old == new or any(old in g and new in g for g in _SAME): return True
     if old in _INT_BITS and new in _INT_BITS:
         (po, bo), (pn, bn) = _INT_BITS[old], _INT_BITS[new]

@@ -1,0 +1,17 @@
+/**
+ * artifact-bus: submit Parquet jobs to an artifact_bus from Node.js and TypeScript, without ever opening the database.
+ *
+ *     import { submit, job } from "artifact-bus";
+ *     await submit(rows, { kind: "fills", runId: "sim-001", producer: "SimulationArtifactWriter" });
+ *     await job({ runId: "sim-001" }, (j) => { j.add("fills", fills); j.add("positions", positions); });
+ */
+export { submit, job, Job, flush, spooledJobs, SPOOLED_WARNING } from "./job.js";
+export type { JobOptions, AddOptions, SubmitOptions, Receipt, Manifest, ArtifactEntry, Json } from "./job.js";
+export { BusError, BusUnavailable, ManifestError, KindError, SchemaMismatch } from "./errors.js";
+export { PROTOCOL, MANIFEST, COMMIT, RESERVED_COLUMNS, checkKind, isJobId, newJobId, checksum, manifestSchema, manifestSchemaPath } from "./protocol.js";
+export { loadConfig, spoolDir } from "./config.js";
+export type { BusLocation, Config } from "./config.js";
+export { toArrowTable, toParquet, typeName, parseType, schemaFields } from "./table.js";
+export type { TableLike, Row, Columns, ColumnTypes, SchemaField } from "./table.js";
+export { lineage } from "./lineage.js";
+export type { Lineage } from "./lineage.js";
