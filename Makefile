@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test check-nbdev nbtest pytest test-ts clean-data clean
+.PHONY: install demo test check-nbdev nbtest pytest test-ts docs test-browser bench-browse clean-data clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml requirements/dev.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP) docs/requirements.txt
+	$(BIN)/python -m pip install --quiet -r docs/requirements.txt
+	touch $(DOCS_STAMP)
+
+## Build the docs site into _site/, offline; --strict: a broken link or an undocumented fact fails the build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d _site
 
 ## Install, then run the main job end to end on the embedded default (./data/bus, a DuckDB file, no server).
 demo: $(STAMP)
@@ -33,15 +43,23 @@ check-nbdev: $(STAMP)
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(DOCS_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 ## Install the TypeScript producer from its lock file, build it, and run its tests (node's test runner).
 test-ts:
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm test
 
+## The bus browser's tests alone, in a real browser too (needs Debian's chromium).
+test-browser: $(STAMP)
+	BROWSER_TESTS=required $(BIN)/python -m pytest -q tests/test_browser.py tests/test_browse_widgets.py
+
+## How fast the bus browser filters on 10,000 artifacts (ARGS=--browser adds chromium on the Voila page).
+bench-browse: $(STAMP)
+	$(BIN)/python bench/browse_filter.py $(ARGS)
+
 clean-data:
 	rm -rf $(ROOT)
 
 clean: clean-data
-	rm -rf $(VENV)
+	rm -rf $(VENV) _site .cache

@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="ingest committed jobs as the single writer",
                        description="Validate, store and catalog the committed jobs in the inbox, then publish a reader snapshot.")
     p.add_argument("--max-jobs", type=int, help="ingest at most N jobs")
+    p.add_argument("--no-exports", action="store_true", help="skip regenerating golden exports")
     _common(p)
     p = sub.add_parser("catalog", help="query the published catalog (read-only)",
                        description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.")
@@ -97,7 +98,7 @@ def cmd_submit(a, cfg: Config):
 
 def cmd_ingest(a, cfg: Config):
     from artifact_bus.ingest import ingest
-    rep = ingest(config=cfg, max_jobs=a.max_jobs)
+    rep = ingest(config=cfg, max_jobs=a.max_jobs, exports=not a.no_exports)
     return rep.to_dict(), repr(rep)
 
 SUMMARY_SQL = {

@@ -18,7 +18,8 @@ from .catalog import WriterLock, sql_str, writer_connection
 from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, to_json, utcnow
 
 # %% auto #0
-__all__ = ['STATUS_FILE', 'ExportDef', 'export_folders', 'load_exports', 'export_status', 'run_exports', 'export']
+__all__ = ['STATUS_FILE', 'PENDING', 'ExportDef', 'export_folders', 'load_exports', 'export_status', 'pending_changes',
+           'run_exports', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -76,9 +77,26 @@ def export_status(config: Config) -> dict:
 def _kinds(con) -> list[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
 
+PENDING = ".pending.json"
+
+def pending_changes(config: Config) -> set | None:
+    "Inputs whose exports a killed writer had not finished regenerating (None when nothing is pending)."
+    try: return set(json.loads((config.exports_dir / PENDING).read_text()))
+    except FileNotFoundError: return None
+
 def run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`
-    (plus any never written yet), else all. Returns the status of the exports that ran."""
+    (plus any never written yet), else all. Returns the status of the exports that ran.
+    The changed inputs are journaled first, so a writer killed mid-way finishes them on its next run."""
+    if changed is not None and not names:
+        changed = set(changed) | (pending_changes(config) or set())
+        config.exports_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(config.exports_dir / PENDING, to_json(sorted(changed)).encode())
+    ran = _run_exports(con, config, changed=changed, names=names)
+    if changed is not None and not names: (config.exports_dir / PENDING).unlink(missing_ok=True)
+    return ran
+
+def _run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
     defs = load_exports(config, _kinds(con))
     status = export_status(config)
     if names:

@@ -24,7 +24,7 @@ from .core import (BusError, BusUnavailable, Config, WriterBusy, atomic_write, f
                                load_config, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .compact import compact_kinds
-from .export import run_exports
+from .export import pending_changes, run_exports
 from .protocol import COMMIT, Rejection, validate_job
 
 log = logging.getLogger("artifact_bus")
@@ -295,7 +295,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
             cur = read_current(config)
             if cur is None or cur["catalog_version"] != catalog_version(con):
                 report.snapshot = publish(con, config)["snapshot"]  # first run, or a crash before the last publish
-            if exports and (report.changed or report.recovered):
+            if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
             outcome, error = "ok", None

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from .catalog import WriterLock, bump_version, publish, writer_connection
-from .core import BusError, Config, NotFound, fsync_dir, load_config
+from .core import BusError, Config, NotFound, WriterBusy, fsync_dir, load_config
 from .ingest import Report, ingest
 
 # %% auto #0
@@ -29,7 +29,8 @@ def rejections(root=None, *, config: Config | None = None) -> list[dict]:
 
 def requeue(job_id: str, root=None, *, config: Config | None = None, ingest_now: bool = True) -> Report | None:
     """Move the rejected job `job_id` back into the inbox and (unless `ingest_now=False`) ingest, so it
-    is validated again. Returns the ingest report. Raises `NotFound` if no such job is in quarantine."""
+    is validated again. Returns the ingest report, or None when it was not run here (`ingest_now=False`,
+    or another writer started meanwhile and will ingest it). Raises `NotFound` if no such job is in quarantine."""
     config = config or load_config(root)
     src = config.rejected / job_id
     if "/" in job_id or job_id.startswith(".") or not os.path.lexists(src):
@@ -50,4 +51,6 @@ def requeue(job_id: str, root=None, *, config: Config | None = None, ingest_now:
         con.execute("UPDATE catalog.rejections SET status = 'requeued' WHERE path = ?", [f"rejected/{job_id}"])
         bump_version(con)
         publish(con, config)
-    return ingest(config=config) if ingest_now else None
+    if not ingest_now: return None
+    try: return ingest(config=config)
+    except WriterBusy: return None   # another writer took over meanwhile: it ingests the job

@@ -1,0 +1,561 @@
+"""MkDocs hooks: the generated part of the docs site.
+
+Nothing generated here is written into docs/: every page is added to the build in memory
+(`File.generated`), so `mkdocs build` (or `mkdocs serve`) is the whole build and there is nothing to
+commit or clean up. Each generated page is made from the source of truth it documents:
+
+| site page | made from |
+|---|---|
+| `modules/*.ipynb` | the nbdev notebooks `nbs/*.ipynb` and `nbs/ops/*.ipynb` (rendered by mkdocs-jupyter, not executed) |
+| `reference/api/*.md` | the package's docstrings (mkdocstrings), one page per module |
+| `reference/cli.md` | `artifact_bus.cli.build_parser()`: the `--help` of every command |
+| `reference/config.md` | `artifact_bus.core.CONFIG_KEYS` and the settings table of `nbs/00_core.ipynb` |
+| `reference/catalog.md` | the catalog DDL, created in an in-memory DuckDB and described column by column |
+| `reference/manifest-schema.md` | `artifact_bus/manifest.schema.json` |
+| `reference/exports.md` | the built-in export SQL files and the status table of `nbs/05_export.ipynb` |
+| `protocol/*` | the repository's `protocol/` folder (the job protocol for other languages) |
+
+A fact that cannot be documented — a config key missing from the notebook's table, a catalog column
+without a description — is logged as a warning, so `mkdocs build --strict` fails and says what to add.
+
+Links: a page may link to a repository file outside docs/ the way it would on GitHub
+(`../nbs/05_export.ipynb`, `../protocol/PROTOCOL.md`); such links are rewritten to the page the site
+makes from that file. A link to anything the site does not hold stays broken, and fails the build.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import posixpath
+import re
+import tomllib
+from pathlib import Path
+
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files, InclusionLevel
+
+log = logging.getLogger("mkdocs.hooks.artifact_bus")
+
+REPO = Path(__file__).resolve().parent.parent
+NBS = REPO / "nbs"
+PROTOCOL_DIR = REPO / "protocol"
+DOCS = REPO / "docs"
+
+# Pages other contributors are writing. Until a page exists, the site carries a short stand-in so the
+# navigation and the links to it hold; the stand-in disappears by itself once the real page is there.
+PENDING = {
+    "producers.md": ("Submit from another language",
+                     "How to write a job from a producer in another language with the job protocol "
+                     "(a TypeScript example). Until it is here, see the [job protocol](protocol/PROTOCOL.md) "
+                     "and the [manifest JSON Schema](reference/manifest-schema.md)."),
+    "browse.md": ("Browse the catalog with the widget browser",
+                  "How to browse the catalog with the widget browser notebook. Until it is here, see "
+                  "[Tutorial 3: browse the catalog](tutorial/browse.md)."),
+    "benchmarks.md": ("Benchmarks", "The benchmark results table. Until it is here, see the `bench/` folder of the repository."),
+}
+PROTOCOL_PENDING = ("# The job protocol\n\nThe language-neutral description of the job protocol, written for producers in "
+                    "other languages, goes here. Until it is here, see the [manifest JSON Schema](../reference/manifest-schema.md) "
+                    "and [the protocol module](../modules/01_protocol.ipynb).\n")
+
+# repository paths outside docs/ that the site holds, and where (repo prefix -> site prefix)
+MIRRORS = {"nbs/": "modules/", "protocol/": "protocol/"}
+SINGLE_FILES = {"README.md": "index.md", "artifact_bus/manifest.schema.json": "reference/manifest-schema.md",
+                "exports/README.md": "reference/exports.md"}
+SKIP_DIRS = {"node_modules", "dist", "build", ".git", "__pycache__", ".ipynb_checkpoints", "coverage"}
+
+
+# ---------------------------------------------------------------- helpers
+
+def md_cells(nb: str) -> list[str]:
+    "The markdown cells of a notebook under nbs/."
+    cells = json.loads((NBS / nb).read_text())["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "markdown"]
+
+
+def _split_row(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))
+    return [c.strip() for c in cells]
+
+
+def md_table(nb: str, first_header: str) -> tuple[list[str], list[list[str]], str]:
+    "The first markdown table in notebook `nb` whose first column header is `first_header`: (header, rows, raw text)."
+    for text in md_cells(nb):
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("|") and _split_row(line)[0] == first_header and i + 1 < len(lines) and set(lines[i + 1]) <= set("|-: "):
+                j = i + 2
+                while j < len(lines) and lines[j].startswith("|"): j += 1
+                return _split_row(line), [_split_row(r) for r in lines[i + 2:j]], "\n".join(lines[i:j])
+    raise LookupError(f"nbs/{nb}: no markdown table whose first column is '{first_header}'")
+
+
+def md_section(nb: str, heading: str) -> str:
+    "The text of the markdown cell that opens with `## heading`, without the heading."
+    for text in md_cells(nb):
+        if text.startswith(f"## {heading}"):
+            return text.split("\n", 1)[1].strip()
+    raise LookupError(f"nbs/{nb}: no markdown cell opening with '## {heading}'")
+
+
+def unticked(cell: str) -> str:
+    return cell.strip().strip("`")
+
+
+@contextlib.contextmanager
+def columns(n: int):
+    "argparse wraps help to $COLUMNS: make it the same on every machine."
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(n)
+    try: yield
+    finally:
+        if old is None: os.environ.pop("COLUMNS", None)
+        else: os.environ["COLUMNS"] = old
+
+
+def flat_nav(nav) -> list[str]:
+    out = []
+    for item in nav or []:
+        if isinstance(item, str): out.append(item)
+        elif isinstance(item, dict):
+            for v in item.values():
+                out += flat_nav(v) if isinstance(v, list) else [v]
+    return out
+
+
+GENERATED_NOTE = "<!-- generated at build time by docs/hooks.py from {src}: edit the source, not the site -->\n"
+
+
+# ---------------------------------------------------------------- reference pages
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    from artifact_bus.cli import build_parser
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def cli_page() -> str:
+    parser, cmds = subcommands()
+    _, exit_rows, _ = md_table("10_cli.ipynb", "exit")
+    out = [GENERATED_NOTE.format(src="artifact_bus.cli.build_parser() and nbs/10_cli.ipynb"),
+           "# Command line: `artifact-bus`\n",
+           "Every command takes `--root` (else `ARTIFACT_BUS_ROOT`, else the project config, else `./data/bus`) and "
+           "`--json` (machine-readable output on stdout). An error is one line on stderr starting `error:`, "
+           "with a non-zero exit code and no traceback (set `ARTIFACT_BUS_DEBUG=1` to see one for an unexpected error). "
+           "This page is the `--help` of each command, generated from the parser itself.\n",
+           "| command | what it does |", "|---|---|"]
+    out += [f"| [`{name}`](#{name}) | {p.description} |" for name, p in cmds.items()]
+    out += ["", "## Exit codes\n", "| exit | meaning |", "|---|---|"] + [f"| {a} | {b} |" for a, b in exit_rows]
+    with columns(100):
+        out += ["", "## `artifact-bus`\n", "```text", parser.format_help().rstrip(), "```"]
+        for name, p in cmds.items():
+            out += ["", f"## `{name}` {{#{name}}}\n", f"`artifact-bus {name}`: {p.description}\n",
+                    "```text", p.format_help().rstrip(), "```"]
+    return "\n".join(out) + "\n"
+
+
+def config_page() -> str:
+    from artifact_bus.core import CONFIG_KEYS, ENV_KEYS, Config
+    header, rows, table = md_table("00_core.ipynb", "key")
+    documented = {unticked(r[0]) for r in rows}
+    for key in sorted(set(CONFIG_KEYS) - documented):
+        log.warning("config key '%s' is not in the settings table of nbs/00_core.ipynb: document it there", key)
+    for key in sorted(documented - set(CONFIG_KEYS)):
+        log.warning("nbs/00_core.ipynb documents a config key '%s' that artifact_bus.core.CONFIG_KEYS does not know", key)
+    intro = md_section("00_core.ipynb", "Configuration").split("\n| key |")[0].strip()
+    after = md_section("00_core.ipynb", "Configuration").split(table, 1)[-1].strip()
+    env_for = {v: k for k, v in ENV_KEYS.items()}
+    out = [GENERATED_NOTE.format(src="artifact_bus.core.CONFIG_KEYS and nbs/00_core.ipynb"),
+           "# Configuration keys\n", intro, "",
+           "## Keys\n", table, "", after, "",
+           "## Where each key may be set\n",
+           "| key | project config (`[tool.artifact_bus]` in `pyproject.toml`, or `ARTIFACT_BUS_CONFIG`) | `<root>/bus.toml` | environment variable |",
+           "|---|---|---|---|"]
+    for key in CONFIG_KEYS:
+        out.append(f"| `{key}` | yes | {'no (the root cannot name itself)' if key == 'root' else 'yes'} | "
+                   f"{'`' + env_for[key] + '`' if key in env_for else '—'} |")
+    out += ["", "## Environment variables\n", "| variable | sets |", "|---|---|"]
+    out += [f"| `{e}` | the `{k}` key |" for e, k in ENV_KEYS.items()]
+    out += ["| `ARTIFACT_BUS_CONFIG` | the project config file to read instead of the nearest `pyproject.toml` |",
+            "| `ARTIFACT_BUS_DEBUG` | when set, the CLI shows the traceback of an unexpected error |", "",
+            "## Example\n",
+            "```toml", "# <root>/bus.toml", 'catalog = "/srv/analytics/alerts.duckdb"   # the catalog inside an existing database',
+            'exports = ["/srv/research/exports"]          # your golden exports, beside the built-in ones',
+            "batch_size = 500", "runs_keep = 200", "```", "",
+            "```toml", "# pyproject.toml of a research repository", "[tool.artifact_bus]", 'root = "/data/bus"', "required = false", "```", "",
+            "Check what a process resolves with `artifact-bus doctor` (it names the catalog) or, from Python, "
+            "`artifact_bus.load_config().sources`, which says where each non-default value came from.", "",
+            f"The resolved settings are an `artifact_bus.core.Config`: {', '.join(f'`{f}`' for f in Config.__dataclass_fields__ if f != 'sources')}."]
+    return "\n".join(out) + "\n"
+
+
+def catalog_columns() -> dict[str, list[tuple]]:
+    "Per relation of the `catalog` schema: its columns (name, type, nullable, default), from a fresh in-memory catalog."
+    import duckdb
+    from artifact_bus.catalog import ensure_schema
+    con = duckdb.connect()
+    try:
+        ensure_schema(con)
+        rels = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'catalog' "
+                                          "ORDER BY table_type, table_name").fetchall()]
+        return {t: con.execute("SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+                               "WHERE table_schema = 'catalog' AND table_name = ? ORDER BY ordinal_position", [t]).fetchall()
+                for t in rels}
+    finally:
+        con.close()
+
+
+def catalog_page() -> str:
+    from artifact_bus.catalog import TABLES
+    descriptions = tomllib.loads((DOCS / "reference" / "catalog-columns.toml").read_text())
+    _, rows, _ = md_table("03_catalog.ipynb", "table")
+    per = {unticked(r[0]).removeprefix("catalog.").split("`")[0]: r[1] for r in rows}
+    cols = catalog_columns()
+    out = [GENERATED_NOTE.format(src="the DDL in artifact_bus.catalog, nbs/03_catalog.ipynb and docs/reference/catalog-columns.toml"),
+           "# Catalog tables\n",
+           "The writer's DuckDB file holds two schemas the bus owns: `catalog` (these tables) and `bus` (one view per kind). "
+           "Readers see the same tables and views in every published snapshot (`catalog()`, `artifact-bus catalog`, "
+           "`duckdb -readonly <root>/published/latest.duckdb`). Paths are relative to the bus root; times are UTC "
+           "(`TIMESTAMP WITH TIME ZONE`). The columns below are read from a fresh catalog created by "
+           "`artifact_bus.catalog.ensure_schema`, so they are the real ones.\n",
+           "| table | one row per |", "|---|---|"]
+    for t in cols:
+        out.append(f"| [`catalog.{t}`](#catalog-{t}) | {per.get(t, '')} |")
+    for t, c in cols.items():
+        kind = "view" if t not in TABLES else "table"
+        if t not in per: log.warning("catalog.%s is not in the tables table of nbs/03_catalog.ipynb: document it there", t)
+        desc = descriptions.get(t, {})
+        out += ["", f"## `catalog.{t}` {{#catalog-{t}}}\n", f"A {kind}, one row per {per.get(t, '…')}.", "",
+                "| column | type | null | meaning |", "|---|---|---|---|"]
+        for name, typ, nullable, default in c:
+            meaning = desc.get(name)
+            if not meaning:
+                log.warning("column catalog.%s.%s has no description in docs/reference/catalog-columns.toml", t, name)
+                meaning = ""
+            if default is not None: meaning += f" Default {default}."
+            out.append(f"| `{name}` | `{typ}` | {'yes' if nullable == 'YES' else 'no'} | {meaning} |")
+        for name in sorted(set(desc) - {r[0] for r in c}):
+            log.warning("docs/reference/catalog-columns.toml describes catalog.%s.%s, which does not exist", t, name)
+    for t in sorted(set(descriptions) - set(cols) - {"bus"}):
+        log.warning("docs/reference/catalog-columns.toml describes a table catalog.%s that does not exist", t)
+    out += ["", "## `bus.<kind>` views\n", descriptions.get("bus", {}).get("_", "")]
+    return "\n".join(out) + "\n"
+
+
+def _schema_rows(node: dict, defs: dict, prefix: str, required=()) -> list[str]:
+    rows = []
+    for name, spec in node.get("properties", {}).items():
+        spec = defs.get(spec.get("$ref", "").rsplit("/", 1)[-1], spec) if "$ref" in spec else spec
+        typ = spec.get("type", "const " + json.dumps(spec["const"]) if "const" in spec else "")
+        if isinstance(typ, list): typ = " or ".join(typ)
+        rules = []
+        for k in ("pattern", "minLength", "maxLength", "minimum", "minItems", "maxItems"):
+            if k in spec: rules.append(f"{k} `{spec[k]}`" if k == "pattern" else f"{k} {spec[k]}")
+        if "not" in spec and "pattern" in spec["not"]: rules.append(f"must not match `{spec['not']['pattern']}`")
+        if spec.get("additionalProperties") is False: rules.append("no other keys")
+        desc = spec.get("description", "")
+        path = f"{prefix}{name}"
+        rows.append(f"| `{path}` | {typ} | {'yes' if name in required else 'no'} | {desc} | {'; '.join(rules).replace('|', '&#124;')} |")
+        if spec.get("type") == "object" and "properties" in spec:
+            rows += _schema_rows(spec, defs, f"{path}.", spec.get("required", ()))
+        items = spec.get("items")
+        if isinstance(items, dict):
+            items = defs.get(items.get("$ref", "").rsplit("/", 1)[-1], items)
+            rows += _schema_rows(items, defs, f"{path}[].", items.get("required", ()))
+    return rows
+
+
+def manifest_page() -> str:
+    from artifact_bus.protocol import COMMIT, MANIFEST, MAX_MANIFEST_BYTES, PROTOCOL, RESERVED_COLUMNS, manifest_schema
+    s = manifest_schema()
+    defs = s.get("$defs", {})
+    out = [GENERATED_NOTE.format(src="artifact_bus/manifest.schema.json"),
+           "# Manifest JSON Schema\n",
+           f"{s['description']}\n",
+           f"This is protocol version {PROTOCOL}. The schema (JSON Schema draft-07) ships inside the package: "
+           "`artifact_bus.protocol.manifest_schema()` returns it, and the file is `manifest.schema.json` in the installed "
+           "`artifact_bus` folder. It is the contract for producers in every language; "
+           "the [job protocol](../protocol/PROTOCOL.md) explains how to write a job with it.\n",
+           "## Rules beyond the schema\n",
+           f"- `{COMMIT}` is written last and holds `sha256:<hex>` of the exact bytes of `{MANIFEST}`; a job is committed "
+           f"if and only if `{COMMIT}` exists and matches.",
+           f"- `{MANIFEST}` larger than {MAX_MANIFEST_BYTES:,} bytes is rejected unread.",
+           "- `job_id` equals the job folder's name; the folder holds only `manifest.json`, `COMMIT` and the listed files, "
+           "all regular files (no symlinks, no sub-folders).",
+           "- Each file's size, checksum, Parquet row count and Arrow schema must equal the manifest's.",
+           f"- Column names {', '.join(f'`{c}`' for c in RESERVED_COLUMNS)} are reserved for the bus (compared ignoring case).",
+           "- The kind's contract, if it has one, must hold ([declare a contract](../how-to/contracts.md)).", "",
+           "A job that breaks a rule is quarantined with a machine-readable `code` "
+           "([the rejection codes](../how-to/requeue.md#rejection-codes)).\n",
+           "## Fields\n",
+           "| field | type | required | meaning | rules |", "|---|---|---|---|---|"]
+    out += _schema_rows(s, defs, "", s.get("required", ()))
+    out += ["", "## The schema\n", "```json", json.dumps(s, indent=2), "```"]
+    return "\n".join(out) + "\n"
+
+
+def exports_page() -> str:
+    from artifact_bus.core import package_dir
+    from artifact_bus.export import STATUS_FILE
+    _, rows, table = md_table("05_export.ipynb", "field")
+    folder = package_dir("exports")
+    readme = (folder / "README.md").read_text()
+    _, brows, btable = _readme_table(readme)
+    listed = {unticked(r[0]) for r in brows}
+    out = [GENERATED_NOTE.format(src="the built-in export files (exports/) and nbs/05_export.ipynb"),
+           "# Golden exports: built-ins and status fields\n",
+           "An export is a `.sql` file holding one `SELECT`. After each ingest the writer regenerates the exports whose "
+           "inputs changed and writes `<root>/exports/<name>.parquet` atomically (temporary file, then rename), then "
+           f"`<root>/exports/{STATUS_FILE}`. To add your own, see [add a golden export](../how-to/golden-export.md).\n",
+           "## Built-in exports\n", btable, ""]
+    for sql in sorted(folder.glob("*.sql")):
+        if sql.name not in listed: log.warning("built-in export %s is not listed in exports/README.md", sql.name)
+        out += [f"### `{sql.name}`\n", "```sql", sql.read_text().strip(), "```", ""]
+    out += [f"## `{STATUS_FILE}` {{#export-status}}\n",
+            "One JSON object per export name. `artifact-bus status` shows it, `artifact-bus doctor` reports every export "
+            "that is not `ok`, and `artifact_bus.export.export_status(config)` reads it.\n", table, "",
+            "Example:\n", "```json", json.dumps({"fills": {
+                "attempted_at": "2025-01-02T14:05:01.120131+00:00", "bytes": 812345, "duration_s": 0.0421,
+                "error": None, "generated_at": "2025-01-02T14:05:01.120131+00:00", "inputs": ["bus.fills"],
+                "rows": 600, "source": ".../artifact_bus/exports/{kind}.sql", "status": "ok"}}, indent=1), "```"]
+    return "\n".join(out) + "\n"
+
+
+def _readme_table(text: str):
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| file |"):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"): j += 1
+            return _split_row(line), [_split_row(r) for r in lines[i + 2:j]], "\n".join(lines[i:j])
+    raise LookupError("exports/README.md has no table whose first column is 'file'")
+
+
+# ---------------------------------------------------------------- Python API pages (mkdocstrings)
+
+def module_notebooks() -> dict[str, str]:
+    "Each module of the package and the notebook it is exported from (nbdev's header), in notebook order."
+    out = {}
+    for py in sorted((REPO / "artifact_bus").glob("*.py")):
+        m = re.search(r"File to edit: \.\./nbs/(\S+\.ipynb)", py.read_text()[:2000])
+        if m: out[py.stem] = m.group(1)
+    return dict(sorted(out.items(), key=lambda kv: kv[1]))
+
+
+def api_modules() -> list[str]:
+    return list(module_notebooks())
+
+
+def notebook_of(module: str) -> str | None:
+    return module_notebooks().get(module)
+
+
+def top_level_names() -> list[tuple[str, str]]:
+    "(module, name) of everything `import artifact_bus` offers, in the order of its __init__."
+    import ast
+    tree = ast.parse((REPO / "artifact_bus" / "__init__.py").read_text())
+    return [(node.module, a.name) for node in tree.body if isinstance(node, ast.ImportFrom)
+            for a in node.names if node.module and node.module.startswith("artifact_bus.")]
+
+
+def api_index_page() -> str:
+    out = [GENERATED_NOTE.format(src="artifact_bus/__init__.py and the docstrings"),
+           "# Python API\n",
+           "`import artifact_bus` gives the names below; each module has its own page (from the docstrings) and its "
+           "notebook (the same code with its examples, which are also its tests).\n",
+           "| name | module | what |", "|---|---|---|"]
+    for mod, name in top_level_names():
+        obj = getattr(importlib.import_module(mod), name)
+        doc = (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+        page = mod.split(".", 1)[1]
+        out.append(f"| [`{name}`]({page}.md#{mod}.{name}) | `{mod}` | {doc.replace('|', '&#124;')} |")
+    out += ["", "## Modules\n", "| module | docstrings | notebook |", "|---|---|---|"]
+    for m in api_modules():
+        nb = notebook_of(m)
+        out.append(f"| `artifact_bus.{m}` | [{m}]({m}.md) | [{nb}](../../modules/{nb}) |")
+    return "\n".join(out) + "\n"
+
+
+def api_module_page(m: str) -> str:
+    nb = notebook_of(m)
+    mod = importlib.import_module(f"artifact_bus.{m}")
+    return (GENERATED_NOTE.format(src=f"the docstrings of artifact_bus.{m}") +
+            f"# `artifact_bus.{m}`\n\n"
+            f"The prose, the examples and the tests of this module are in its notebook: [{nb}](../../modules/{nb}).\n\n"
+            f"::: artifact_bus.{m}\n    options:\n      show_root_heading: false\n      show_root_toc_entry: false\n"
+            + ("" if getattr(mod, "__all__", None) else "      members: true\n"))
+
+
+# ---------------------------------------------------------------- links to repository files
+
+def listing_page(folder: Path) -> str:
+    "A page listing the files of a repository folder that a mirrored page links to."
+    rel = folder.relative_to(REPO).as_posix()
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in SKIP_DIRS)
+    out = [GENERATED_NOTE.format(src=rel + "/"), f"# `{rel}/`\n",
+           f"The files of the repository folder `{rel}/`.\n"]
+    for p in entries:
+        out.append(f"- [`{p.name}{'/' if p.is_dir() else ''}`]({p.name}/index.md)" if p.is_dir() else f"- [`{p.name}`]({p.name})")
+    return "\n".join(out) + "\n"
+
+
+def repo_path_of(src_uri: str) -> str:
+    "Where a site page comes from in the repository."
+    for repo_prefix, site_prefix in MIRRORS.items():
+        if src_uri.startswith(site_prefix): return repo_prefix + src_uri[len(site_prefix):]
+    return "docs/" + src_uri
+
+
+def site_path_of(repo_path: str) -> str | None:
+    "The site file made from a repository file, if the site holds one."
+    if repo_path.startswith("docs/"): return repo_path[len("docs/"):]
+    if repo_path in SINGLE_FILES: return SINGLE_FILES[repo_path]
+    for repo_prefix, site_prefix in MIRRORS.items():
+        if repo_path.startswith(repo_prefix): return site_prefix + repo_path[len(repo_prefix):]
+    return None
+
+
+_LINK_RE = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\s+\"[^\"]*\")?\)")
+
+
+def rewrite_links(markdown: str, src_uri: str) -> str:
+    here = posixpath.dirname(repo_path_of(src_uri))
+    page_dir = posixpath.dirname(src_uri)
+
+    def fix(m):
+        target = m.group(2)
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("/"): return m.group(0)
+        repo_target = posixpath.normpath(posixpath.join(here, target))
+        if repo_target.startswith("docs/") and not src_uri.startswith(tuple(MIRRORS.values())): return m.group(0)
+        site = site_path_of(repo_target)
+        if site is None: return m.group(0)
+        if (REPO / repo_target).is_dir():
+            readme_only = (REPO / repo_target / "README.md").exists() and not (REPO / repo_target / "index.md").exists()
+            site = posixpath.join(site, "README.md" if readme_only else "index.md")
+        new = posixpath.relpath(site, page_dir or ".")
+        return f"{m.group(1)}{new}{m.group(3) or ''}{m.group(4) or ''})"
+
+    out, fence = [], False
+    for line in markdown.split("\n"):
+        if line.lstrip().startswith(("```", "~~~")): fence = not fence
+        out.append(line if fence else _LINK_RE.sub(fix, line))
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- mkdocs events
+
+def _generated(config, files: Files, src_uri: str, content: str | None = None, abs_src_path: str | None = None,
+               inclusion=InclusionLevel.UNDEFINED) -> None:
+    if files.get_file_from_path(src_uri) is not None:
+        files.remove(files.get_file_from_path(src_uri))
+    files.append(File.generated(config, src_uri, content=content, abs_src_path=abs_src_path, inclusion=inclusion))
+
+
+@event_priority(100)   # before mkdocs-jupyter, so it renders the notebooks added here
+def on_files(files: Files, config) -> Files:
+    # the notebooks: the module documentation, shown as committed (never executed here)
+    for nb in notebooks():
+        _generated(config, files, "modules/" + nb.relative_to(NBS).as_posix(), abs_src_path=str(nb))
+    # reference pages made from the code
+    pages = {"reference/cli.md": cli_page, "reference/config.md": config_page, "reference/catalog.md": catalog_page,
+             "reference/manifest-schema.md": manifest_page, "reference/exports.md": exports_page,
+             "reference/api/index.md": api_index_page}
+    for m in api_modules():
+        pages[f"reference/api/{m}.md"] = (lambda m=m: api_module_page(m))
+    for src_uri, make in pages.items():
+        _generated(config, files, src_uri, content=make())
+    # the job protocol for other languages, with the files it links to (a linked folder gets a listing page)
+    if (PROTOCOL_DIR / "PROTOCOL.md").is_file():
+        for p in sorted(PROTOCOL_DIR.rglob("*")):
+            rel = p.relative_to(PROTOCOL_DIR)
+            if any(part in SKIP_DIRS or part.startswith(".") for part in rel.parts): continue
+            if p.is_dir():
+                if not (p / "index.md").exists() and not (p / "README.md").exists():
+                    _generated(config, files, f"protocol/{rel.as_posix()}/index.md", content=listing_page(p),
+                               inclusion=InclusionLevel.NOT_IN_NAV)
+                continue
+            inclusion = InclusionLevel.NOT_IN_NAV if p.suffix == ".md" and rel.as_posix() != "PROTOCOL.md" else InclusionLevel.UNDEFINED
+            _generated(config, files, "protocol/" + rel.as_posix(), abs_src_path=str(p), inclusion=inclusion)
+    else:
+        _generated(config, files, "protocol/PROTOCOL.md", content=PROTOCOL_PENDING)
+        log.info("protocol/PROTOCOL.md is not written yet: the site shows a stand-in")
+    # stand-ins for pages still being written
+    for src_uri, (title, text) in PENDING.items():
+        if files.get_file_from_path(src_uri) is None:
+            log.info("%s is not written yet: the site shows a stand-in", src_uri)
+            depth = "../" * src_uri.count("/")
+            _generated(config, files, src_uri, content=f"# {title}\n\n!!! note \"Being written\"\n    {text.replace('](', '](' + depth)}\n")
+    return files
+
+
+def notebooks() -> list[Path]:
+    "The notebooks under nbs/, in order: the modules, then the operational ones."
+    return sorted((nb for nb in NBS.rglob("*.ipynb") if not any(p in SKIP_DIRS for p in nb.parts)),
+                  key=lambda nb: (len(nb.relative_to(NBS).parts), nb.relative_to(NBS).as_posix()))
+
+
+def _nav_title(nb: Path) -> str:
+    rel = nb.relative_to(NBS)
+    if len(rel.parts) > 1: return f"{' / '.join(rel.parts[:-1])}: {nb.stem}"
+    num, _, name = nb.stem.partition("_")
+    return f"{num} {name}" if num.isdigit() else nb.stem
+
+
+def _fill_nav(nav, title: str, entries: list) -> bool:
+    for item in nav or []:
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if k == title and isinstance(v, list):
+                    item[k] = [e for e in v if isinstance(e, str) and e.endswith("index.md")] + entries
+                    return True
+                if isinstance(v, list) and _fill_nav(v, title, entries): return True
+    return False
+
+
+def on_config(config):
+    # the notebooks and the API pages are listed in the navigation from what exists, so a new module
+    # or notebook is documented by the next build without touching mkdocs.yml
+    nav = config.get("nav")
+    if not _fill_nav(nav, "Notebooks", [{_nav_title(nb): "modules/" + nb.relative_to(NBS).as_posix()} for nb in notebooks()]):
+        log.warning("mkdocs.yml: the nav has no 'Notebooks' section for the notebooks")
+    if not _fill_nav(nav, "Python API", [{m: f"reference/api/{m}.md"} for m in api_modules()]):
+        log.warning("mkdocs.yml: the nav has no 'Python API' section for the module pages")
+    return config
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    return rewrite_links(markdown, page.file.src_uri)
+
+
+def on_nav(nav, config, files):
+    # mkdocs-jupyter wraps each notebook in a NotebookFile that looks its source path up from the docs
+    # folder; the notebooks added above live in nbs/, so hand it their real path.
+    for f in files:
+        inner = getattr(f, "file", None)
+        if inner is not None and f.abs_src_path is None and inner.abs_src_path is not None:
+            f.abs_src_path = inner.abs_src_path
+    return nav
+
+
+# mkdocs-jupyter's page template loads MathJax and Mermaid from public CDNs (an empty `<script src="">`
+# when no MathJax URL is set, and a module script importing Mermaid from a CDN). The notebooks use
+# neither, and the site must work offline: drop both blocks.
+_CDN_BLOCKS = [
+    re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S),
+    re.compile(r"<script type=\"module\">\s*document\.addEventListener\(\"DOMContentLoaded\", async \(\) => \{\s*"
+               r"const diagrams = document\.querySelectorAll\(\"\.jp-Mermaid.*?</script>", re.S),
+]
+
+
+def on_post_page(output: str, page, config) -> str:
+    if page.file.src_uri.endswith(".ipynb"):
+        for block in _CDN_BLOCKS:
+            output, n = block.subn("", output)
+            if n == 0:
+                log.warning("%s: mkdocs-jupyter's %s block was not found: check the page for CDN references",
+                            page.file.src_uri, "MathJax" if block is _CDN_BLOCKS[0] else "Mermaid")
+    return output
