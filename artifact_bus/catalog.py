@@ -18,9 +18,9 @@ import duckdb
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'CURRENT', 'ensure_schema', 'catalog_version', 'bump_version',
-           'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'loose_sql', 'view_sql', 'refresh_views',
-           'read_current', 'publish', 'catalog']
+__all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'UNION_MAX', 'CURRENT', 'ensure_schema', 'catalog_version',
+           'bump_version', 'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'loose_sql', 'view_sql',
+           'refresh_views', 'read_current', 'publish', 'catalog']
 
 # %% ../nbs/03_catalog.ipynb #a087bf28
 SCHEMA_VERSION = 1
@@ -147,32 +147,42 @@ def sql_str(s: str) -> str:
     "A SQL string literal."
     return "'" + str(s).replace("'", "''") + "'"
 
-def loose_sql(kind: str, root: Path, paths: list[str]) -> str:
-    "SELECT over the given root-relative artifact files of `kind`, adding `_job_id` and `_run_id` from the catalog."
+UNION_MAX = 256  # up to this many loose files, each is read with its job and run as constants
+
+def loose_sql(kind: str, root: Path, files: list) -> str:
+    """SELECT over the loose artifact files of `kind` — `(path, job_id, run_id)` triples, root-relative —
+    adding `_job_id` and `_run_id`. A moderate number of files is read file by file with the two columns
+    as constants, which costs nothing when a query does not use them; beyond `UNION_MAX` files, one scan
+    joined with the catalog keeps the statement small."""
     prefix = str(Path(root).resolve()) + "/"
-    files = ", ".join(sql_str(prefix + p) for p in paths)
+    lit = lambda v: "NULL" if v is None else sql_str(v)
+    if len(files) <= UNION_MAX:
+        return "\nUNION ALL BY NAME\n".join(
+            f"SELECT *, {lit(j)} AS _job_id, {lit(r)} AS _run_id FROM read_parquet({sql_str(prefix + p)})" for p, j, r in files)
+    paths = ", ".join(sql_str(prefix + p) for p, _, _ in files)
     return (f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
-            f"FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) AS t\n"
+            f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, paths: list[str], segments: list[str] = ()) -> str:
+def view_sql(kind: str, root: Path, files: list, segments: list[str] = ()) -> str:
     """The `CREATE VIEW bus.<kind>` statement: the compacted segments (which carry `_job_id` and `_run_id`
     in their rows), then the loose artifact files not yet compacted."""
     prefix = str(Path(root).resolve()) + "/"
     parts = []
     if segments: parts.append(f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)")
-    if paths: parts.append(loose_sql(kind, root, paths))
+    if files: parts.append(loose_sql(kind, root, files))
     return f"CREATE OR REPLACE VIEW bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
 def refresh_views(con, root: Path, kinds=None) -> list[str]:
     "Recreate the `bus.<kind>` views for `kinds` (default: every kind); returns the kinds done."
-    loose = dict(con.execute("SELECT kind, list(path ORDER BY job_id, name) FROM catalog.artifacts "
+    loose = dict(con.execute("SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name) FROM catalog.artifacts "
                              "WHERE segment IS NULL GROUP BY kind").fetchall())
     segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
     done = []
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
-            con.execute(view_sql(kind, root, loose.get(kind, []), segs.get(kind, []))); done.append(kind)
+            files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in loose.get(kind, [])]
+            con.execute(view_sql(kind, root, files, segs.get(kind, []))); done.append(kind)
     return done
 
 # %% ../nbs/03_catalog.ipynb #9a857596
