@@ -275,6 +275,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
     report = Report()
     with WriterLock(config.lock), writer_connection(config) as con:
         report.run_no = next_run_no(con)
+        recorded = False
         try:
             report.recovered = recover(con, config)
             _, stale = reap(config)
@@ -286,15 +287,21 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                     report.remaining += len(names) - i; break
                 _process_batch(con, config, names[i:i + config.batch_size], report.run_no, report)
                 report.batches += 1
-                report.snapshot = publish(con, config)["snapshot"]
+                if i + config.batch_size < len(names):  # more batches to come: readers see this one now
+                    report.snapshot = publish(con, config)["snapshot"]
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
                          len(report.accepted), len(report.rejected), len(report.duplicates))
             kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
             if kinds and not (stop is not None and stop()):
                 report.compacted = len(compact_kinds(con, config, kinds))
+            if report.accepted or report.rejected or report.duplicates or report.recovered or record_run:
+                report.seconds = time.perf_counter() - t0
+                _insert_run(con, report.run_no, started, "ok", len(report.accepted), len(report.rejected),
+                            len(report.duplicates), notebook, None)
+                recorded = True
             cur = read_current(config)
             if cur is None or cur["catalog_version"] != catalog_version(con):
-                report.snapshot = publish(con, config)["snapshot"]  # first run, or a crash before the last publish
+                report.snapshot = publish(con, config)["snapshot"]  # one snapshot for the whole run
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
@@ -304,9 +311,8 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
             raise
         finally:
             report.seconds = time.perf_counter() - t0
-            did_work = report.accepted or report.rejected or report.duplicates or report.recovered
-            if did_work or record_run or outcome == "failed":
-                _record_run(con, config, report, started, outcome, error, notebook)
+            if outcome == "failed":
+                _record_run(con, config, report, started, outcome, error, notebook, update=recorded)
     return report
 
 def next_run_no(con) -> int:
@@ -320,10 +326,14 @@ def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, n
                  os.getpid(), notebook, error])
     bump_version(con)
 
-def _record_run(con, config, report, started, outcome, error, notebook):
+def _record_run(con, config, report, started, outcome, error, notebook, update=False):
     try:
-        _insert_run(con, report.run_no, started, outcome, len(report.accepted), len(report.rejected),
-                    len(report.duplicates), notebook, error)
+        if update:
+            con.execute("UPDATE catalog.ingest_runs SET outcome = ?, error = ?, finished_at = ? WHERE run_no = ?",
+                        [outcome, error, utcnow(), report.run_no]); bump_version(con)
+        else:
+            _insert_run(con, report.run_no, started, outcome, len(report.accepted), len(report.rejected),
+                        len(report.duplicates), notebook, error)
         report.snapshot = publish(con, config)["snapshot"]
     except Exception as e:  # never hide the original failure behind a bookkeeping one
         log.error("could not record ingest run %s: %s", report.run_no, e)
