@@ -19,7 +19,7 @@ from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_con
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'PENDING', 'ExportDef', 'export_folders', 'load_exports', 'export_status', 'pending_changes',
-           'run_exports', 'export']
+           'mark_pending', 'run_exports', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -83,6 +83,12 @@ def pending_changes(config: Config) -> set | None:
     "Inputs whose exports a killed writer had not finished regenerating (None when nothing is pending)."
     try: return set(json.loads((config.exports_dir / PENDING).read_text()))
     except FileNotFoundError: return None
+
+def mark_pending(config: Config, changed) -> None:
+    "Journal inputs whose exports must be regenerated (added to any already pending)."
+    if not changed: return
+    config.exports_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(config.exports_dir / PENDING, to_json(sorted(set(changed) | (pending_changes(config) or set()))).encode())
 
 def run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`

@@ -109,6 +109,7 @@ def _check_catalog(config):
         with con:
             jobs = con.execute("SELECT job_id, path FROM catalog.jobs").fetchall()
             files = con.execute("SELECT path FROM catalog.artifacts").fetchall()
+            seg_rows = con.execute("SELECT path FROM catalog.segments").fetchall()
             version = catalog_version(con)
     finally: lock.release()
     out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
@@ -118,8 +119,14 @@ def _check_catalog(config):
         out.append(Finding("store", "problem", f"{len(missing)} cataloged files or folders are missing from the store, e.g. {missing[0]}",
                            "restore them from a backup: the catalog lists data that is gone"))
     known = {p for _, p in jobs}
-    orphans = [str(d.relative_to(config.root)) for day in sorted(config.store.glob("*")) if day.is_dir()
+    orphans = [str(d.relative_to(config.root)) for day in sorted(config.store.glob("*"))
+               if day.is_dir() and not day.name.startswith("_")   # _segments: compacted copies, checked below
                for d in day.iterdir() if str(d.relative_to(config.root)) not in known]
+    segs = [p for (p,) in seg_rows if not (config.root / p).is_file()]
+    if segs:
+        out.append(Finding("segments", "problem", f"{len(segs)} compacted segments are missing, e.g. {segs[0]}",
+                           "the original files are still in the store: run `artifact-bus doctor` after restoring, "
+                           "or remove the segment rows so the views read the originals again"))
     if orphans:
         out.append(Finding("store", "problem", f"{len(orphans)} job folders in the store are not in the catalog, e.g. {orphans[0]}",
                            "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to ingest them"))

@@ -24,13 +24,15 @@ from .core import (BusError, BusUnavailable, Config, WriterBusy, atomic_write, f
                                load_config, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .compact import compact_kinds
-from .export import pending_changes, run_exports
+from .export import mark_pending, pending_changes, run_exports
+from .compact import remove_orphan_segments
 from .protocol import COMMIT, Rejection, validate_job
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'INTENT', 'inbox_entries', 'reap', 'Report', 'recover', 'ingest', 'next_run_no', 'record_run']
+__all__ = ['log', 'INTENT', 'inbox_entries', 'clean_leftovers', 'reap', 'Report', 'recover', 'ingest', 'next_run_no',
+           'record_run']
 
 # %% ../nbs/04_ingest.ipynb #b566d0aa
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
@@ -46,6 +48,15 @@ def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     return sorted(committed, key=key), sorted(pending)
 
 # %% ../nbs/04_ingest.ipynb #02878b83
+def clean_leftovers(config: Config) -> list[Path]:
+    """Remove the writer's own temporary files left by a writer killed mid-write (the intent journal's,
+    the snapshot pointer's, the exports'); only the lock holder writes them, so any found now are dead."""
+    gone = []
+    for folder in (config.root, config.published, config.exports_dir):
+        for p in folder.glob(".*.tmp") if folder.is_dir() else []:
+            if p.is_file() or p.is_symlink(): p.unlink(); gone.append(p)
+    return gone
+
 def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]]:
     "Remove stale in-progress entries; return (removed tmp entries, inbox folders to quarantine)."
     now, removed = now or time.time(), []
@@ -123,6 +134,12 @@ def recover(con, config: Config) -> int:
     for m in intent["moves"]:
         done = m["path"] in known_rej if m["to"] == "rejected" else m["job_id"] in known
         src = config.root / m["path"]
+        left = config.inbox / m["name"]
+        if m["to"] == "rejected" and not os.path.lexists(src) and os.path.isdir(left) and not os.path.islink(left):
+            for f in left.glob(".reason.json.*.tmp"): f.unlink()   # killed while writing the reason: start over
+            if (left / "reason.json.payload").exists():
+                (left / "reason.json").unlink(missing_ok=True); os.rename(left / "reason.json.payload", left / "reason.json")
+            elif (left / "reason.json").exists(): (left / "reason.json").unlink()
         if done or not os.path.lexists(src): continue
         dest = _free_name(config.inbox, m["name"])
         if m["to"] == "rejected" and m.get("folder", True):
@@ -184,6 +201,10 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
             plan.append((name, "rejected", r.to_dict()))
         except FileNotFoundError:
             log.warning("job %s vanished from the inbox during ingest", name)
+        except OSError: raise  # an I/O problem of this machine, not of the job: the next run retries
+        except Exception as e:  # anything else the job's content provokes must not block the jobs behind it
+            plan.append((name, "rejected", {"code": "invalid", "field": None,
+                                            "message": f"validation failed: {type(e).__name__}: {str(e)[:300]}"}))
     keys = [m["key"] for _, o, m in plan if o == "store" and m.get("key")]
     first = dict(con.execute("SELECT key, job_id FROM catalog.jobs WHERE status = 'accepted' AND key = ANY(?)", [keys]).fetchall()) if keys else {}
     moves, jobs, arts, rejs = [], [], [], []
@@ -239,11 +260,12 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK"); raise
-    (config.root / INTENT).unlink()
     changed = {f"bus.{a['kind']}" for a in arts}
     if jobs: changed |= {"catalog.jobs"}
     if arts: changed |= {"catalog.artifacts", "catalog.kinds"}
     if rejs: changed |= {"catalog.rejections"}
+    mark_pending(config, changed)   # before the journal goes: a crash from here on still regenerates exports
+    (config.root / INTENT).unlink()
     report.changed = sorted(set(report.changed) | changed)
 
 def _peek_manifest(folder: Path) -> dict:
@@ -253,7 +275,7 @@ def _peek_manifest(folder: Path) -> dict:
         if p.is_symlink() or p.stat().st_size > (1 << 20): return {}
         m = json.loads(p.read_text())
         return {k: m.get(k) if isinstance(m.get(k), str) else None for k in ("run_id", "producer")} if isinstance(m, dict) else {}
-    except (OSError, ValueError): return {}
+    except (OSError, ValueError, RecursionError): return {}
 
 # %% ../nbs/04_ingest.ipynb #58302530
 def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, config: Config | None = None,
@@ -278,6 +300,8 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
         recorded = False
         try:
             report.recovered = recover(con, config)
+            clean_leftovers(config)
+            remove_orphan_segments(con, config)
             _, stale = reap(config)
             if stale: _process_batch(con, config, stale, report.run_no, report, never_committed=set(stale))
             names, _ = inbox_entries(config)

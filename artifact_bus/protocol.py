@@ -196,6 +196,8 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
     try: manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise rej("manifest_invalid_json", f"manifest.json is not valid JSON: {e}", MANIFEST) from None
+    except RecursionError:
+        raise rej("manifest_invalid_json", "manifest.json is nested too deeply to read", MANIFEST) from None
     if not isinstance(manifest, dict): raise rej("manifest_schema", "manifest.json must hold a JSON object", MANIFEST)
     if manifest.get("protocol") != PROTOCOL:
         raise rej("protocol_version", f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})", "protocol")
