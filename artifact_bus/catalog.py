@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS catalog.artifacts (
     job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR NOT NULL,
     path VARCHAR NOT NULL, rows BIGINT, bytes BIGINT, checksum VARCHAR, schema JSON, run_id VARCHAR,
     producer VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, segment VARCHAR, PRIMARY KEY (job_id, name));
+CREATE TABLE IF NOT EXISTS catalog.lake_files (
+    job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, path VARCHAR NOT NULL,
+    rows BIGINT, snapshot_id BIGINT, mirrored_at TIMESTAMPTZ, PRIMARY KEY (job_id, name));
 CREATE TABLE IF NOT EXISTS catalog.segments (
     segment VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, path VARCHAR NOT NULL, artifacts INTEGER, rows BIGINT,
     bytes BIGINT, created_at TIMESTAMPTZ NOT NULL);

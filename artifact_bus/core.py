@@ -200,7 +200,7 @@ def load_config(root=None, **overrides) -> Config:
     if root_src and is_url(str(root_src[1])):
         # a producer on another machine: the bus root is object storage; jobs are staged on this machine
         values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
-        staging = Path(os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
+        staging = Path(overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
         root_src = (root_src[0], staging / "remote" / hashlib.sha1(values["remote"].encode()).hexdigest()[:16])
     if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources)
     values.setdefault("root", (Path.cwd() / "data" / "bus").resolve())

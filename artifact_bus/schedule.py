@@ -227,8 +227,11 @@ def daemon_lock(config: Config):
     finally: lock.release()
 
 def has_work(config: Config) -> bool:
-    "True when the inbox holds committed jobs, or a crashed batch waits to be recovered."
-    return bool(inbox_entries(config)[0]) or (config.root / INTENT).exists()
+    "True when the inbox (or object storage, for a bus with a `remote`) holds committed jobs, or a crashed batch waits to be recovered."
+    if inbox_entries(config)[0] or (config.root / INTENT).exists(): return True
+    if not config.remote: return False
+    from artifact_bus.remote import has_remote_work
+    return has_remote_work(config)
 
 # %% ../nbs/06_schedule.ipynb #a0fdf4a9
 class _Waker:

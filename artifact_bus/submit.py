@@ -63,10 +63,10 @@ def write_parquet(data, path, what: str = "data") -> None:
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
 class Receipt:
-    "What `submit` and `job` return: the job's id, `status` ('committed' or 'spooled'), where it is, what it holds."
+    "What `submit` and `job` return: the job's id, `status` ('committed' or 'spooled'), where it is (a path, or an s3:// URL), what it holds."
     job_id: str
     status: str
-    path: Path
+    path: Path | str
     artifacts: tuple = ()
     rows: int = 0
     bytes: int = 0
@@ -123,7 +123,7 @@ class Job:
     # where the job is written: the bus's inbox/.tmp, or the spool
     def _bus_dir(self) -> Path:
         root = self.config.root
-        if "root" in self.config.sources and not root.exists() and not root.parent.exists():
+        if "root" in self.config.sources and not self.config.remote and not root.exists() and not root.parent.exists():
             raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(root.parent))
         d = self.config.tmp / self.job_id
         d.mkdir(parents=True)
@@ -219,11 +219,15 @@ class Job:
             except OSError as e2:
                 self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
         self._dir = None
+        if self.config.remote and not self.spooled:   # a producer on another machine: hand the job to object storage
+            from artifact_bus.remote import deliver
+            outcome, dest, reason = deliver(self.config, dest)
+            if outcome == "spooled": self.spooled, self.spool_reason = True, reason
         status = "spooled" if self.spooled else "committed"
         self.receipt = Receipt(self.job_id, status, dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
                                sum(a["rows"] for a in self.artifacts), sum(a["bytes"] for a in self.artifacts))
         if self.spooled:
-            warnings.warn(f"bus root {self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
+            warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
                           f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
                           SpooledWarning, stacklevel=3)
         elif os.path.isdir(spool_dir(self.config) / "jobs"):
@@ -275,6 +279,9 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
     with open(sd / "flush.lock", "a+") as lk:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return []  # another process is flushing this spool
+        if config.remote:   # a remote producer's spool goes to object storage
+            from artifact_bus.remote import flush_jobs
+            return flush_jobs(config, sd / "jobs")
         for jid in spooled_jobs(config=config):
             src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
             if not os.path.lexists(src / COMMIT): continue
