@@ -40,3 +40,14 @@ def stop(proc: subprocess.Popen) -> None:
 
 def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# A process that takes the real writer lock at sys.argv[1], says "locked" and holds it until killed.
+HOLDER = """
+import sys, time
+from artifact_bus.catalog import WriterLock
+with WriterLock(sys.argv[1]):
+    print("locked", flush=True)
+    while True:
+        time.sleep(60)
+"""

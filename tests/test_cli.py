@@ -18,7 +18,7 @@ import pytest
 from artifact_bus import catalog, ingest, submit
 from artifact_bus.core import is_job_id
 from artifact_bus.testing import fills_table
-from helpers import HANG_GUARD, clean_env, expect_line, stop
+from helpers import HANG_GUARD, HOLDER, clean_env, expect_line, stop
 
 
 def _cli_argv() -> list[str]:
@@ -150,17 +150,6 @@ def test_catalog_bad_sql_is_one_error_line(cli, root):
     assert_error(cli("catalog", "SELECT no_such_column FROM bus.no_such_kind", "--root", root))
 
 
-HOLDER = """
-import sys, time
-try:
-    from artifact_bus.catalog import WriterLock
-except ImportError:
-    from artifact_bus.ingest import WriterLock
-with WriterLock(sys.argv[1]):
-    print("locked", flush=True)
-    while True:
-        time.sleep(60)
-"""
 
 
 def test_ingest_while_another_writer_runs_exits_3_and_names_it(cli, root, py):

@@ -9,19 +9,8 @@ import pyarrow as pa
 import pytest
 
 from artifact_bus import NotFound, WriterBusy, catalog, ingest, submit
-from helpers import HANG_GUARD, expect_line, stop
+from helpers import HANG_GUARD, HOLDER, expect_line, stop
 
-HOLDER = """
-import sys, time
-try:
-    from artifact_bus.catalog import WriterLock
-except ImportError:
-    from artifact_bus.ingest import WriterLock
-with WriterLock(sys.argv[1]):
-    print("locked", flush=True)
-    while True:
-        time.sleep(60)
-"""
 
 
 def _qty(n, start=0):
