@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test check-nbdev nbtest pytest test-ts docs test-browser bench-browse clean-data clean
+.PHONY: install demo test check-nbdev nbtest pytest test-ts docs test-browser bench bench-quick bench-browse clean-data clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,20 @@ pytest: $(STAMP) $(DOCS_STAMP)
 ## Install the TypeScript producer from its lock file, build it, and run its tests (node's test runner).
 test-ts:
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm test
+
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt
+	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+## Benchmark artifact_bus against the write+fsync floor and its peers: the full sizes, under 10 minutes.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --json bench/results/latest.json
+
+## The same, smaller and once: under a minute.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick --json bench/results/quick.json
 
 ## The bus browser's tests alone, in a real browser too (needs Debian's chromium).
 test-browser: $(STAMP)

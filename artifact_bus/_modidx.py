@@ -144,6 +144,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'artifact_bus.core.WriterBusy': ('core.html#writerbusy', 'artifact_bus/core.py'),
                                    'artifact_bus.core._absorb': ('core.html#_absorb', 'artifact_bus/core.py'),
                                    'artifact_bus.core._check_value': ('core.html#_check_value', 'artifact_bus/core.py'),
+                                   'artifact_bus.core._parse_toml': ('core.html#_parse_toml', 'artifact_bus/core.py'),
                                    'artifact_bus.core._read_toml': ('core.html#_read_toml', 'artifact_bus/core.py'),
                                    'artifact_bus.core.atomic_write': ('core.html#atomic_write', 'artifact_bus/core.py'),
                                    'artifact_bus.core.fsync_dir': ('core.html#fsync_dir', 'artifact_bus/core.py'),

@@ -5,6 +5,8 @@
 # %% ../nbs/00_core.ipynb #08d2c3b2
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import os
@@ -160,10 +162,17 @@ def is_url(s) -> bool:
     "True for an object-storage URL such as `s3://bucket/prefix`."
     return isinstance(s, str) and s.startswith("s3://") and len(s) > 5
 
-def _read_toml(path: Path, table=None) -> dict:
-    try: data = tomllib.loads(path.read_text())
+@functools.lru_cache(maxsize=64)
+def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
+    "Parsed TOML, cached until the file changes: a producer submitting in a loop reads its config once."
+    try: return tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+def _read_toml(path: Path, table=None) -> dict:
+    try: st = os.stat(path)
+    except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    data = copy.deepcopy(_parse_toml(str(path), st.st_mtime_ns, st.st_size))
     for part in (table or ()): data = data.get(part, {})
     if not isinstance(data, dict): raise ConfigError(f"{path}: [{'.'.join(table)}] must be a table")
     return data

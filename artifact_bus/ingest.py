@@ -321,9 +321,6 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                     report.snapshot = publish(con, config)["snapshot"]
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
                          len(report.accepted), len(report.rejected), len(report.duplicates))
-            kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
-            if kinds and not (stop is not None and stop()):
-                report.compacted = len(compact_kinds(con, config, kinds))
             if report.accepted or report.rejected or report.duplicates or report.recovered or record_run:
                 report.seconds = time.perf_counter() - t0
                 _insert_run(con, report.run_no, started, "ok", len(report.accepted), len(report.rejected),
@@ -331,7 +328,11 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 recorded = True
             cur = read_current(config)
             if cur is None or cur["catalog_version"] != catalog_version(con):
-                report.snapshot = publish(con, config)["snapshot"]  # one snapshot for the whole run
+                report.snapshot = publish(con, config)["snapshot"]   # the data is queryable from here on
+            kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
+            if kinds and not (stop is not None and stop()):
+                report.compacted = len(compact_kinds(con, config, kinds))
+                if report.compacted: report.snapshot = publish(con, config)["snapshot"]
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
