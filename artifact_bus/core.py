@@ -15,6 +15,7 @@ import tomllib
 from importlib import resources
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ulid import ULID
@@ -22,8 +23,8 @@ from ulid import ULID
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
            'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'Config', 'is_url',
-           'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'utcnow',
-           'to_json', 'package_dir']
+           'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
+           'fsync_all', 'spool_dir', 'utcnow', 'to_json', 'package_dir']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -256,6 +257,21 @@ def atomic_write(path, data: bytes) -> None:
     finally:
         if tmp.exists(): tmp.unlink()
     fsync_dir(path.parent)
+
+_POOL = (None, None)
+
+def fsync_all(files, dirs=()) -> None:
+    """Make `files` and `dirs` durable, all at once: fsyncs issued together are committed by the
+    filesystem's journal as one group, so a job of several files costs about one fsync, not one each."""
+    global _POOL
+    pid, pool = _POOL
+    if pid != os.getpid():  # a pool does not survive fork: make one per process
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="artifact-bus-fsync"); _POOL = (os.getpid(), pool)
+    for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]: f.result()
+
+def spool_dir(config: Config) -> Path:
+    "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
+    return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]
 
 def utcnow() -> datetime:
     "The current time, timezone-aware UTC."

@@ -16,7 +16,8 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow.fs as pafs
 
-from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_dir, is_job_id, is_url,
+from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_all, fsync_dir, is_job_id, is_url,
+                               spool_dir,
                                job_millis, job_sort_key)
 from .protocol import COMMIT
 
@@ -105,7 +106,6 @@ def deliver(config: Config, job_dir, *, fs=None) -> tuple[str, str | Path, str |
     """Hand a job committed in the local staging inbox to object storage and remove the local copy:
     returns `('committed', url, None)`. When object storage is unreachable, the job moves into this machine's
     spool: `('spooled', path, reason)`; a `required` bus raises `BusUnavailable` instead (nothing is kept)."""
-    from artifact_bus.submit import spool_dir   # not at import time: submit calls this module
     job_dir = Path(job_dir)
     try: url = upload_job(config, job_dir, fs=fs)
     except BusUnavailable as e:
@@ -185,7 +185,6 @@ def _get(fs, key: str, dest: Path) -> None:
 
 def _download(config: Config, fs, folder: str, objs: dict, local: str, mtime: float | None = None) -> None:
     "Stream a remote job into `inbox/.tmp/<local>`, fsync, rename it into the inbox, fsync the inbox."
-    from artifact_bus.submit import fsync_all
     tmp, dest = config.tmp / local, config.inbox / local
     if os.path.isdir(tmp) and not os.path.islink(tmp): shutil.rmtree(tmp)   # left by a pull that was killed
     elif os.path.lexists(tmp): os.unlink(tmp)

@@ -20,14 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_dir, fsync_file, load_config,
+from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_all, spool_dir, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow, write_durable)
 from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    checksum_file, lineage, schema_to_json)
 
 # %% auto #0
-__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'fsync_all', 'SpooledWarning', 'spool_dir', 'Job', 'job', 'submit',
-           'spooled_jobs', 'flush']
+__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'spooled_jobs', 'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
 ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
@@ -76,23 +75,8 @@ class Receipt:
         return f"Receipt(job_id={self.job_id!r}, status={self.status!r}, artifacts=[{kinds}])"
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
-_POOL = (None, None)
-
-def fsync_all(files, dirs=()) -> None:
-    """Make `files` and `dirs` durable, all at once: fsyncs issued together are committed by the
-    filesystem's journal as one group, so a job of several files costs about one fsync, not one each."""
-    global _POOL
-    pid, pool = _POOL
-    if pid != os.getpid():  # a pool does not survive fork: make one per process
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="artifact-bus-fsync"); _POOL = (os.getpid(), pool)
-    for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]: f.result()
-
 class SpooledWarning(UserWarning):
     "A job was written to the local spool because the bus root is unavailable."
-
-def spool_dir(config: Config) -> Path:
-    "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
-    return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]
 
 def _replayable(data) -> bool:
     "Can `data` be written a second time (after a failed first attempt)? Streams cannot."
