@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, new_job_id, to_json, utcnow
+from .core import BusError, Config, NotFound, WriterBusy, atomic_write, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'UNION_MAX', 'CURRENT', 'ensure_schema', 'catalog_version',
@@ -232,7 +232,7 @@ def _prune(pub: Path, current: str, keep: int) -> None:
     snaps = sorted(p for p in pub.glob("snap-*.duckdb") if p.name != current)
     for p in snaps[: max(0, len(snaps) - keep)]:
         p.unlink(missing_ok=True)
-        for extra in (p.with_name(p.name + ".wal"),): extra.unlink(missing_ok=True)
+        p.with_name(p.name + ".wal").unlink(missing_ok=True)
     for p in pub.glob(".snap-*.tmp*"): p.unlink(missing_ok=True)  # left by a crash mid-publish
 
 # %% ../nbs/03_catalog.ipynb #3f8677b9

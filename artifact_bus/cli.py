@@ -9,10 +9,9 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from .core import BusError, Config, NotFound, load_config, to_json, utcnow
+from .core import BusError, Config, load_config, to_json
 
 # %% auto #0
 __all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export', 'cmd_status',
@@ -142,8 +141,8 @@ def cmd_status(a, cfg: Config):
     w, lr, ib = st["writer"], st["last_run"], st["inbox"]
     lines = [f"root:        {st['root']}",
              f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting {_age(ib['oldest_age_s'])}",
-             f"writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
-             f"last ingest: " + (f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
+             "writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
+             "last ingest: " + (f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
                                  f"{lr['rejected']} rejected, {lr['duplicates']} duplicates" if lr else "never"),
              f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"
              + (f", {st['spooled_here']} spooled on this machine (run `artifact-bus flush`)" if st["spooled_here"] else "")]

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import duckdb
-
 from .catalog import WriterLock, bump_version, publish, refresh_views, sql_str, writer_connection
 from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, utcnow
 

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from importlib import resources
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,9 +22,9 @@ from ulid import ULID
 
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
-           'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'Config', 'is_url',
-           'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
-           'fsync_all', 'spool_dir', 'utcnow', 'to_json', 'package_dir']
+           'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'job_day', 'Config',
+           'is_url', 'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
+           'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'package_dir']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -78,6 +78,10 @@ def job_millis(job_id: str) -> int:
 def job_sort_key(job_id: str):
     "Sort key putting job ids in creation order, whatever their format."
     return (job_millis(job_id), job_id)
+
+def job_day(job_id: str) -> str:
+    "The UTC day a job was created, `YYYY-MM-DD`: the `store/<day>/` folder an accepted job moves into."
+    return datetime.fromtimestamp(job_millis(job_id) / 1000, timezone.utc).strftime("%Y-%m-%d")
 
 # %% ../nbs/00_core.ipynb #1d824e7a
 CONFIG_KEYS = {
@@ -272,6 +276,16 @@ def fsync_all(files, dirs=()) -> None:
 def spool_dir(config: Config) -> Path:
     "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
     return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]
+
+def root_unmounted(config: Config) -> bool:
+    """True for an explicitly configured root whose parent folder is missing: most likely a volume that
+    is not mounted, which must never be created on the local disk instead."""
+    return "root" in config.sources and not config.root.exists() and not config.root.parent.exists()
+
+def require_mounted(config: Config) -> None:
+    "Raise `BusUnavailable` for a root on a volume that is not mounted (see `root_unmounted`)."
+    if root_unmounted(config):
+        raise BusUnavailable(f"bus root {config.root} is unavailable: its parent folder is missing (is the volume mounted?)")
 
 def utcnow() -> datetime:
     "The current time, timezone-aware UTC."

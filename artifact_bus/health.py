@@ -5,11 +5,10 @@
 # %% ../nbs/08_health.ipynb #06a2cd57
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 

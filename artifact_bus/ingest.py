@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .catalog import (WriterLock, bump_version, catalog_version, lock_holder, publish, read_current,
+from .catalog import (WriterLock, bump_version, catalog_version, publish, read_current,
                                   refresh_views, writer_connection)
-from .core import (BusError, BusUnavailable, Config, WriterBusy, atomic_write, fsync_dir, is_job_id, job_millis, job_sort_key,
-                               load_config, to_json, utcnow)
+from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is_job_id, job_day,
+                               job_sort_key, load_config, require_mounted, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .compact import compact_kinds
 from .export import mark_pending, pending_changes, run_exports
@@ -215,7 +214,7 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
             if m["key"] in first: plan[i] = (name, "duplicates", m)
             else: first[m["key"]] = name
         outcome = plan[i][1]
-        if outcome == "store": dest = config.store / datetime.fromtimestamp(job_millis(name) / 1000).strftime("%Y-%m-%d") / name
+        if outcome == "store": dest = config.store / job_day(name) / name
         elif outcome == "duplicates": dest = _free_name(config.duplicates, name)
         else: dest = _free_name(config.rejected, name)
         moves.append({"job_id": name, "name": name, "to": outcome, "path": str(dest.relative_to(config.root)),
@@ -289,8 +288,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
     the current batch. `notebook` and `record_run` are set by scheduled (papermill) runs."""
     config = config or load_config(root)
     t0 = time.perf_counter(); started = utcnow()
-    if "root" in config.sources and not config.root.exists() and not config.root.parent.exists():
-        raise BusUnavailable(f"bus root {config.root} is unavailable: its parent folder is missing (is the volume mounted?)")
+    require_mounted(config)
     try:
         for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
             d.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from .catalog import WriterLock, bump_version, publish, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, fsync_dir, load_config

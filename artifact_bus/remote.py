@@ -10,15 +10,13 @@ import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pyarrow.fs as pafs
 
 from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_all, fsync_dir, is_job_id, is_url,
-                               spool_dir,
-                               job_millis, job_sort_key)
+                               job_day, job_sort_key, spool_dir)
 from .protocol import COMMIT
 
 log = logging.getLogger("artifact_bus")
@@ -160,17 +158,13 @@ def _local_name(key: str) -> str:
     n = quote(key, safe="")
     return n.replace(".", "%2E") if set(n) <= {"."} else n[:200]
 
-def _store_day(job_id: str) -> str:
-    "The `store/<day>` folder ingest moves an accepted job into."
-    return datetime.fromtimestamp(job_millis(job_id) / 1000).strftime("%Y-%m-%d")
-
 def known_jobs(config: Config, names, con=None) -> set[str]:
     """Which of `names` this bus already has: in its inbox, store or quarantine, or (given the writer's
     connection `con`) in `catalog.jobs` or `catalog.rejections`."""
     names, found = set(names), set()
     for n in names:
         places = [config.inbox / n, config.rejected / n, config.duplicates / n]
-        if is_job_id(n): places.append(config.store / _store_day(n) / n)
+        if is_job_id(n): places.append(config.store / job_day(n) / n)
         if any(os.path.lexists(p) for p in places): found.add(n)
     rest = sorted(names - found)
     if con is not None and rest:

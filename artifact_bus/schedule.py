@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 
 from .catalog import WriterLock, catalog, lock_holder
-from .core import BusError, BusUnavailable, Config, NotFound, WriterBusy, load_config, package_dir, utcnow
+from .core import BusError, Config, NotFound, WriterBusy, load_config, package_dir, require_mounted, utcnow
 from .export import export_status
-from .ingest import INTENT, Report, inbox_entries, ingest, record_run
+from .ingest import INTENT, inbox_entries, ingest, record_run
 
 log = logging.getLogger("artifact_bus")
 
@@ -151,11 +151,6 @@ class RunFailed(BusError):
         super().__init__(message)
         self.notebook, self.result = notebook, result
 
-def _require_mounted(config: Config) -> None:
-    "Refuse to create a bus root whose parent folder is missing: that is a volume not mounted, not a new bus."
-    if not config.root.parent.is_dir():
-        raise BusUnavailable(f"bus root {config.root} is unavailable: its parent folder is missing (is the volume mounted?)")
-
 def _papermill():
     try: import papermill
     except ImportError:
@@ -173,7 +168,7 @@ def run_notebook(root=None, *, max_jobs: int | None = None, exports: bool = True
     overridden = [k for k, src in config.sources.items() if src == "argument" and k != "root"]
     if overridden: log.warning("run_notebook: the kernel reads the settings from %s; overrides of %s do not reach it",
                                config.root, ", ".join(overridden))
-    _require_mounted(config)
+    require_mounted(config)
     config.runs.mkdir(parents=True, exist_ok=True)
     started = utcnow()
     out = run_path(config, started)
@@ -326,7 +321,7 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
     logger = log or logging.getLogger("artifact_bus")
     stop = stop or threading.Event()
     wake = threading.Event()
-    _require_mounted(config)
+    require_mounted(config)
     config.inbox.mkdir(parents=True, exist_ok=True)
     cycles, failures, busy = 0, 0, False
     with daemon_lock(config), _stderr_logging(logger), _stop_on_signals(stop, wake, logger), \

@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_all, spool_dir, fsync_dir, fsync_file, load_config,
-                               new_job_id, utcnow, write_durable)
+from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
+                               new_job_id, utcnow)
 from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    checksum_file, lineage, schema_to_json)
 
@@ -107,7 +105,7 @@ class Job:
     # where the job is written: the bus's inbox/.tmp, or the spool
     def _bus_dir(self) -> Path:
         root = self.config.root
-        if "root" in self.config.sources and not self.config.remote and not root.exists() and not root.parent.exists():
+        if not self.config.remote and root_unmounted(self.config):
             raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(root.parent))
         d = self.config.tmp / self.job_id
         d.mkdir(parents=True)
@@ -271,7 +269,8 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
             if not os.path.lexists(src / COMMIT): continue
             try:
                 if not os.path.lexists(dest):
-                    Job(config=config)._bus_dir().rmdir()  # the same availability check a submit makes
+                    if root_unmounted(config):   # the same availability check a submit makes
+                        raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(config.root.parent))
                     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
                     for f in os.listdir(src):
                         shutil.copyfile(src / f, tmp / f); fsync_file(tmp / f)

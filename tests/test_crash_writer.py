@@ -105,6 +105,25 @@ def _timed_clean_run(root, cwd) -> float:
     return time.monotonic() - t0
 
 
+
+def kill_writer_when(root, cwd, folder, appeared) -> int:
+    """Run a writer on `root` and SIGKILL it the moment an entry of `folder` satisfies `appeared(name)`;
+    return its exit code (0: it finished before, -9: killed)."""
+    w = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=cwd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        while w.poll() is None:
+            try:
+                if any(appeared(n) for n in os.listdir(folder)):
+                    os.kill(w.pid, signal.SIGKILL)
+                    break
+            except FileNotFoundError:
+                pass
+    finally:
+        rc = kill(w)
+    assert rc in (0, -9), w.stderr.read()
+    return rc
+
 def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_path, root):
     rng = random.Random(SEED)
     print(f"\nARTIFACT_BUS_TEST_SEED={SEED}")
@@ -283,19 +302,7 @@ def test_kill_inside_an_atomic_write_leaves_no_temporary_file_after_the_next_run
         for i in range(30):
             r = submit(fills_table(3, seed=attempt * 100 + i), "fills", root=root)
             acked[r.job_id] = {"fills": 3}
-        w = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-        try:
-            while w.poll() is None:
-                try:
-                    if any(n.startswith(prefix) for n in os.listdir(where)):
-                        os.kill(w.pid, signal.SIGKILL)
-                        break
-                except FileNotFoundError:
-                    pass
-        finally:
-            rc = kill(w)
-        assert rc in (0, -9), w.stderr.read()
+        kill_writer_when(root, tmp_path, where, lambda n: n.startswith(prefix))
         left = [n for n in os.listdir(where) if n.startswith(prefix)]
         if left:
             break
@@ -320,19 +327,7 @@ def test_kill_during_compaction_leaves_no_orphan_segment(tmp_path, root):
             r = submit(fills_table(3, seed=attempt * 100 + i), "fills", root=root)
             acked[r.job_id] = {"fills": 3}
         before = set(os.listdir(seg_dir)) if seg_dir.is_dir() else set()
-        w = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-        try:
-            while w.poll() is None:
-                try:
-                    if any(not n.startswith(".") and n not in before for n in os.listdir(seg_dir)):
-                        os.kill(w.pid, signal.SIGKILL)
-                        break
-                except FileNotFoundError:
-                    pass
-        finally:
-            rc = kill(w)
-        assert rc in (0, -9), w.stderr.read()
+        kill_writer_when(root, tmp_path, seg_dir, lambda n: not n.startswith(".") and n not in before)
         con = duckdb.connect(str(root / "artifact_bus.duckdb"), read_only=True)
         try:
             known = {r[0] for r in con.execute("SELECT path FROM catalog.segments").fetchall()}
@@ -361,19 +356,8 @@ def test_kill_during_compaction_still_regenerates_exports(tmp_path, root):
         for i in range(34):  # above compact_min_files (32): every run compacts
             r = submit(fills_table(3, seed=attempt * 100 + i), "fills", root=root)
             acked[r.job_id] = {"fills": 3}
-        w = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
-        try:
-            while w.poll() is None:
-                try:
-                    if any(n.startswith(".") and n.endswith(".parquet.tmp") for n in os.listdir(seg_dir)):
-                        os.kill(w.pid, signal.SIGKILL)  # the segment is being written: batches are committed
-                        break
-                except FileNotFoundError:
-                    pass
-        finally:
-            rc = kill(w)
-        assert rc in (0, -9), w.stderr.read()
+        # kill while the segment is being written: the batches are committed by then
+        rc = kill_writer_when(root, tmp_path, seg_dir, lambda n: n.startswith(".") and n.endswith(".parquet.tmp"))
         if rc == -9:
             hit = True
             break
