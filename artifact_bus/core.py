@@ -5,7 +5,6 @@
 # %% ../nbs/00_core.ipynb #08d2c3b2
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import json
@@ -177,7 +176,7 @@ def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
 def _read_toml(path: Path, table=None) -> dict:
     try: st = os.stat(path)
     except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    data = copy.deepcopy(_parse_toml(str(path), st.st_mtime_ns, st.st_size))
+    data = _parse_toml(str(path), st.st_mtime_ns, st.st_size)   # shared by the cache: read it, never change it
     for part in (table or ()): data = data.get(part, {})
     if not isinstance(data, dict): raise ConfigError(f"{path}: [{'.'.join(table)}] must be a table")
     return data

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -24,7 +26,8 @@ from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, ch
                                    checksum_file, lineage, schema_to_json)
 
 # %% auto #0
-__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'spooled_jobs', 'flush']
+__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'Batch', 'batch',
+           'spooled_jobs', 'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
 ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
@@ -36,26 +39,60 @@ def _from_pandas(df) -> pa.Table:
         df = df.reset_index()  # a meaningful index (a DatetimeIndex, a symbol) becomes a column
     return pa.Table.from_pandas(df, preserve_index=False)
 
-def _write_stream(reader: pa.RecordBatchReader, path) -> None:
-    with pq.ParquetWriter(path, reader.schema) as w:
-        for batch in reader: w.write_batch(batch)
+class _HashingFile(io.RawIOBase):
+    "A new file that hashes what is written to it: the artifact's checksum costs no second read."
+    def __init__(self, path):
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        self.hash, self.size = hashlib.sha256(), 0
+    def writable(self): return True
+    def write(self, b) -> int:
+        mv = memoryview(b).cast("B")
+        self.hash.update(mv)
+        done = 0
+        while done < len(mv): done += os.write(self._fd, mv[done:])
+        self.size += done
+        return done
+    def close(self):
+        if not self.closed: os.close(self._fd)
+        super().close()
 
-def write_parquet(data, path, what: str = "data") -> None:
-    "Write `data` (any accepted type, see above) to a new Parquet file at `path`."
+def _write_arrow(batches, schema: pa.Schema, sink) -> pq.FileMetaData:
+    "Write Arrow data to `sink` as Parquet; the footer the writer produced says the rows and the schema a reader will see."
+    w = pq.ParquetWriter(sink, schema)
+    try:
+        if isinstance(batches, pa.Table): w.write_table(batches)
+        else:
+            for b in batches: w.write_batch(b)
+    finally: w.close()
+    return w.writer.metadata
+
+def _copy_parquet(src: Path, sink, what: str) -> pq.FileMetaData:
+    if not src.is_file(): raise ManifestError(f"{what}: {src} is not a file")
+    try: md = pq.ParquetFile(src).metadata
+    except (pa.ArrowException, OSError) as e: raise ManifestError(f"{what}: {src} is not a Parquet file ({e})") from None
+    with open(src, "rb") as f:
+        while chunk := f.read(1 << 20): sink.write(chunk)
+    return md
+
+def write_parquet(data, path, what: str = "data") -> dict:
+    """Write `data` (any accepted type, see above) to a new Parquet file at `path`; returns its manifest
+    facts: `rows`, `bytes`, `checksum` (computed while writing) and `schema` (as a reader will see it)."""
     mod = type(data).__module__.split(".")[0]
-    if isinstance(data, (str, os.PathLike)):
-        src = Path(data)
-        if not src.is_file(): raise ManifestError(f"{what}: {src} is not a file")
-        try: pq.ParquetFile(src).metadata
-        except (pa.ArrowException, OSError) as e: raise ManifestError(f"{what}: {src} is not a Parquet file ({e})") from None
-        shutil.copyfile(src, path)
-    elif isinstance(data, pa.Table): pq.write_table(data, path)
-    elif isinstance(data, pa.RecordBatch): pq.write_table(pa.Table.from_batches([data]), path)
-    elif isinstance(data, pa.RecordBatchReader): _write_stream(data, path)
-    elif mod == "pandas" and type(data).__name__ == "DataFrame": pq.write_table(_from_pandas(data), path)
-    elif mod == "polars" and type(data).__name__ == "DataFrame": pq.write_table(data.to_arrow(), path)
-    elif hasattr(data, "__arrow_c_stream__"): _write_stream(pa.RecordBatchReader.from_stream(data), path)
+    if isinstance(data, (str, os.PathLike)): write = lambda sink: _copy_parquet(Path(data), sink, what)
+    elif isinstance(data, pa.Table): write = lambda sink: _write_arrow(data, data.schema, sink)
+    elif isinstance(data, pa.RecordBatch): write = lambda sink: _write_arrow([data], data.schema, sink)
+    elif isinstance(data, pa.RecordBatchReader): write = lambda sink: _write_arrow(data, data.schema, sink)
+    elif mod == "pandas" and type(data).__name__ == "DataFrame":
+        t = _from_pandas(data); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif mod == "polars" and type(data).__name__ == "DataFrame":
+        t = data.to_arrow(); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif hasattr(data, "__arrow_c_stream__"):
+        r = pa.RecordBatchReader.from_stream(data); write = lambda sink: _write_arrow(r, r.schema, sink)
     else: raise ManifestError(f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}")
+    with _HashingFile(path) as sink:
+        md = write(sink)
+    return {"rows": md.num_rows, "bytes": sink.size, "checksum": "sha256:" + sink.hash.hexdigest(),
+            "schema": md.schema.to_arrow_schema()}
 
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
@@ -151,7 +188,7 @@ class Job:
         for attempt in (1, 2):
             path = self._workdir() / file
             try:
-                write_parquet(data, path, what=what)   # made durable at commit, with the rest of the job
+                facts = write_parquet(data, path, what=what)   # made durable at commit, with the rest of the job
                 break
             except OSError as e:  # disk full, read-only, I/O error: nothing of this job becomes visible
                 path.unlink(missing_ok=True)
@@ -162,12 +199,9 @@ class Job:
                 self._unavailable(e)
             except BaseException:
                 path.unlink(missing_ok=True); raise
-        pf = pq.ParquetFile(path)
-        schema = pf.schema_arrow
-        try: check_columns(schema, what)
+        try: check_columns(facts["schema"], what)
         except ManifestError: path.unlink(); raise
-        entry = {"name": name, "kind": kind, "file": file, "rows": pf.metadata.num_rows,
-                 "bytes": path.stat().st_size, "checksum": checksum_file(path), "schema": schema_to_json(schema)}
+        entry = {"name": name, "kind": kind, "file": file, **facts, "schema": schema_to_json(facts["schema"])}
         self.artifacts.append(entry)
         return entry
 
@@ -176,12 +210,16 @@ class Job:
                 "submitted_at": utcnow().isoformat(), "key": self.key, "meta": self.meta,
                 "lineage": self.lineage, "artifacts": self.artifacts}
 
-    def _commit_in(self, d: Path, dest_dir: Path) -> Path:
-        raw = json.dumps(self.manifest(), indent=1, default=str).encode()
+    def _write_commit(self, d: Path) -> list[Path]:
+        "Write manifest.json, then COMMIT, into `d`; returns the job's files, not yet durable."
+        raw = json.dumps(self.manifest(), default=str).encode()   # compact: the C encoder, no indent
         for f in (MANIFEST, COMMIT): (d / f).unlink(missing_ok=True)
         (d / MANIFEST).write_bytes(raw)
         (d / COMMIT).write_bytes(checksum_bytes(raw).encode())
-        fsync_all([d / a["file"] for a in self.artifacts] + [d / MANIFEST, d / COMMIT], [d])
+        return [d / a["file"] for a in self.artifacts] + [d / MANIFEST, d / COMMIT]
+
+    def _commit_in(self, d: Path, dest_dir: Path) -> Path:
+        fsync_all(self._write_commit(d), [d])
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / self.job_id
         os.rename(d, dest)   # the commit point
@@ -200,6 +238,10 @@ class Job:
             try: dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
             except OSError as e2:
                 self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
+        return self._committed(dest)
+
+    def _committed(self, dest: Path, flush_spool: bool = True) -> Receipt:
+        "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
         if self.config.remote and not self.spooled:   # a producer on another machine: hand the job to object storage
             from artifact_bus.remote import deliver
@@ -211,8 +253,8 @@ class Job:
         if self.spooled:
             warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
                           f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
-                          SpooledWarning, stacklevel=3)
-        elif os.path.isdir(spool_dir(self.config) / "jobs"):
+                          SpooledWarning, stacklevel=4)
+        elif flush_spool and os.path.isdir(spool_dir(self.config) / "jobs"):
             try: flush(config=self.config)
             except BusError: pass  # the spool stays for the next try
         return self.receipt
@@ -244,6 +286,86 @@ def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, 
     return j.receipt
 
 # %% ../nbs/02_submit.ipynb #f1f494e0
+class _BatchJob(Job):
+    "A job of a batch: its commit queues it for the batch's next flush."
+    def __init__(self, batch: Batch, **kw):
+        super().__init__(config=batch.config, **kw)
+        self._batch = batch
+    def commit(self):
+        if self.receipt is not None: return self.receipt
+        if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
+        if self.spooled or self.config.remote:   # the spool and object storage: job by job
+            r = super().commit(); self._batch.receipts.append(r); return r
+        self._batch._queue(self)
+
+class Batch:
+    "Submit many jobs that become durable together; see `batch`."
+    def __init__(self, *, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20,
+                 config: Config | None = None):
+        if not (isinstance(max_jobs, int) and max_jobs >= 1): raise ManifestError(f"max_jobs must be a positive integer, got {max_jobs!r}")
+        if not (isinstance(max_bytes, int) and max_bytes >= 1): raise ManifestError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+        self.config = config or load_config(root, required=required)
+        self.max_jobs, self.max_bytes = max_jobs, max_bytes
+        self.receipts: list[Receipt] = []
+        self._waiting: list[Job] = []
+        self._bytes = 0
+
+    def job(self, *, run_id=None, producer=None, meta=None, key=None) -> Job:
+        "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
+        return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key)
+
+    def submit(self, data, kind: str, *, run_id=None, producer=None, meta=None, key=None, name=None) -> str:
+        "Submit one table as a job of one artifact of `kind`; returns its job id (its `Receipt` comes with the flush)."
+        with self.job(run_id=run_id, producer=producer, meta=meta, key=key) as j:
+            j.add(kind, data, name=name)
+        return j.job_id
+
+    @property
+    def waiting(self) -> int:
+        "Jobs written but not committed yet."
+        return len(self._waiting)
+
+    def _queue(self, j: Job) -> None:
+        self._waiting.append(j); self._bytes += sum(a["bytes"] for a in j.artifacts)
+        if len(self._waiting) >= self.max_jobs or self._bytes >= self.max_bytes: self.flush()
+
+    def flush(self) -> list[Receipt]:
+        "Commit every waiting job: one round of fsyncs for all their files, their renames, one fsync of the inbox."
+        jobs, self._waiting, self._bytes = self._waiting, [], 0
+        if not jobs: return []
+        inbox, moved = self.config.inbox, []
+        try:
+            files = [f for j in jobs for f in j._write_commit(j._dir)]
+            fsync_all(files, [j._dir for j in jobs])
+            inbox.mkdir(parents=True, exist_ok=True)
+            for j in jobs:
+                os.rename(j._dir, inbox / j.job_id)   # each job's own commit point
+                moved.append(j)
+            fsync_dir(inbox)
+        except OSError:
+            if moved:  # renamed, but the inbox may not be durable: make it so, or say so
+                try: fsync_dir(inbox)
+                except OSError as e:
+                    raise BusUnavailable(f"cannot make the inbox {inbox} durable after committing {len(moved)} jobs: {e.strerror or e}") from None
+        out = [j._committed(inbox / j.job_id, flush_spool=False) for j in moved]
+        out += [Job.commit(j) for j in jobs[len(moved):]]   # the rest job by job: retried, or spooled
+        if os.path.isdir(spool_dir(self.config) / "jobs"):
+            try: flush(config=self.config)
+            except BusError: pass
+        self.receipts += out
+        return out
+
+    def __enter__(self): return self
+    def __exit__(self, exc_type, exc, tb):
+        self.flush()   # the finished jobs are complete: commit them even when the block raised
+        return False
+
+def batch(*, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20) -> Batch:
+    """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
+    Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
+    return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
+
+# %% ../nbs/02_submit.ipynb #a5bbae78
 def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
     "Ids of the jobs waiting in this machine's spool for the bus at `root`."
     config = config or load_config(root)

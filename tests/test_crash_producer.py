@@ -1,8 +1,9 @@
 """A producer killed with SIGKILL at random instants never makes a partial job visible, and never loses a
 job it was told was saved.
 
-A child process submits multi-artifact jobs with `job()` in a loop and, only after the receipt is
-returned, appends the job id (and its rows per kind) to a log with write+fsync. The parent SIGKILLs it
+A child process submits multi-artifact jobs with `job()` in a loop — or, in the batch variant, a few at a
+time inside `batch()`, which commits them together — and, only after the receipt is returned, appends
+the job id (and its rows per kind) to a log with write+fsync. The parent SIGKILLs it
 after a random delay, many times over. Then:
 - every entry of inbox/ is a complete committed job (`validate_job` passes) — partial writes may sit
   in inbox/.tmp/ only, and are never visible or ingested;
@@ -17,6 +18,8 @@ import os
 import random
 import time
 
+import pytest
+
 from artifact_bus import ingest
 from artifact_bus.protocol import Rejection, validate_job
 from reliability_helpers import (assert_bus_consistent, doctor_problems, inbox_jobs, kill, loops, read_line, read_log,
@@ -26,40 +29,46 @@ KILLS = loops("ARTIFACT_BUS_PRODUCER_KILLS", 20, 200)
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
 
 PRODUCER = """
-import json, os, random, sys
-from artifact_bus import job
+import contextlib, json, os, random, sys
+from artifact_bus import batch, job
 from artifact_bus.testing import fills_table
-root, log, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+root, log, seed, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 rng = random.Random(seed)
 fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 print("ready", flush=True)
 i = 0
 while True:
-    i += 1
-    rows = {}
-    with job(run_id=f"p{seed}-{i}", producer="crash-producer", root=root) as j:
-        for a in range(rng.randint(1, 3)):
-            kind = rng.choice(["fills", "fills", "events"])
-            n = rng.randint(1, 20_000)
-            t = fills_table(n, seed=seed * 1000 + i * 10 + a, run_id=f"p{seed}-{i}")
-            if kind == "events":
-                t = t.select(["ts", "symbol", "qty"])
-            j.add(kind, t)
-            rows[kind] = rows.get(kind, 0) + n
-    line = json.dumps({"job_id": j.receipt.job_id, "status": j.receipt.status, "rows": rows}) + "\\n"
-    os.write(fd, line.encode())
+    done = []
+    with (batch(root=root) if mode == "batch" else contextlib.nullcontext()) as b:
+        for _ in range(rng.randint(1, 5) if mode == "batch" else 1):
+            i += 1
+            rows = {}
+            with (b.job if b else job)(run_id=f"p{seed}-{i}", producer="crash-producer", **({} if b else {"root": root})) as j:
+                for a in range(rng.randint(1, 3)):
+                    kind = rng.choice(["fills", "fills", "events"])
+                    n = rng.randint(1, 20_000)
+                    t = fills_table(n, seed=seed * 1000 + i * 10 + a, run_id=f"p{seed}-{i}")
+                    if kind == "events":
+                        t = t.select(["ts", "symbol", "qty"])
+                    j.add(kind, t)
+                    rows[kind] = rows.get(kind, 0) + n
+            done.append((j, rows))
+    for j, rows in done:   # acknowledged only once the receipt exists: for a batch, after it committed
+        line = json.dumps({"job_id": j.receipt.job_id, "status": j.receipt.status, "rows": rows}) + "\\n"
+        os.write(fd, line.encode())
     os.fsync(fd)
 """
 
 
-def test_producer_killed_at_random_instants(tmp_path, root):
+@pytest.mark.parametrize("mode", ["job", "batch"])
+def test_producer_killed_at_random_instants(tmp_path, root, mode):
     rng = random.Random(SEED)
     write_bus_toml(root, batch_size=50)
     log = tmp_path / "acked.jsonl"
     print(f"\nARTIFACT_BUS_TEST_SEED={SEED}")
     # Calibrate on this machine, now: how long does a producer take to acknowledge its first 8 jobs? The
     # random kill instants are drawn over that span (whatever the load), and the log is never empty.
-    p = spawn(PRODUCER, root, log, SEED % 1000 * 1000 + 999, cwd=tmp_path)
+    p = spawn(PRODUCER, root, log, SEED % 1000 * 1000 + 999, mode, cwd=tmp_path)
     try:
         read_line(p, "ready")
         t_ready = time.monotonic()
@@ -69,7 +78,7 @@ def test_producer_killed_at_random_instants(tmp_path, root):
         assert kill(p) == -9
     t0 = time.monotonic()
     for k in range(KILLS):
-        p = spawn(PRODUCER, root, log, k + SEED % 1000 * 1000, cwd=tmp_path)
+        p = spawn(PRODUCER, root, log, k + SEED % 1000 * 1000, mode, cwd=tmp_path)
         try:
             read_line(p, "ready")
             before = len(read_log(log))
