@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -178,6 +179,8 @@ def _ts(s):
     try: return datetime.fromisoformat(s)
     except (TypeError, ValueError): return None
 
+_VALIDATORS = min(4, os.cpu_count() or 1)   # hashing releases the GIL: checksums of several jobs run on several cores
+
 def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
     now = utcnow()
     plan = []  # (name, outcome, manifest or reason)
@@ -185,12 +188,17 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
     contracts = load_contracts(config)
     kind_types = _kind_types(con)
-    for name in names:
-        src = config.inbox / name
+    def check(name):   # reading and checksumming each job's files is independent of the others: in parallel
         try:
             if name in never_committed:
                 raise Rejection("never_committed", f"no COMMIT after {config.tmp_max_age}s: its producer died mid-write", "COMMIT", name)
-            m = validate_job(src, name)
+            return validate_job(config.inbox / name, name), None
+        except BaseException as e: return None, e   # raised below, in job order
+    with ThreadPoolExecutor(max_workers=_VALIDATORS, thread_name_prefix="artifact-bus-validate") as pool:
+        checked = list(pool.map(check, names))
+    for name, (m, err) in zip(names, checked):
+        try:
+            if err is not None: raise err
             if name in known: raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", name)
             for i, a in enumerate(m["artifacts"]):
                 if a["kind"] in contracts: check_contract(a, contracts[a["kind"]], job_id=name, index=i)
