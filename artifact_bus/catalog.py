@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     error VARCHAR);
 """
 KINDS_VIEW = """
-CREATE OR REPLACE VIEW catalog.kinds AS
+CREATE OR REPLACE VIEW {db}catalog.kinds AS
     SELECT kind, count(DISTINCT job_id) AS jobs, count(*) AS artifacts, sum(rows)::BIGINT AS rows,
            sum(bytes)::BIGINT AS bytes, max(ingested_at) AS last_ingested
     FROM catalog.artifacts GROUP BY kind ORDER BY kind;
@@ -62,7 +62,7 @@ CREATE OR REPLACE VIEW catalog.kinds AS
 
 def ensure_schema(con) -> None:
     "Create the bus's schemas and tables in `con`'s database if missing; touch nothing else."
-    con.execute(DDL); con.execute(KINDS_VIEW)
+    con.execute(DDL); con.execute(KINDS_VIEW.format(db=""))
     got = con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchone()
     if got is None:
         con.execute("INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)])
@@ -167,17 +167,18 @@ def loose_sql(kind: str, root: Path, files: list) -> str:
             f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] = ()) -> str:
-    """The `CREATE VIEW bus.<kind>` statement: the compacted segments (which carry `_job_id` and `_run_id`
-    in their rows), then the loose artifact files not yet compacted."""
+def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "") -> str:
+    """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
+    the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
+    files not yet compacted. Names in a view resolve in the view's own database."""
     prefix = str(Path(root).resolve()) + "/"
     parts = []
     if segments: parts.append(f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)")
     if files: parts.append(loose_sql(kind, root, files))
-    return f"CREATE OR REPLACE VIEW bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
+    return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
-def refresh_views(con, root: Path, kinds=None) -> list[str]:
-    "Recreate the `bus.<kind>` views for `kinds` (default: every kind); returns the kinds done."
+def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
+    "Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the kinds done."
     loose = dict(con.execute("SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name) FROM catalog.artifacts "
                              "WHERE segment IS NULL GROUP BY kind").fetchall())
     segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
@@ -185,7 +186,7 @@ def refresh_views(con, root: Path, kinds=None) -> list[str]:
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in loose.get(kind, [])]
-            con.execute(view_sql(kind, root, files, segs.get(kind, []))); done.append(kind)
+            con.execute(view_sql(kind, root, files, segs.get(kind, []), db)); done.append(kind)
     return done
 
 # %% ../nbs/03_catalog.ipynb #9a857596
@@ -204,18 +205,14 @@ def publish(con, config: Config) -> dict:
     name = f"snap-{new_job_id()}.duckdb"
     tmp = pub / f".{name}.tmp"
     con.execute(f"ATTACH {sql_str(tmp)} AS __snapshot")
-    try:
+    try:   # built from the writer's connection: its views resolve in the snapshot, whose file is complete at DETACH
         con.execute("CREATE SCHEMA __snapshot.catalog; CREATE SCHEMA __snapshot.bus")
         for t in TABLES: con.execute(f"CREATE TABLE __snapshot.catalog.{t} AS FROM catalog.{t}")
+        con.execute(KINDS_VIEW.format(db="__snapshot."))
+        refresh_views(con, config.root, db="__snapshot.")
+        con.execute("CHECKPOINT __snapshot")
     finally:
         con.execute("DETACH __snapshot")
-    snap = duckdb.connect(str(tmp))
-    try:
-        snap.execute(KINDS_VIEW)
-        refresh_views(snap, config.root)
-        snap.execute("CHECKPOINT")
-    finally:
-        snap.close()
     os.replace(tmp, pub / name)
     pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
     atomic_write(pub / CURRENT, to_json(pointer, indent=1).encode())
