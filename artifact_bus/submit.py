@@ -43,10 +43,11 @@ class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
     def __init__(self, path):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.hash, self.size = hashlib.sha256(), 0
+        self.hash, self.size, self.discard = hashlib.sha256(), 0, False
     def writable(self): return True
     def write(self, b) -> int:
         mv = memoryview(b).cast("B")
+        if self.discard: return len(mv)
         self.hash.update(mv)
         done = 0
         while done < len(mv): done += os.write(self._fd, mv[done:])
@@ -89,8 +90,15 @@ def write_parquet(data, path, what: str = "data") -> dict:
     elif hasattr(data, "__arrow_c_stream__"):
         r = pa.RecordBatchReader.from_stream(data); write = lambda sink: _write_arrow(r, r.schema, sink)
     else: raise ManifestError(f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}")
-    with _HashingFile(path) as sink:
-        md = write(sink)
+    sink = _HashingFile(path)
+    out = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=1 << 20)   # few, large writes
+    try: md = write(out)
+    except BaseException:
+        sink.discard = True   # the caller deletes the file: drop what the buffer still holds
+        raise
+    finally:
+        try: out.close()
+        finally: sink.close()
     return {"rows": md.num_rows, "bytes": sink.size, "checksum": "sha256:" + sink.hash.hexdigest(),
             "schema": md.schema.to_arrow_schema()}
 
