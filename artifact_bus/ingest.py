@@ -24,7 +24,7 @@ from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is
                                job_sort_key, load_config, require_mounted, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .compact import compact_kinds
-from .export import mark_pending, pending_changes, run_exports
+from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
 from .compact import remove_orphan_segments
 from .protocol import COMMIT, Rejection, validate_job
 
@@ -342,6 +342,9 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
+            elif not exports and report.recovered:   # the interrupted run may have left any export behind: journal them all
+                try: mark_pending(config, set().union(*(d.inputs for d in load_exports(config, _kinds(con)).values())))
+                except BusError as e: log.error("exports not journaled: %s", e)
             outcome, error = "ok", None
         except BaseException as e:
             outcome, error = "failed", f"{type(e).__name__}: {e}"

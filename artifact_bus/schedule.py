@@ -13,18 +13,19 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from .catalog import WriterLock, catalog, lock_holder
 from .core import BusError, Config, NotFound, WriterBusy, load_config, package_dir, require_mounted, utcnow
-from .export import export_status
+from .export import export_status, pending_changes
 from .ingest import INTENT, inbox_entries, ingest, record_run
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'RUN_NAME', 'DAEMON_LOCK', 'RunReport', 'show_report', 'ingest_notebook', 'run_path', 'prune_runs',
-           'run_record', 'RunFailed', 'run_notebook', 'DaemonBusy', 'daemon_lock', 'has_work', 'daemon']
+__all__ = ['log', 'RUN_NAME', 'DAEMON_LOCK', 'EXPORTS_MAX_DELAY', 'RunReport', 'show_report', 'ingest_notebook', 'run_path',
+           'prune_runs', 'run_record', 'RunFailed', 'run_notebook', 'DaemonBusy', 'daemon_lock', 'has_work', 'daemon']
 
 # %% ../nbs/06_schedule.ipynb #7cdc29fc
 def _cell(v) -> str:
@@ -296,6 +297,8 @@ def _stop_on_signals(stop: threading.Event, wake: threading.Event, logger: loggi
         for s, h in old.items(): signal.signal(s, h)
 
 # %% ../nbs/06_schedule.ipynb #997fa269
+EXPORTS_MAX_DELAY = 60.0   # seconds the golden exports may lag behind the data while jobs keep arriving
+
 def _cycle(config, *, papermill, max_jobs, exports, stop) -> tuple[str, bool]:
     "One ingest (or papermill run): its log line, and whether it did anything."
     if papermill:
@@ -306,17 +309,21 @@ def _cycle(config, *, papermill, max_jobs, exports, stop) -> tuple[str, bool]:
     rep = ingest(config=config, max_jobs=max_jobs, exports=exports, stop=stop.is_set)
     line = (f"ingest run {rep.run_no}: {len(rep.accepted)} accepted, {len(rep.rejected)} rejected, "
             f"{len(rep.duplicates)} duplicates in {rep.seconds:.2f}s" + (f", {rep.remaining} left" if rep.remaining else ""))
+    if rep.exports: line += f"; exports regenerated: {', '.join(sorted(rep.exports))}"
     stale = [n for n, e in rep.exports.items() if e.get("status") != "ok"]
     if stale: line += f"; exports not ok: {', '.join(sorted(stale))}"
     return line, bool(rep.accepted or rep.rejected or rep.duplicates or rep.recovered)
 
 def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config: Config | None = None,
            max_cycles: int | None = None, max_jobs: int | None = None, exports: bool = True,
-           stop: threading.Event | None = None, log: logging.Logger | None = None) -> int:
+           exports_delay: float = EXPORTS_MAX_DELAY, stop: threading.Event | None = None,
+           log: logging.Logger | None = None) -> int:
     """Ingest whenever committed jobs arrive in the inbox, until SIGTERM/SIGINT (or `stop` is set, or
     `max_cycles` cycles with work have run); returns the number of cycles run. Woken by file events
     with polling every `interval` seconds as a fallback; `papermill=True` makes each cycle a papermill
-    run of the ingest notebook. Raises `DaemonBusy` if a daemon already runs on this root."""
+    run of the ingest notebook. In-process, the golden exports wait while jobs keep arriving: they run
+    once the inbox has been quiet for `interval` seconds, or after `exports_delay` seconds at most.
+    Raises `DaemonBusy` if a daemon already runs on this root."""
     config = config or load_config(root)
     logger = log or logging.getLogger("artifact_bus")
     stop = stop or threading.Event()
@@ -324,6 +331,9 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
     require_mounted(config)
     config.inbox.mkdir(parents=True, exist_ok=True)
     cycles, failures, busy = 0, 0, False
+    lagging = None   # since when (monotonic) the exports have waited behind the data, in-process
+    idle_try = None  # when the exports last caught up on their own, with the inbox empty
+    last_cycle = time.monotonic()
     with daemon_lock(config), _stderr_logging(logger), _stop_on_signals(stop, wake, logger), \
          _Waker(config.inbox, wake, interval) as waker:
         logger.info("daemon started on %s (pid %d, %s, %s)", config.root, os.getpid(),
@@ -336,11 +346,36 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
                 logger.error("cannot read the inbox %s: %s", config.inbox, e); work = False
             if not work:
                 logger.debug("inbox empty")
+                # pending exports run once the inbox has been quiet for `interval` seconds (a job arriving
+                # meanwhile wakes a cycle first); after a failure, again once per exports_delay
+                quiet = time.monotonic() - last_cycle
+                if (exports and not papermill and (idle_try is None or time.monotonic() - idle_try >= exports_delay)
+                        and pending_changes(config) is not None):
+                    if quiet < interval: pause = interval - quiet
+                    else:
+                        idle_try = time.monotonic()
+                        try:
+                            logger.info("the exports: %s", _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)[0])
+                            idle_try, lagging = None, None
+                        except WriterBusy: idle_try = None
+                        except Exception as e: logger.error("the exports failed: %s: %s", type(e).__name__, e)
             else:
                 try:
-                    line, did = _cycle(config, papermill=papermill, max_jobs=max_jobs, exports=exports, stop=stop)
+                    # in-process the data comes first: the exports of a large store would hold back the jobs behind them
+                    defer = exports and not papermill
+                    line, did = _cycle(config, papermill=papermill, max_jobs=max_jobs, exports=exports and not defer, stop=stop)
                     cycles += 1; failures = 0; busy = False
                     logger.info("cycle %d: %s", cycles, line)
+                    if defer and pending_changes(config) is None: lagging = None
+                    elif defer:
+                        lagging = lagging or time.monotonic()
+                        final = max_cycles is not None and cycles >= max_cycles
+                        # while jobs keep coming the exports wait (see the idle branch), unless overdue or returning
+                        if not stop.is_set() and (final or time.monotonic() - lagging >= exports_delay):
+                            line, _ = _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)
+                            logger.info("cycle %d, the exports: %s", cycles, line)
+                            lagging = None
+                    last_cycle = time.monotonic()
                     if did: pause = 0  # look again at once: more may have arrived meanwhile
                 except WriterBusy as e:  # a manual ingest or export: not an error, try again later
                     logger.log(logging.DEBUG if busy else logging.WARNING, "cycle skipped: %s; retrying every %gs", e, interval)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import os
 import signal
 import subprocess
@@ -204,7 +205,7 @@ from artifact_bus.schedule import daemon
 if {debug}:
     lg = logging.getLogger("artifact_bus"); lg.setLevel(logging.DEBUG)
     h = logging.StreamHandler(sys.stderr); h.setFormatter(logging.Formatter("%(levelname)s %(message)s")); lg.addHandler(h)
-n = daemon({root!r}, interval={interval}, papermill={papermill})
+n = daemon({root!r}, interval={interval}, papermill={papermill}{extra})
 print(f"cycles={{n}}")
 """
 
@@ -212,8 +213,9 @@ print(f"cycles={{n}}")
 class Daemon:
     "`daemon()` in a subprocess; its stderr lines are collected as they come."
 
-    def __init__(self, root, cwd, *, interval=0.5, papermill=False, debug=False):
-        code = DAEMON.format(root=str(root), interval=interval, papermill=papermill, debug=debug)
+    def __init__(self, root, cwd, *, interval=0.5, papermill=False, debug=False, exports_delay=None):
+        extra = "" if exports_delay is None else f", exports_delay={exports_delay}"
+        code = DAEMON.format(root=str(root), interval=interval, papermill=papermill, debug=debug, extra=extra)
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=clean_env(), text=True,
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.lines: list[str] = []
@@ -341,3 +343,29 @@ def test_daemon_papermill_mode_runs_only_when_there_is_work(root, daemons):
     [name] = run_notebooks(root)
     [(outcome, acc, *_)] = runs_for(root, root / "runs" / name)
     assert (outcome, acc) == ("ok", 1)
+
+
+@pytest.mark.parametrize("delay", [60, 0])
+def test_daemon_makes_jobs_queryable_before_it_regenerates_exports(root, daemons, delay):
+    """In-process, a cycle never waits for the golden exports: they run once the inbox is drained — or, with
+    exports_delay=0, right after each cycle — and end up complete."""
+    d = daemons(root, interval=0.2, exports_delay=delay)
+    d.wait_line("daemon started")
+    jobs = []
+    for i in range(12):   # a steady trickle: several cycles while jobs keep arriving
+        jobs.append(submit(FILLS, "fills", run_id=f"trickle-{i}", root=root))
+        time.sleep(0.05)
+    wait_until(lambda: all(job_count(root, j.job_id) == 1 for j in jobs), "the daemon to ingest every job")
+    from artifact_bus.export import export_status, pending_changes
+    cfg = load_config(root)
+    wait_until(lambda: pending_changes(cfg) is None and export_status(cfg).get("fills", {}).get("rows") == 12 * FILLS.num_rows,
+               "the exports to catch up with every job")
+    assert d.stop() == 0, d.log()
+    cycles = [l for l in d.lines if re.search(r"cycle \d+: ingest run ", l)]
+    exports = [l for l in d.lines if "the exports: " in l]
+    assert cycles and not [l for l in cycles if "exports regenerated" in l], d.log()   # the data cycles never export
+    assert exports and all("exports regenerated: " in l and "fills" in l for l in exports), d.log()
+    if delay == 0:
+        assert len(exports) == len(cycles), d.log()   # overdue at once: after every cycle
+    else:
+        assert len(exports) <= len(cycles), d.log()
