@@ -141,7 +141,10 @@ def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
                            f"({str(e).split('(')[-1].rstrip(')').strip() if 'PID' in str(e) else 'see lsof'}); "
                            f"readers should use artifact_bus.catalog() instead of opening it") from None
         raise BusError(f"cannot open catalog database {config.catalog}: {e}") from None
-    try: ensure_schema(con)
+    try:
+        ensure_schema(con)
+        try: con.execute(f"SET temp_directory = {sql_str(config.spill)}")
+        except duckdb.NotImplementedException: pass  # another connection of this process spilled elsewhere already: DuckDB keeps that folder
     except BaseException: con.close(); raise
     return con
 

@@ -87,7 +87,7 @@ CONFIG_KEYS = {
     "root": "path", "catalog": "path", "batch_size": "int", "exports": "paths",
     "builtin_exports": "bool", "required": "bool", "spool": "path", "runs_keep": "int",
     "snapshots_keep": "int", "tmp_max_age": "int", "compact_min_files": "count", "compact_small_bytes": "int",
-    "compact_segment_rows": "int", "remote": "url", "s3_endpoint": "str", "s3_region": "str",
+    "compact_segment_rows": "int", "export_memory_mb": "count", "remote": "url", "s3_endpoint": "str", "s3_region": "str",
     "ducklake": "str", "lake_data": "url",
 }
 ENV_KEYS = {"ARTIFACT_BUS_ROOT": "root", "ARTIFACT_BUS_CATALOG": "catalog",
@@ -110,6 +110,7 @@ class Config:
     compact_min_files: int = 32
     compact_small_bytes: int = 16 << 20
     compact_segment_rows: int = 4_000_000
+    export_memory_mb: int = 256
     remote: str | None = None
     s3_endpoint: str | None = None
     s3_region: str | None = None
@@ -134,6 +135,8 @@ class Config:
     def exports_dir(self): return self.root / "exports"
     @property
     def runs(self): return self.root / "runs"
+    @property
+    def spill(self): return self.root / ".spill"
     @property
     def lock(self): return self.root / "writer.lock"
 

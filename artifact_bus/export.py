@@ -5,6 +5,7 @@
 # %% ../nbs/05_export.ipynb #3c5b40bb
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,8 +19,8 @@ from .catalog import WriterLock, sql_str, writer_connection
 from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, to_json, utcnow
 
 # %% auto #0
-__all__ = ['STATUS_FILE', 'PENDING', 'ExportDef', 'export_folders', 'load_exports', 'export_status', 'pending_changes',
-           'mark_pending', 'run_exports', 'export']
+__all__ = ['STATUS_FILE', 'PENDING', 'MB_PER_THREAD', 'ExportDef', 'export_folders', 'load_exports', 'export_status',
+           'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -90,6 +91,32 @@ def mark_pending(config: Config, changed) -> None:
     config.exports_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(config.exports_dir / PENDING, to_json(sorted(set(changed) | (pending_changes(config) or set()))).encode())
 
+MB_PER_THREAD = 128  # about the least DuckDB needs per thread to run a query that spills
+
+def _settings(con, names) -> dict:
+    # literals, not parameters: binding a parameter makes DuckDB import pandas (40 MB), which export() has no other use for
+    return dict(con.execute(f"SELECT name, value FROM duckdb_settings() WHERE name IN ({', '.join(map(sql_str, names))})").fetchall())
+
+@contextlib.contextmanager
+def export_settings(con, config: Config):
+    "Run the block under the DuckDB settings for exports (see above), then restore the connection's own."
+    want = {"enable_external_file_cache": "false", "preserve_insertion_order": "false"}
+    if config.export_memory_mb:
+        threads = min(int(_settings(con, ["threads"])["threads"]), max(1, config.export_memory_mb // MB_PER_THREAD))
+        want |= {"threads": str(threads), "memory_limit": f"{config.export_memory_mb}MiB"}   # the limit last
+    # only settings this DuckDB has: a later version may rename one
+    old = _settings(con, want)
+    try:
+        try:
+            for k in (k for k in want if k in old): con.execute(f"SET {k} = {sql_str(want[k])}")
+        except duckdb.Error as e:
+            raise BusError(f"cannot apply the export settings: {str(e).splitlines()[0]}") from None
+        yield
+    finally:
+        # the limit first, so nothing after it runs short of memory. Set, never RESET: DuckDB then reports
+        # the old limit but keeps enforcing the export's. It comes back as DuckDB reports it, to 0.1 of its unit.
+        for k in sorted(old, key=lambda k: k != "memory_limit"): con.execute(f"SET {k} = {sql_str(old[k])}")
+
 def run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`
     (plus any never written yet), else all. Returns the status of the exports that ran.
@@ -115,14 +142,9 @@ def _run_exports(con, config: Config, *, changed: set | None = None, names=None)
                 or not (config.exports_dir / f"{d.name}.parquet").exists()]
     config.exports_dir.mkdir(parents=True, exist_ok=True)
     ran = {}
-    # exports need no particular row order; keeping it makes DuckDB buffer a whole kind in memory
-    (order,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
-    con.execute("SET preserve_insertion_order = false")
-    try:
+    with export_settings(con, config):
         for d in todo:
             ran[d.name] = status[d.name] = _run_one(con, config, d, status.get(d.name))
-    finally:
-        con.execute(f"SET preserve_insertion_order = {'true' if order else 'false'}")
     for gone in set(status) - set(defs): del status[gone]
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
     return ran
@@ -141,7 +163,9 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
                      duration_s=round(time.perf_counter() - t0, 4))
     except (duckdb.Error, BusError, OSError) as e:
         tmp.unlink(missing_ok=True)
-        entry.update(status="stale" if out.exists() else "error", error=str(e).splitlines()[0][:500])
+        hint = (f" (exports run with export_memory_mb = {config.export_memory_mb}: raise it in the bus config)"
+                if isinstance(e, duckdb.OutOfMemoryException) and config.export_memory_mb else "")
+        entry.update(status="stale" if out.exists() else "error", error=str(e).splitlines()[0][:500] + hint)
         if not out.exists(): entry.update(rows=None, bytes=None, generated_at=None)
     return entry
 

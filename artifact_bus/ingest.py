@@ -50,11 +50,15 @@ def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
 # %% ../nbs/04_ingest.ipynb #02878b83
 def clean_leftovers(config: Config) -> list[Path]:
     """Remove the writer's own temporary files left by a writer killed mid-write (the intent journal's,
-    the snapshot pointer's, the exports'); only the lock holder writes them, so any found now are dead."""
+    the snapshot pointer's, the exports', DuckDB's spill files); only the lock holder writes them, so any
+    found now are dead. Call it before the writer's connection has run anything big enough to spill."""
     gone = []
     for folder in (config.root, config.published, config.exports_dir):
         for p in folder.glob(".*.tmp") if folder.is_dir() else []:
             if p.is_file() or p.is_symlink(): p.unlink(); gone.append(p)
+    # DuckDB deletes its spill files when it closes, and reuses them only when it spills again
+    for p in config.spill.iterdir() if config.spill.is_dir() else []:
+        if p.is_file() or p.is_symlink(): p.unlink(); gone.append(p)
     return gone
 
 def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]]:
