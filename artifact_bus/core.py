@@ -68,9 +68,11 @@ def is_job_id(s) -> bool:
     "True when `s` is a ULID or a UUIDv7 string."
     return isinstance(s, str) and bool(_ULID_RE.match(s) or _UUID7_RE.match(s))
 
+_CROCKFORD = str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")   # Crockford's base 32 as int()'s
+
 def job_millis(job_id: str) -> int:
     "Milliseconds since the epoch encoded in a ULID or UUIDv7 job id."
-    if _ULID_RE.match(job_id): return ULID.from_str(job_id).milliseconds
+    if _ULID_RE.match(job_id): return int(job_id[:10].translate(_CROCKFORD), 32)   # the first 10 characters: 48 bits of time
     if _UUID7_RE.match(job_id): return int(job_id.replace("-", "")[:12], 16)
     raise ManifestError(f"job id {job_id!r} is neither a ULID nor a UUIDv7")
 

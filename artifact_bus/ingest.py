@@ -184,6 +184,16 @@ def _ts(s):
     except (TypeError, ValueError): return None
 
 _VALIDATORS = min(4, os.cpu_count() or 1)   # hashing releases the GIL: checksums of several jobs run on several cores
+_PARALLEL_BYTES = 4 << 20   # below this per job, validation is mostly Python, and threads only fight over the GIL
+
+def _job_bytes(folder: Path) -> int:
+    try: return sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(folder))
+    except OSError: return 0
+
+def _large_jobs(config: Config, names: list[str]) -> bool:
+    "Are these jobs large enough for parallel checksums to pay? Judged on the first few: a batch is usually alike."
+    sample = names[:3]
+    return bool(sample) and sum(_job_bytes(config.inbox / n) for n in sample) >= _PARALLEL_BYTES * len(sample)
 
 def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
     now = utcnow()
@@ -198,8 +208,10 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
                 raise Rejection("never_committed", f"no COMMIT after {config.tmp_max_age}s: its producer died mid-write", "COMMIT", name)
             return validate_job(config.inbox / name, name), None
         except BaseException as e: return None, e   # raised below, in job order
-    with ThreadPoolExecutor(max_workers=_VALIDATORS, thread_name_prefix="artifact-bus-validate") as pool:
-        checked = list(pool.map(check, names))
+    if _VALIDATORS > 1 and len(names) > 1 and _large_jobs(config, names):
+        with ThreadPoolExecutor(max_workers=_VALIDATORS, thread_name_prefix="artifact-bus-validate") as pool:
+            checked = list(pool.map(check, names))
+    else: checked = [check(n) for n in names]
     for name, (m, err) in zip(names, checked):
         try:
             if err is not None: raise err
