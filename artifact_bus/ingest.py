@@ -187,8 +187,13 @@ _VALIDATORS = min(4, os.cpu_count() or 1)   # hashing releases the GIL: checksum
 _PARALLEL_BYTES = 4 << 20   # below this per job, validation is mostly Python, and threads only fight over the GIL
 
 def _job_bytes(folder: Path) -> int:
-    try: return sum(e.stat(follow_symlinks=False).st_size for e in os.scandir(folder))
+    "Bytes in a job folder; 0 for anything but a real folder (a symlink is never followed out of the inbox)."
+    try: fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError: return 0
+    try:
+        with os.scandir(fd) as it: return sum(e.stat(follow_symlinks=False).st_size for e in it)
+    except OSError: return 0
+    finally: os.close(fd)
 
 def _large_jobs(config: Config, names: list[str]) -> bool:
     "Are these jobs large enough for parallel checksums to pay? Judged on the first few: a batch is usually alike."
