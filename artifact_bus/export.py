@@ -126,7 +126,7 @@ def run_exports(con, config: Config, *, changed: set | None = None, names=None) 
         config.exports_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(config.exports_dir / PENDING, to_json(sorted(changed)).encode())
     ran = _run_exports(con, config, changed=changed, names=names)
-    if changed is not None and not names: (config.exports_dir / PENDING).unlink(missing_ok=True)
+    if not names: (config.exports_dir / PENDING).unlink(missing_ok=True)   # what was pending ran (changed=None: everything did)
     return ran
 
 def _run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
