@@ -369,6 +369,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.submit._HashingFile.write': ('submit.html#_hashingfile.write', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit._copy_parquet': ('submit.html#_copy_parquet', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit._default_producer': ('submit.html#_default_producer', 'artifact_bus/submit.py'),
+                                     'artifact_bus.submit._flush_spool': ('submit.html#_flush_spool', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit._from_pandas': ('submit.html#_from_pandas', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit._replayable': ('submit.html#_replayable', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit._write_arrow': ('submit.html#_write_arrow', 'artifact_bus/submit.py'),

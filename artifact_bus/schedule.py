@@ -334,6 +334,10 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
     lagging = None   # since when (monotonic) the exports have waited behind the data, in-process
     idle_try = None  # when the exports last caught up on their own, with the inbox empty
     last_cycle = time.monotonic()
+    # in-process the data comes first: the exports of a large store would hold back the jobs behind them
+    defer = exports and not papermill
+    def catch_up() -> str:   # the pending exports alone: no jobs
+        return _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)[0]
     with daemon_lock(config), _stderr_logging(logger), _stop_on_signals(stop, wake, logger), \
          _Waker(config.inbox, wake, interval) as waker:
         logger.info("daemon started on %s (pid %d, %s, %s)", config.root, os.getpid(),
@@ -349,20 +353,18 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
                 # pending exports run once the inbox has been quiet for `interval` seconds (a job arriving
                 # meanwhile wakes a cycle first); after a failure, again once per exports_delay
                 quiet = time.monotonic() - last_cycle
-                if (exports and not papermill and (idle_try is None or time.monotonic() - idle_try >= exports_delay)
+                if (defer and (idle_try is None or time.monotonic() - idle_try >= exports_delay)
                         and pending_changes(config) is not None):
                     if quiet < interval: pause = interval - quiet
                     else:
                         idle_try = time.monotonic()
                         try:
-                            logger.info("the exports: %s", _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)[0])
+                            logger.info("the exports: %s", catch_up())
                             idle_try, lagging = None, None
                         except WriterBusy: idle_try = None
                         except Exception as e: logger.error("the exports failed: %s: %s", type(e).__name__, e)
             else:
                 try:
-                    # in-process the data comes first: the exports of a large store would hold back the jobs behind them
-                    defer = exports and not papermill
                     line, did = _cycle(config, papermill=papermill, max_jobs=max_jobs, exports=exports and not defer, stop=stop)
                     cycles += 1; failures = 0; busy = False
                     logger.info("cycle %d: %s", cycles, line)
@@ -372,8 +374,7 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
                         final = max_cycles is not None and cycles >= max_cycles
                         # while jobs keep coming the exports wait (see the idle branch), unless overdue or returning
                         if not stop.is_set() and (final or time.monotonic() - lagging >= exports_delay):
-                            line, _ = _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)
-                            logger.info("cycle %d, the exports: %s", cycles, line)
+                            logger.info("cycle %d, the exports: %s", cycles, catch_up())
                             lagging = None
                     last_cycle = time.monotonic()
                     if did: pause = 0  # look again at once: more may have arrived meanwhile

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow)
 from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
-                                   checksum_file, lineage, schema_to_json)
+                                   lineage, schema_to_json)
 
 # %% auto #0
 __all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'Batch', 'batch',
@@ -262,9 +262,7 @@ class Job:
             warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
                           f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
                           SpooledWarning, stacklevel=4)
-        elif flush_spool and os.path.isdir(spool_dir(self.config) / "jobs"):
-            try: flush(config=self.config)
-            except BusError: pass  # the spool stays for the next try
+        elif flush_spool: _flush_spool(self.config)
         return self.receipt
 
     def abort(self) -> None:
@@ -276,6 +274,12 @@ class Job:
         if exc_type is None: self.commit()
         else: self.abort()
         return False
+
+def _flush_spool(config: Config) -> None:
+    "After a commit to the bus: move on what this machine's spool holds for it, if anything."
+    if os.path.isdir(spool_dir(config) / "jobs"):
+        try: flush(config=config)
+        except BusError: pass  # the spool stays for the next try
 
 def _default_producer(lin) -> str:
     if lin.get("notebook"): return Path(lin["notebook"]).name
@@ -357,9 +361,7 @@ class Batch:
                     raise BusUnavailable(f"cannot make the inbox {inbox} durable after committing {len(moved)} jobs: {e.strerror or e}") from None
         out = [j._committed(inbox / j.job_id, flush_spool=False) for j in moved]
         out += [Job.commit(j) for j in jobs[len(moved):]]   # the rest job by job: retried, or spooled
-        if os.path.isdir(spool_dir(self.config) / "jobs"):
-            try: flush(config=self.config)
-            except BusError: pass
+        _flush_spool(self.config)
         self.receipts += out
         return out
 
