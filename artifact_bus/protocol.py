@@ -27,10 +27,10 @@ import fastjsonschema
 from .core import KindError, ManifestError, SchemaMismatch, is_job_id
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'manifest_schema', 'Rejection',
-           'check_kind', 'is_safe_file', 'reserved_clash', 'check_columns', 'schema_to_json', 'schema_diff',
-           'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage',
-           'read_manifest', 'validate_job']
+__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'WHOLE_READ_BYTES', 'manifest_schema',
+           'Rejection', 'check_kind', 'is_safe_file', 'reserved_clash', 'check_columns', 'schema_to_json',
+           'schema_diff', 'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters',
+           'notebook_path', 'lineage', 'read_manifest', 'validate_job']
 
 # %% ../nbs/01_protocol.ipynb #e66e3343
 PROTOCOL = 1
@@ -178,18 +178,19 @@ def _open_nofollow(path):
 
 def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
     "Read and check `manifest.json` and `COMMIT` of a job folder; return the manifest and its bytes."
-    job_dir = Path(job_dir); job_id = job_id or job_dir.name
+    job_dir = os.fspath(job_dir); job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
-    try: st = os.lstat(job_dir / MANIFEST)
+    mpath, cpath = os.path.join(job_dir, MANIFEST), os.path.join(job_dir, COMMIT)
+    try: st = os.lstat(mpath)
     except FileNotFoundError: raise rej("manifest_missing", "manifest.json is missing", MANIFEST) from None
     if not stat.S_ISREG(st.st_mode): raise rej("unsafe_entry", "manifest.json is not a regular file", MANIFEST)
     if st.st_size > MAX_MANIFEST_BYTES:
         raise rej("manifest_too_large", f"manifest.json is {st.st_size} bytes (limit {MAX_MANIFEST_BYTES})", MANIFEST)
-    with _open_nofollow(job_dir / MANIFEST) as f: raw = f.read(MAX_MANIFEST_BYTES + 1)
+    with _open_nofollow(mpath) as f: raw = f.read(MAX_MANIFEST_BYTES + 1)
     try:
-        cst = os.lstat(job_dir / COMMIT)
+        cst = os.lstat(cpath)
         if not stat.S_ISREG(cst.st_mode) or cst.st_size > 1024: raise rej("commit_mismatch", "COMMIT is not a small regular file", COMMIT)
-        with _open_nofollow(job_dir / COMMIT) as f: commit = f.read(1024).decode("ascii", "replace").strip()
+        with _open_nofollow(cpath) as f: commit = f.read(1024).decode("ascii", "replace").strip()
     except FileNotFoundError: raise rej("commit_missing", "COMMIT is missing: the job was never committed", COMMIT) from None
     if commit != checksum_bytes(raw):
         raise rej("commit_mismatch", "COMMIT does not match manifest.json (torn or edited manifest)", COMMIT)
@@ -211,13 +212,15 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
         raise rej("job_id_mismatch", f"manifest job_id {manifest['job_id']!r} does not match the folder name", "job_id")
     return manifest, raw
 
+WHOLE_READ_BYTES = 8 << 20   # a file this small is read once: the same bytes give its checksum and its footer
+
 def validate_job(job_dir, job_id=None) -> dict:
     "Validate a committed job folder completely; return its manifest or raise `Rejection`."
-    job_dir = Path(job_dir); job_id = job_id or job_dir.name
+    job_dir = os.fspath(job_dir); job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
     if not is_job_id(job_id): raise rej("job_id_invalid", f"folder name {job_id!r} is not a job id", "job_id")
     if not stat.S_ISDIR(os.lstat(job_dir).st_mode): raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
-    entries = {e.name: e for e in os.scandir(job_dir)}
+    with os.scandir(job_dir) as it: entries = {e.name: e for e in it}
     manifest, _ = read_manifest(job_dir, job_id)
     arts = manifest["artifacts"]
     seen_names, seen_files = set(), set()
@@ -235,13 +238,19 @@ def validate_job(job_dir, job_id=None) -> dict:
     for i, a in enumerate(arts):
         f, fn = f"artifacts[{i}]", a["file"]
         if fn not in entries: raise rej("file_missing", f"{fn} is listed in the manifest but missing", f"{f}.file")
-        with _open_nofollow(job_dir / fn) as fh:
+        with _open_nofollow(entries[fn].path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size != a["bytes"]: raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
-            if checksum_fileobj(fh) != a["checksum"]: raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
-            fh.seek(0)
+            if size <= WHOLE_READ_BYTES:   # one read, no second pass over the file
+                data = fh.read(size + 1)
+                if len(data) != size: raise rej("size_mismatch", f"{fn}: changed size while being read", f"{f}.bytes")
+                digest, source = checksum_bytes(data), pa.BufferReader(data)
+            else:                         # streamed: memory stays flat whatever the artifact's size
+                digest, source = checksum_fileobj(fh), fh
+                fh.seek(0)
+            if digest != a["checksum"]: raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
             try:
-                pf = pq.ParquetFile(fh)
+                pf = pq.ParquetFile(source)
                 rows, schema = pf.metadata.num_rows, pf.schema_arrow
             except (pa.ArrowException, OSError, ValueError) as e:
                 raise rej("not_parquet", f"{fn}: not a readable Parquet file ({str(e).splitlines()[0][:200]})", f"{f}.file") from None
