@@ -37,13 +37,14 @@ __all__ = ['log', 'INTENT', 'inbox_entries', 'clean_leftovers', 'reap', 'Report'
 # %% ../nbs/04_ingest.ipynb #b566d0aa
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     "Names in the inbox: (committed jobs in job-id order, entries not yet committed)."
-    try: names = [n for n in os.listdir(config.inbox) if not n.startswith(".")]
+    try: it = os.scandir(config.inbox)
     except FileNotFoundError: return [], []
     committed, pending = [], []
-    for n in names:
-        p = config.inbox / n
-        if os.path.isdir(p) and not os.path.islink(p) and not os.path.lexists(p / COMMIT): pending.append(n)
-        else: committed.append(n)  # committed jobs, and junk that will be quarantined with its reason
+    with it:
+        for e in it:   # the entry's type comes with the listing: one lookup per job, for its COMMIT
+            if e.name.startswith("."): continue
+            if e.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(e.path, COMMIT)): pending.append(e.name)
+            else: committed.append(e.name)  # committed jobs, and junk that will be quarantined with its reason
     key = lambda n: job_sort_key(n) if is_job_id(n) else (0, n)
     return sorted(committed, key=key), sorted(pending)
 
@@ -243,21 +244,23 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
             if m["key"] in first: plan[i] = (name, "duplicates", m)
             else: first[m["key"]] = name
         outcome = plan[i][1]
-        if outcome == "store": dest = config.store / job_day(name) / name
-        elif outcome == "duplicates": dest = _free_name(config.duplicates, name)
-        else: dest = _free_name(config.rejected, name)
+        if outcome == "store":   # validated: a real folder, bound for store/<day>/
+            moves.append({"job_id": name, "name": name, "to": outcome, "path": f"store/{job_day(name)}/{name}", "folder": True})
+            continue
+        dest = _free_name(config.duplicates if outcome == "duplicates" else config.rejected, name)
         moves.append({"job_id": name, "name": name, "to": outcome, "path": str(dest.relative_to(config.root)),
                       "folder": os.path.isdir(config.inbox / name) and not os.path.islink(config.inbox / name)})
     if not moves: return
     atomic_write(config.root / INTENT, to_json({"run_no": run_no, "moves": moves}).encode())
-    touched = {config.inbox}
+    inbox, root = os.fspath(config.inbox), os.fspath(config.root)
+    touched = {inbox}
     for (name, outcome, m), mv in zip(plan, moves):
-        src, dest = config.inbox / name, config.root / mv["path"]
-        dest.parent.mkdir(parents=True, exist_ok=True); touched.add(dest.parent)
+        src, dest = os.path.join(inbox, name), os.path.join(root, mv["path"])
+        if (parent := os.path.dirname(dest)) not in touched: os.makedirs(parent, exist_ok=True); touched.add(parent)
         if outcome == "rejected":
             reason = {**m, "job_id": name, "rejected_at": now.isoformat(), "source": f"inbox/{name}"}
-            _quarantine(src, dest, reason)
-            man = _peek_manifest(dest)
+            _quarantine(Path(src), Path(dest), reason)
+            man = _peek_manifest(Path(dest))
             rejs.append({"job_id": name, "rejected_at": now, "code": m["code"], "field": m["field"], "message": m["message"],
                          "path": mv["path"], "run_id": man.get("run_id"), "producer": man.get("producer"), "ingest_run": run_no, "status": "rejected"})
             report.rejected.append({"job_id": name, **m})
