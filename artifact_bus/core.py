@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tomllib
 from importlib import resources
 from dataclasses import dataclass, field
@@ -120,26 +121,26 @@ class Config:
     lake_data: str | None = None
     sources: dict = field(default_factory=dict, compare=False)
 
-    # the layout under the root
-    @property
+    # the layout under the root (a frozen config's paths never change: each is made once)
+    @functools.cached_property
     def inbox(self): return self.root / "inbox"
-    @property
+    @functools.cached_property
     def tmp(self): return self.root / "inbox" / ".tmp"
-    @property
+    @functools.cached_property
     def store(self): return self.root / "store"
-    @property
+    @functools.cached_property
     def rejected(self): return self.root / "rejected"
-    @property
+    @functools.cached_property
     def duplicates(self): return self.root / "duplicates"
-    @property
+    @functools.cached_property
     def published(self): return self.root / "published"
-    @property
+    @functools.cached_property
     def exports_dir(self): return self.root / "exports"
-    @property
+    @functools.cached_property
     def runs(self): return self.root / "runs"
-    @property
+    @functools.cached_property
     def spill(self): return self.root / ".spill"
-    @property
+    @functools.cached_property
     def lock(self): return self.root / "writer.lock"
 
 # %% ../nbs/00_core.ipynb #755f3967
@@ -196,17 +197,52 @@ def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=
         elif CONFIG_KEYS[key] == "paths": value = tuple((base / Path(v).expanduser()).resolve() for v in value)
         values[key], sources[key] = value, str(where)
 
+def _project_files(start=None) -> tuple[tuple, Path | None]:
+    """The `pyproject.toml` files from `start` (default: the working folder) upward, as far as the first
+    with `[tool.artifact_bus]`: their identities (path, inode, size, mtime), and that file or None."""
+    here, seen = os.path.realpath(start or os.getcwd()), []
+    while True:
+        f = os.path.join(here, "pyproject.toml")
+        try: st = os.stat(f)
+        except OSError: st = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            seen.append((f, st.st_ino, st.st_size, st.st_mtime_ns))
+            if "artifact_bus" in _read_toml(Path(f), ("tool",)): return tuple(seen), Path(f)
+        if (parent := os.path.dirname(here)) == here: return tuple(seen), None
+        here = parent
+
 def project_config_file(start=None):
     "The project config: `ARTIFACT_BUS_CONFIG`, else the nearest `pyproject.toml` with `[tool.artifact_bus]`."
     if os.environ.get("ARTIFACT_BUS_CONFIG"): return Path(os.environ["ARTIFACT_BUS_CONFIG"]).resolve(), None
-    here = Path(start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
-        f = d / "pyproject.toml"
-        if f.is_file() and "artifact_bus" in _read_toml(f, ("tool",)): return f, ("tool", "artifact_bus")
-    return None, None
+    f = _project_files(start)[1]
+    return (f, ("tool", "artifact_bus")) if f is not None else (None, None)
+
+def _identity(path) -> tuple | None:
+    try: st = os.stat(path)
+    except OSError: return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+_LOADED: dict = {}   # what load_config read (arguments, environment, config files) -> the Config it made
+_LOADED_MAX = 32
 
 def load_config(root=None, **overrides) -> Config:
-    "Resolve the bus settings for `root` (see the table above); `overrides` win over every file."
+    """Resolve the bus settings for `root` (see the table above); `overrides` win over every file.
+    A producer calls this on every submit, so a result is reused while its inputs are unchanged: the
+    arguments, the `ARTIFACT_BUS_*` environment, the working folder and the config files it read."""
+    cwd = os.getcwd()
+    env = tuple(os.environ.get(e) for e in (*ENV_KEYS, "ARTIFACT_BUS_CONFIG"))
+    files = (_identity(os.environ["ARTIFACT_BUS_CONFIG"]),) if os.environ.get("ARTIFACT_BUS_CONFIG") else _project_files(cwd)[0]
+    key = (str(root) if root is not None else None, tuple(sorted(overrides.items())), cwd, env, files)
+    try: hit = _LOADED.get(key)
+    except TypeError: key = hit = None   # an override that cannot be a key (a list): resolve afresh
+    if hit is not None and _identity(hit[0].root / "bus.toml") == hit[1]: return hit[0]
+    config = _load_config(root, **overrides)
+    if key is not None:
+        if len(_LOADED) >= _LOADED_MAX: _LOADED.clear()
+        _LOADED[key] = (config, _identity(config.root / "bus.toml"))
+    return config
+
+def _load_config(root=None, **overrides) -> Config:
     values, sources = {}, {}
     pfile, table = project_config_file()
     if pfile is not None:
