@@ -24,8 +24,9 @@ from .ingest import INTENT, inbox_entries, ingest, record_run
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'RUN_NAME', 'DAEMON_LOCK', 'EXPORTS_MAX_DELAY', 'RunReport', 'show_report', 'ingest_notebook', 'run_path',
-           'prune_runs', 'run_record', 'RunFailed', 'run_notebook', 'DaemonBusy', 'daemon_lock', 'has_work', 'daemon']
+__all__ = ['log', 'RUN_NAME', 'DAEMON_LOCK', 'EXPORTS_MAX_DELAY', 'EVENT_LAG', 'QUICK_POLL', 'RunReport', 'show_report',
+           'ingest_notebook', 'run_path', 'prune_runs', 'run_record', 'RunFailed', 'run_notebook', 'DaemonBusy',
+           'daemon_lock', 'has_work', 'daemon']
 
 # %% ../nbs/06_schedule.ipynb #7cdc29fc
 def _cell(v) -> str:
@@ -298,6 +299,10 @@ def _stop_on_signals(stop: threading.Event, wake: threading.Event, logger: loggi
 
 # %% ../nbs/06_schedule.ipynb #997fa269
 EXPORTS_MAX_DELAY = 60.0   # seconds the golden exports may lag behind the data while jobs keep arriving
+# The file watcher holds a rename's first half (a job moved out of the inbox, into the store) for up to
+# half a second, to pair it with a second half it never sees; the events behind it wait as long. So for
+# that long after a cycle moved jobs, the daemon also looks at the inbox itself, every QUICK_POLL seconds.
+EVENT_LAG, QUICK_POLL = 0.6, 0.05
 
 def _cycle(config, *, papermill, max_jobs, exports, stop) -> tuple[str, bool]:
     "One ingest (or papermill run): its log line, and whether it did anything."
@@ -363,6 +368,7 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
                             idle_try, lagging = None, None
                         except WriterBusy: idle_try = None
                         except Exception as e: logger.error("the exports failed: %s: %s", type(e).__name__, e)
+                if quiet < EVENT_LAG: pause = min(pause, QUICK_POLL)   # a job just arrived may not have woken us yet
             else:
                 try:
                     line, did = _cycle(config, papermill=papermill, max_jobs=max_jobs, exports=exports and not defer, stop=stop)
