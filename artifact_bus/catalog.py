@@ -156,13 +156,14 @@ def sql_str(s: str) -> str:
 UNION_MAX = 256          # at most this many loose files are read file by file,
 UNION_MIN_ROWS = 30_000  # and only files this large on average: a scan per file costs about what joining 30,000 rows does
 
-def loose_sql(kind: str, root: Path, files: list, rows: int | None = None, one_schema: bool = False) -> str:
+def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> str:
     """SELECT over the loose artifact files of `kind` — `(path, job_id, run_id)` triples, root-relative —
     adding `_job_id` and `_run_id`. Large files (`rows`, their total, at least `UNION_MIN_ROWS` per file),
     up to `UNION_MAX` of them, are read file by file with the two columns as constants, which costs nothing
     when a query does not use them. Many or small files are read in one scan joined with the catalog: a
-    scan per file would cost more than the join. When all the files have one schema (`one_schema`), that
-    scan reads only the first file's footer to plan the query instead of every file's."""
+    scan per file would cost more than the join. Either way columns are matched by name, and each file's
+    own footer says its types: two files whose manifests declare the same schema may still store a column
+    differently (an INT96 timestamp beside an INT64 one), so no file's types are assumed from another's."""
     prefix = str(Path(root).resolve()) + "/"
     lit = lambda v: "NULL" if v is None else sql_str(v)
     if len(files) <= UNION_MAX and (rows is None or rows >= UNION_MIN_ROWS * len(files)):
@@ -170,32 +171,31 @@ def loose_sql(kind: str, root: Path, files: list, rows: int | None = None, one_s
             f"SELECT *, {lit(j)} AS _job_id, {lit(r)} AS _run_id FROM read_parquet({sql_str(prefix + p)})" for p, j, r in files)
     paths = ", ".join(sql_str(prefix + p) for p, _, _ in files)
     return (f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
-            f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = {str(not one_schema).lower()}) AS t\n"
+            f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None,
-             one_schema: bool = False) -> str:
+def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
     prefix = str(Path(root).resolve()) + "/"
     parts = []
     if segments: parts.append(f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)")
-    if files: parts.append(loose_sql(kind, root, files, rows, one_schema))
+    if files: parts.append(loose_sql(kind, root, files, rows))
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
 def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
     "Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the kinds done."
-    loose = {k: (files, rows, schemas) for k, files, rows, schemas in con.execute(
-        "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows), count(DISTINCT schema::VARCHAR) "
+    loose = {k: (files, rows) for k, files, rows in con.execute(
+        "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows) "
         "FROM catalog.artifacts WHERE segment IS NULL GROUP BY kind").fetchall()}
     segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
     done = []
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
-            files, rows, schemas = loose.get(kind, ([], None, 0))
+            files, rows = loose.get(kind, ([], None))
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in files]
-            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows, schemas == 1)); done.append(kind)
+            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows)); done.append(kind)
     return done
 
 # %% ../nbs/03_catalog.ipynb #3f8677b9
