@@ -150,6 +150,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'artifact_bus.core._parse_toml': ('core.html#_parse_toml', 'artifact_bus/core.py'),
                                    'artifact_bus.core._project_files': ('core.html#_project_files', 'artifact_bus/core.py'),
                                    'artifact_bus.core._read_toml': ('core.html#_read_toml', 'artifact_bus/core.py'),
+                                   'artifact_bus.core._resolve': ('core.html#_resolve', 'artifact_bus/core.py'),
                                    'artifact_bus.core.atomic_write': ('core.html#atomic_write', 'artifact_bus/core.py'),
                                    'artifact_bus.core.fsync_all': ('core.html#fsync_all', 'artifact_bus/core.py'),
                                    'artifact_bus.core.fsync_dir': ('core.html#fsync_dir', 'artifact_bus/core.py'),

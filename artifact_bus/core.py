@@ -187,14 +187,20 @@ def _read_toml(path: Path, table=None) -> dict:
     if not isinstance(data, dict): raise ConfigError(f"{path}: [{'.'.join(table)}] must be a table")
     return data
 
-def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=CONFIG_KEYS):
+def _resolve(path: Path, links: list | None) -> Path:
+    "`path` made absolute with its symlinks followed; `links` records both, to see later whether a link moved."
+    out = path.resolve()
+    if links is not None: links.append((str(path), str(out)))
+    return out
+
+def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=CONFIG_KEYS, links=None):
     for key, value in data.items():
         if key not in allowed:
             raise ConfigError(f"{where}: unknown key '{key}' (known keys: {', '.join(sorted(allowed))})")
         value = _check_value(key, value, where)
-        if CONFIG_KEYS[key] == "path": value = (base / Path(value).expanduser()).resolve()
-        elif CONFIG_KEYS[key] == "url": value = value.rstrip("/") if is_url(value) else str((base / Path(value).expanduser()).resolve())
-        elif CONFIG_KEYS[key] == "paths": value = tuple((base / Path(v).expanduser()).resolve() for v in value)
+        if CONFIG_KEYS[key] == "path": value = _resolve(base / Path(value).expanduser(), links)
+        elif CONFIG_KEYS[key] == "url": value = value.rstrip("/") if is_url(value) else str(_resolve(base / Path(value).expanduser(), links))
+        elif CONFIG_KEYS[key] == "paths": value = tuple(_resolve(base / Path(v).expanduser(), links) for v in value)
         values[key], sources[key] = value, str(where)
 
 def _project_files(start=None) -> tuple[tuple, Path | None]:
@@ -228,26 +234,29 @@ _LOADED_MAX = 32
 def load_config(root=None, **overrides) -> Config:
     """Resolve the bus settings for `root` (see the table above); `overrides` win over every file.
     A producer calls this on every submit, so a result is reused while its inputs are unchanged: the
-    arguments, the `ARTIFACT_BUS_*` environment, the working folder and the config files it read."""
+    arguments, the `ARTIFACT_BUS_*` environment, the working folder, the config files it read and the
+    symlinks its paths went through."""
     cwd = os.getcwd()
-    env = tuple(os.environ.get(e) for e in (*ENV_KEYS, "ARTIFACT_BUS_CONFIG"))
+    env = tuple(os.environ.get(e) for e in (*ENV_KEYS, "ARTIFACT_BUS_CONFIG", "HOME"))
     files = (_identity(os.environ["ARTIFACT_BUS_CONFIG"]),) if os.environ.get("ARTIFACT_BUS_CONFIG") else _project_files(cwd)[0]
     key = (str(root) if root is not None else None, tuple(sorted(overrides.items())), cwd, env, files)
     try: hit = _LOADED.get(key)
     except TypeError: key = hit = None   # an override that cannot be a key (a list): resolve afresh
-    if hit is not None and _identity(hit[0].root / "bus.toml") == hit[1]: return hit[0]
-    config = _load_config(root, **overrides)
+    if (hit is not None and _identity(hit[0].root / "bus.toml") == hit[1]
+            and all(os.path.realpath(path) == real for path, real in hit[2])): return hit[0]
+    links = []
+    config = _load_config(root, links, **overrides)
     if key is not None:
         if len(_LOADED) >= _LOADED_MAX: _LOADED.clear()
-        _LOADED[key] = (config, _identity(config.root / "bus.toml"))
+        _LOADED[key] = (config, _identity(config.root / "bus.toml"), links)
     return config
 
-def _load_config(root=None, **overrides) -> Config:
+def _load_config(root=None, links=None, **overrides) -> Config:
     values, sources = {}, {}
     pfile, table = project_config_file()
     if pfile is not None:
         if not pfile.exists(): raise ConfigError(f"{pfile}: config file named by ARTIFACT_BUS_CONFIG does not exist")
-        _absorb(values, _read_toml(pfile, table), pfile, pfile.parent, sources)
+        _absorb(values, _read_toml(pfile, table), pfile, pfile.parent, sources, links=links)
     env = {k: os.environ[e] for e, k in ENV_KEYS.items() if os.environ.get(e)}
     if root is not None: env.pop("root", None)
     root_src = ("argument", root) if root is not None else ("ARTIFACT_BUS_ROOT", env.pop("root")) if "root" in env else None
@@ -256,14 +265,14 @@ def _load_config(root=None, **overrides) -> Config:
         values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
         staging = Path(overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
         root_src = (root_src[0], staging / "remote" / hashlib.sha1(values["remote"].encode()).hexdigest()[:16])
-    if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources)
-    values.setdefault("root", (Path.cwd() / "data" / "bus").resolve())
+    if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources, links=links)
+    if "root" not in values: values["root"] = _resolve(Path.cwd() / "data" / "bus", links)
     root = values["root"]
     busfile = root / "bus.toml"
     if busfile.is_file():
-        _absorb(values, _read_toml(busfile), busfile, root, sources, {k: v for k, v in CONFIG_KEYS.items() if k != "root"})
-    _absorb(values, env, "environment", Path.cwd(), sources)
-    _absorb(values, {k: v for k, v in overrides.items() if v is not None}, "argument", Path.cwd(), sources)
+        _absorb(values, _read_toml(busfile), busfile, root, sources, {k: v for k, v in CONFIG_KEYS.items() if k != "root"}, links)
+    _absorb(values, env, "environment", Path.cwd(), sources, links=links)
+    _absorb(values, {k: v for k, v in overrides.items() if v is not None}, "argument", Path.cwd(), sources, links=links)
     values.setdefault("catalog", root / "artifact_bus.duckdb")
     stem = Path(values["catalog"]).name.split(".")[0].lower()
     if stem in ("catalog", "bus"):
