@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ast
+import errno
 import functools
 import getpass
 import hashlib
@@ -173,8 +174,16 @@ def lineage() -> dict:
     return d
 
 # %% ../nbs/01_protocol.ipynb #dabaaf9a
-def _open_nofollow(path):
-    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+def _open_nofollow(path, rej, name: str):
+    """Open a regular file of a job for reading. The folder was listed a moment before, and a producer may
+    have swapped the entry since: a symlink is never followed and a FIFO never waited on; both are `rej`ected."""
+    try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP: raise rej("unsafe_entry", f"{name!r} is a symlink", name) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd); raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
+    return os.fdopen(fd, "rb")
 
 def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
     "Read and check `manifest.json` and `COMMIT` of a job folder; return the manifest and its bytes."
@@ -186,11 +195,11 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
     if not stat.S_ISREG(st.st_mode): raise rej("unsafe_entry", "manifest.json is not a regular file", MANIFEST)
     if st.st_size > MAX_MANIFEST_BYTES:
         raise rej("manifest_too_large", f"manifest.json is {st.st_size} bytes (limit {MAX_MANIFEST_BYTES})", MANIFEST)
-    with _open_nofollow(mpath) as f: raw = f.read(MAX_MANIFEST_BYTES + 1)
+    with _open_nofollow(mpath, rej, MANIFEST) as f: raw = f.read(MAX_MANIFEST_BYTES + 1)
     try:
         cst = os.lstat(cpath)
         if not stat.S_ISREG(cst.st_mode) or cst.st_size > 1024: raise rej("commit_mismatch", "COMMIT is not a small regular file", COMMIT)
-        with _open_nofollow(cpath) as f: commit = f.read(1024).decode("ascii", "replace").strip()
+        with _open_nofollow(cpath, rej, COMMIT) as f: commit = f.read(1024).decode("ascii", "replace").strip()
     except FileNotFoundError: raise rej("commit_missing", "COMMIT is missing: the job was never committed", COMMIT) from None
     if commit != checksum_bytes(raw):
         raise rej("commit_mismatch", "COMMIT does not match manifest.json (torn or edited manifest)", COMMIT)
@@ -238,7 +247,7 @@ def validate_job(job_dir, job_id=None) -> dict:
     for i, a in enumerate(arts):
         f, fn = f"artifacts[{i}]", a["file"]
         if fn not in entries: raise rej("file_missing", f"{fn} is listed in the manifest but missing", f"{f}.file")
-        with _open_nofollow(entries[fn].path) as fh:
+        with _open_nofollow(entries[fn].path, rej, fn) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size != a["bytes"]: raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
             if size <= WHOLE_READ_BYTES:   # one read, no second pass over the file
