@@ -368,7 +368,8 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
                             idle_try, lagging = None, None
                         except WriterBusy: idle_try = None
                         except Exception as e: logger.error("the exports failed: %s: %s", type(e).__name__, e)
-                if quiet < EVENT_LAG: pause = min(pause, QUICK_POLL)   # a job just arrived may not have woken us yet
+                if quiet < EVENT_LAG and not config.remote:   # a job just arrived may not have woken us yet
+                    pause = min(pause, QUICK_POLL)            # (object storage sends no file events: it is polled anyway)
             else:
                 try:
                     line, did = _cycle(config, papermill=papermill, max_jobs=max_jobs, exports=exports and not defer, stop=stop)
