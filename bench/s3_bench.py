@@ -42,9 +42,9 @@ sys.path.insert(0, str(HERE.parent / "tests"))   # the test servers
 from servers import SKIP, PostgreSQL, SeaweedFS   # noqa: E402
 
 from artifact_bus import catalog, ingest, lake, remote, submit   # noqa: E402
-from artifact_bus.catalog import WriterLock, writer_connection   # noqa: E402
 from artifact_bus.core import load_config   # noqa: E402
 from artifact_bus.testing import fills_table   # noqa: E402
+from run import _Phases   # noqa: E402  (the main harness's timing of ingest()'s phases, from the outside)
 
 GROUP_BY = "SELECT symbol, sum(qty * price) AS notional FROM {src} GROUP BY symbol"
 MB = 1 << 20
@@ -55,12 +55,23 @@ def timed(fn, *a, **kw):
     return time.perf_counter() - t0, out
 
 
-def submit_remote(t: pa.Table, url: str, producer) -> str:
-    "submit() to an s3:// root; until Job.commit uploads by itself, upload what it left in the staging inbox."
-    r = submit(t, "fills", root=url, run_id=t["run_id"][0].as_py())
-    for d in sorted(producer.inbox.glob("*")):
-        if (d / "COMMIT").exists(): remote.deliver(producer, d)
-    return r.job_id
+def submit_remote(t: pa.Table, url: str) -> str:
+    "submit() to an s3:// root: committed locally, then uploaded."
+    return submit(t, "fills", root=url, run_id=t["run_id"][0].as_py()).job_id
+
+
+class _RemotePhases(_Phases):
+    "ingest() pulls from object storage first and mirrors each batch into the lake: time those two phases."
+    NAMES = ("_pull", "_mirror")
+
+
+def timed_ingest(cfg) -> dict:
+    "ingest() of what waits on object storage: total seconds, and its pull and mirror phases."
+    with _RemotePhases() as ph:
+        t, rep = timed(ingest, config=cfg, exports=False)
+    phase = lambda n: sum(c[2] - c[1] for c in ph.calls if c[0] == n)
+    pull, mirror = phase("_pull"), phase("_mirror")
+    return {"rep": rep, "pull": pull, "mirror": mirror, "ingest": t - pull - mirror}
 
 
 class Bench:
@@ -98,16 +109,13 @@ class Bench:
             return time.perf_counter() - t0
 
     def artifact_bus(self, name: str, tables) -> dict:
-        cfg, producer = self.bus(name)
+        cfg, _ = self.bus(name)
         lake._writer_lake(cfg)   # the lake exists and the writer's connection to it is open, as in a running daemon
-        t_submit, _ = timed(lambda: [submit_remote(t, cfg.remote, producer) for t in tables])
-        with WriterLock(cfg.lock), writer_connection(cfg) as con:
-            t_pull, pulled = timed(remote.pull, cfg, con)
-        t_ingest, rep = timed(ingest, config=cfg, exports=False)
-        with WriterLock(cfg.lock), writer_connection(cfg) as con:
-            t_mirror, m = timed(lake.mirror, con, cfg, rep.accepted)
-        assert len(pulled) == len(rep.accepted) == len(tables) and m["files"] == len(tables), (len(pulled), len(rep.accepted), m)
-        return {"cfg": cfg, "submit": t_submit, "pull": t_pull, "ingest": t_ingest, "mirror": t_mirror}
+        t_submit, _ = timed(lambda: [submit_remote(t, cfg.remote) for t in tables])
+        r = timed_ingest(cfg)
+        rep = r.pop("rep")
+        assert len(rep.pulled) == len(rep.accepted) == len(tables) and rep.lake_snapshots, (len(rep.pulled), len(rep.accepted))
+        return {"cfg": cfg, "submit": t_submit, **r}
 
     def workload(self, label: str, tables) -> None:
         rows, nbytes = sum(t.num_rows for t in tables), sum(t.nbytes for t in tables)
@@ -140,18 +148,16 @@ class Bench:
     def latency(self, reps: int) -> None:
         "One job at a time: submit -> pull -> ingest -> mirror, the writer's connections open as in a daemon."
         print("... latency", flush=True)
-        cfg, producer = self.bus("latency")
+        cfg, _ = self.bus("latency")
         lake.lake_connection(cfg).close()
         phases = {k: [] for k in ("submit", "pull", "ingest", "mirror", "total")}
         for i in range(reps + 1):
             t = fills_table(1000, 50_000 + i, f"lat-{i}")
-            t0 = time.perf_counter(); submit_remote(t, cfg.remote, producer); t1 = time.perf_counter()
-            with WriterLock(cfg.lock), writer_connection(cfg) as con: remote.pull(cfg, con)
-            t2 = time.perf_counter(); rep = ingest(config=cfg, exports=False); t3 = time.perf_counter()
-            with WriterLock(cfg.lock), writer_connection(cfg) as con: lake.mirror(con, cfg, rep.accepted)
-            t4 = time.perf_counter()
+            t_submit, _ = timed(submit_remote, t, cfg.remote)
+            r = timed_ingest(cfg)
             if i == 0: continue   # the first one also opens the writer's lake connection
-            for k, v in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)): phases[k].append(v)
+            total = t_submit + r["pull"] + r["ingest"] + r["mirror"]
+            for k, v in zip(phases, (t_submit, r["pull"], r["ingest"], r["mirror"], total)): phases[k].append(v)
         for k, v in phases.items():
             self.add("one job of 1,000 rows", f"latency: {k}" + (" (submit -> queryable in the lake)" if k == "total" else ""),
                      statistics.median(v), note=f"median of {reps}")
