@@ -36,10 +36,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from artifact_bus.catalog import sql_str
+from artifact_bus.core import fsync_all, fsync_dir, fsync_file
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-EXT_DIR = RESULTS / "duckdb_extensions"   # project-local DuckDB extension directory (gitignored)
 
 WORKLOADS = ("small", "concurrent", "large", "memory", "catalog", "ingest-mem", "daemon")
 SYSTEMS = ("floor", "protocol", "duckdb", "delta", "iceberg", "ducklake", "artifact_bus", "artifact_bus_batch")
@@ -63,12 +65,6 @@ MB = 1024 * 1024
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-def fsync_path(path, directory=False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try: os.fsync(fd)
-    finally: os.close(fd)
-
 
 def rss_bytes() -> int:
     "Current resident set size of this process."
@@ -122,25 +118,17 @@ def total_rows(tables) -> int:
 
 
 def ducklake_connection() -> duckdb.DuckDBPyConnection:
-    "An in-memory DuckDB connection with the ducklake extension loaded offline from the signed wheel."
-    import duckdb_extensions
-    EXT_DIR.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(config={"extension_directory": str(EXT_DIR), "autoinstall_known_extensions": False,
+    "An in-memory DuckDB connection with the ducklake extension loaded offline, as the package loads it."
+    from artifact_bus.lake import extension_dir, load_extensions
+    con = duckdb.connect(config={"extension_directory": str(extension_dir()), "autoinstall_known_extensions": False,
                                  "autoload_known_extensions": False})
-    try: con.execute("LOAD ducklake")
-    except duckdb.Error:
-        duckdb_extensions.import_extension("ducklake", con=con)
-        con.execute("LOAD ducklake")
+    load_extensions(con, ["ducklake"])
     return con
 
 
 def progress(msg: str) -> None:
     "A short progress mark on the current '... workload' line."
     print(f" [{msg}]", end="", flush=True)
-
-
-def sql_str(s) -> str:
-    return "'" + str(s).replace("'", "''") + "'"
 
 
 # ---------------------------------------------------------------------------------------------- writers
@@ -154,7 +142,7 @@ class Floor:
     def write(self, t: pa.Table) -> None:
         tmp = self.d / f".{self.prefix}{self.i:06d}.parquet.tmp"
         pq.write_table(t, tmp)
-        fsync_path(tmp)
+        fsync_file(tmp)
         os.rename(tmp, self.d / f"{self.prefix}{self.i:06d}.parquet")
         self.i += 1
     def close(self): pass
@@ -244,21 +232,19 @@ class Protocol:
     label = "protocol floor: the job protocol's file operations alone"
     MANIFEST = b'{"protocol": 1}'
     def __init__(self, d: Path, prefix: str = ""):
-        from concurrent.futures import ThreadPoolExecutor
         self.d, self.prefix, self.i = d, prefix, 0
         self.tmp, self.inbox = d / "inbox" / ".tmp", d / "inbox"
         self.tmp.mkdir(parents=True, exist_ok=True)
-        self.pool = ThreadPoolExecutor(max_workers=8)
     def write(self, t: pa.Table) -> None:
         name = f"{self.prefix}{self.i:06d}"; self.i += 1
         job = self.tmp / name; job.mkdir()
         files = [job / "fills.parquet", job / "manifest.json", job / "COMMIT"]
         pq.write_table(t, files[0])
         files[1].write_bytes(self.MANIFEST); files[2].write_bytes(b"sha256:0")
-        for f in [self.pool.submit(fsync_path, p) for p in files] + [self.pool.submit(fsync_path, job, True)]: f.result()
+        fsync_all(files, [job])   # one parallel round, as the package does it
         os.rename(job, self.inbox / name)
-        fsync_path(self.inbox, True)
-    def close(self): self.pool.shutdown()
+        fsync_dir(self.inbox)
+    def close(self): pass
     def count(self) -> int:
         return duckdb.sql(f"SELECT count(*) FROM read_parquet({sql_str(self.inbox / '*' / '*.parquet')})").fetchone()[0]
 
@@ -358,7 +344,6 @@ def fmt_value(v, unit) -> str:
     if unit == "s": return f"{v:.3f} s" if v < 100 else f"{v:.1f} s"
     if unit == "ms": return f"{v:.2f} ms" if v < 100 else f"{v:.0f} ms"
     if unit == "MB": return f"{v:.0f} MB"
-    if unit == "x": return f"{v:.2f}x"
     if unit == "count": return f"{v:.0f}"
     return f"{v}"
 
@@ -457,7 +442,7 @@ def write_workload(R: Results, name: str, tables, systems, reps: int, work: Path
     # the GROUP BY over everything stored, against one compacted Parquet file of the same rows
     try:
         query_workload(R, f"query after {name}", tables, {s: w for s, w in kept.items() if s not in partial}, work / slug,
-                       query_reps, targets)
+                       query_reps)
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         R.notes.append(f"query after {name} failed: {type(e).__name__}: {e}")
@@ -495,7 +480,7 @@ def time_query(run, reps: int) -> list[float]:
     return out
 
 
-def query_workload(R: Results, name: str, tables, kept: dict, work: Path, reps: int, targets: dict) -> None:
+def query_workload(R: Results, name: str, tables, kept: dict, work: Path, reps: int) -> None:
     compact = work / "compacted.parquet"
     pq.write_table(pa.concat_tables(tables), compact)
     n_files = len(tables)
@@ -590,7 +575,7 @@ def _conc_worker(system: str, d: str, k: int, n: int, budget: float, barrier, q)
             elif system == "iceberg":
                 for attempt in range(1000):
                     try: tbl.append(t); break
-                    except Exception as e:   # CommitFailedException, or sqlite 'database is locked'
+                    except Exception:   # CommitFailedException, or sqlite 'database is locked'
                         retries += 1; time.sleep(0.005)
                         try: tbl = cat.load_table("bench.fills")
                         except Exception: pass
@@ -656,7 +641,6 @@ def run_concurrent(system: str, d: Path, procs: int, each: int) -> dict:
 
 def concurrent_workload(R: Results, systems, reps: int, procs: int, each: int, work: Path) -> None:
     name = f"concurrent {procs}x{each}"
-    expected = procs * each * 1000
     order = [s for s in SYSTEMS if s in systems]
     res = {s: [] for s in order}
     errors = {}
@@ -930,8 +914,6 @@ def _daemon_run(work: Path, jobs: int, *extra: str) -> dict:
 
 def daemon_workload(R: Results, jobs: int, work: Path, preload_rows: int) -> None:
     name = "daemon submit->queryable"
-    if not (HERE / "daemon_latency.py").exists():
-        R.na(name, "artifact_bus daemon", "bench/daemon_latency.py is not there"); return
     data = _daemon_run(work, jobs)
     if "error" in data:
         R.na(name, "artifact_bus daemon", data["error"]); return
@@ -945,8 +927,8 @@ def daemon_workload(R: Results, jobs: int, work: Path, preload_rows: int) -> Non
     for label in ("bare submit() (baseline)", "direct ingest() of 1 job"):
         if label in s: R.add(name, label + " p50", unit="ms", value=s[label]["p50_ms"])
     # the same on a store whose per-kind export has real work: exports deferred (the default) and after every cycle
-    name2 = f"daemon submit->queryable, store of {preload_rows:,} fills rows ({min(jobs, 10)} jobs)"
     n2 = min(jobs, 10)
+    name2 = f"daemon submit->queryable, store of {preload_rows:,} fills rows ({n2} jobs)"
     runs = {"default": _daemon_run(work, n2, "--preload-rows", str(preload_rows), "--no-baseline"),
             "delay0": _daemon_run(work, n2, "--preload-rows", str(preload_rows), "--no-baseline", "--exports-delay", "0")}
     R.extra["daemon_latency_preloaded"] = runs
@@ -1029,7 +1011,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=RESULTS / "latest.json", help="where to write the results (default bench/results/latest.json)")
     ap.add_argument("--reps", type=int, help="repetitions of each timed workload (quick 1, full 3)")
     ap.add_argument("--catalog-artifacts", type=int, help="artifacts in the catalog workload (quick 5,000, full 100,000)")
-    ap.add_argument("--ingest-mem-mb", type=int, help="size of the ingest-memory artifact (quick 200, full 2048)")
+    ap.add_argument("--ingest-mem-mb", type=int, help="size of the ingest-memory artifact (quick 100, full 2048)")
     ap.add_argument("--workdir", type=Path, help="where the systems write (default a fresh folder under bench/results/)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     a = ap.parse_args(argv)
