@@ -119,6 +119,7 @@ class Config:
     s3_region: str | None = None
     ducklake: str | None = None
     lake_data: str | None = None
+    staged: bool = False   # the root named object storage: this is a producer's staging folder, its jobs go on to `remote`
     sources: dict = field(default_factory=dict, compare=False)
 
     # the layout under the root (a frozen config's paths never change: each is made once)
@@ -265,6 +266,7 @@ def _load_config(root=None, links=None, **overrides) -> Config:
         values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
         staging = Path(overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
         root_src = (root_src[0], staging / "remote" / hashlib.sha1(values["remote"].encode()).hexdigest()[:16])
+        values["staged"] = True
     if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources, links=links)
     if "root" not in values: values["root"] = _resolve(Path.cwd() / "data" / "bus", links)
     root = values["root"]

@@ -150,7 +150,7 @@ class Job:
     # where the job is written: the bus's inbox/.tmp, or the spool
     def _bus_dir(self) -> Path:
         root = self.config.root
-        if not self.config.remote and root_unmounted(self.config):
+        if not self.config.staged and root_unmounted(self.config):
             raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(root.parent))
         d = self.config.tmp / self.job_id
         d.mkdir(parents=True)
@@ -251,7 +251,7 @@ class Job:
     def _committed(self, dest: Path, flush_spool: bool = True) -> Receipt:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
-        if self.config.remote and not self.spooled:   # a producer on another machine: hand the job to object storage
+        if self.config.staged and not self.spooled:   # a producer on another machine: hand the job to object storage
             from artifact_bus.remote import deliver
             outcome, dest, reason = deliver(self.config, dest)
             if outcome == "spooled": self.spooled, self.spool_reason = True, reason
@@ -306,7 +306,7 @@ class _BatchJob(Job):
     def commit(self):
         if self.receipt is not None: return self.receipt
         if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
-        if self.spooled or self.config.remote:   # the spool and object storage: job by job
+        if self.spooled or self.config.staged:   # the spool and object storage: job by job
             r = super().commit(); self._batch.receipts.append(r); return r
         self._batch._queue(self)
 
@@ -393,7 +393,7 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
     with open(sd / "flush.lock", "a+") as lk:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return []  # another process is flushing this spool
-        if config.remote:   # a remote producer's spool goes to object storage
+        if config.staged:   # a remote producer's spool goes to object storage
             from artifact_bus.remote import flush_jobs
             return flush_jobs(config, sd / "jobs")
         for jid in spooled_jobs(config=config):
