@@ -168,6 +168,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'artifact_bus.core.root_unmounted': ('core.html#root_unmounted', 'artifact_bus/core.py'),
                                    'artifact_bus.core.spool_dir': ('core.html#spool_dir', 'artifact_bus/core.py'),
                                    'artifact_bus.core.to_json': ('core.html#to_json', 'artifact_bus/core.py'),
+                                   'artifact_bus.core.url_bucket': ('core.html#url_bucket', 'artifact_bus/core.py'),
                                    'artifact_bus.core.utcnow': ('core.html#utcnow', 'artifact_bus/core.py'),
                                    'artifact_bus.core.write_durable': ('core.html#write_durable', 'artifact_bus/core.py')},
             'artifact_bus.export': { 'artifact_bus.export.ExportDef': ('export.html#exportdef', 'artifact_bus/export.py'),

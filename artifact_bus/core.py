@@ -23,8 +23,9 @@ from ulid import ULID
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
            'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'job_day', 'Config',
-           'is_url', 'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
-           'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'package_dir']
+           'is_url', 'url_bucket', 'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable',
+           'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json',
+           'package_dir']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -162,6 +163,7 @@ def _check_value(key, value, where):
     elif kind == "url":
         if not isinstance(value, str) or not value: raise bad("an s3:// URL or a path")
         if key == "remote" and not is_url(value): raise bad("an s3:// URL")
+        if is_url(value) and not url_bucket(value): raise bad("an s3:// URL that names a bucket (s3://bucket/prefix)")
     elif kind == "str":
         if not isinstance(value, str) or not value: raise bad("a non-empty string")
     elif kind == "paths":
@@ -172,6 +174,10 @@ def _check_value(key, value, where):
 def is_url(s) -> bool:
     "True for an object-storage URL such as `s3://bucket/prefix`."
     return isinstance(s, str) and s.startswith("s3://") and len(s) > 5
+
+def url_bucket(url: str) -> str:
+    "The bucket an `s3://` URL names ('' for none, as in `s3:///prefix`)."
+    return url[len("s3://"):].split("/", 1)[0]
 
 @functools.lru_cache(maxsize=64)
 def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
@@ -262,6 +268,8 @@ def _load_config(root=None, links=None, **overrides) -> Config:
     if root is not None: env.pop("root", None)
     root_src = ("argument", root) if root is not None else ("ARTIFACT_BUS_ROOT", env.pop("root")) if "root" in env else None
     if root_src and is_url(str(root_src[1])):
+        if not url_bucket(str(root_src[1])):
+            raise ConfigError(f"{root_src[0]}: bus root {str(root_src[1])!r} names no bucket (s3://bucket/prefix)")
         # a producer on another machine: the bus root is object storage; jobs are staged on this machine
         values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
         staging = Path(overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()

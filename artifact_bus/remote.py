@@ -15,7 +15,7 @@ from urllib.parse import quote, urlsplit
 
 import pyarrow.fs as pafs
 
-from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_all, fsync_dir, is_job_id, is_url,
+from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_all, fsync_dir, is_job_id, is_url, url_bucket,
                                job_day, job_sort_key, spool_dir)
 from .protocol import COMMIT
 
@@ -28,7 +28,7 @@ __all__ = ['log', 'split_url', 's3_options', 's3fs', 'upload_job', 'deliver', 'f
 # %% ../nbs/14_remote.ipynb #f9a51684
 def split_url(url: str) -> tuple[str, str]:
     "`s3://bucket/some/prefix` → `('bucket', 'some/prefix')`."
-    if not is_url(url): raise ConfigError(f"{url!r} is not an s3:// URL")
+    if not is_url(url) or not url_bucket(url): raise ConfigError(f"{url!r} is not an s3:// URL naming a bucket (s3://bucket/prefix)")
     bucket, _, prefix = url[len("s3://"):].partition("/")
     return bucket, prefix.strip("/")
 
