@@ -5,6 +5,7 @@
 # %% ../nbs/14_remote.ipynb #08cbe9df
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -154,9 +155,12 @@ def remote_jobs(config: Config, *, fs=None) -> dict[str, dict]:
     return jobs
 
 def _local_name(key: str) -> str:
-    "A plain local file name for an object key: `/` and other unsafe characters escaped, never `.` or `..`."
+    """A plain local file name for an object key: `/` and other unsafe characters escaped; never hidden (a
+    leading `.` is escaped too: the inbox skips hidden names), and a long key shortened with a hash of it, so
+    two keys never share a name."""
     n = quote(key, safe="")
-    return n.replace(".", "%2E") if set(n) <= {"."} else n[:200]
+    if n.startswith("."): n = "%2E" + n[1:]
+    return n if len(n) <= 200 else n[:150] + "~" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 def known_jobs(config: Config, names, con=None) -> set[str]:
     """Which of `names` this bus already has: in its inbox, store or quarantine, or (given the writer's
