@@ -23,8 +23,8 @@ from .remote import s3_options
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'EXTENSION_WHEELS', 'LAKE_FILES_DDL', 'lake_url', 'lake_data', 'extension_dir', 'load_extensions',
-           'lake_connection', 'lake_reader', 'mirror', 'mirror_all']
+__all__ = ['log', 'EXTENSION_WHEELS', 'lake_url', 'lake_data', 'extension_dir', 'load_extensions', 'lake_connection',
+           'lake_reader', 'mirror', 'mirror_all']
 
 # %% ../nbs/15_lake.ipynb #c3fef610
 def lake_url(ducklake: str) -> str:
@@ -131,11 +131,6 @@ def lake_reader(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyCo
     return lake_connection(config or load_config(root), read_only=True)
 
 # %% ../nbs/15_lake.ipynb #8d019ce3
-LAKE_FILES_DDL = """
-CREATE TABLE IF NOT EXISTS catalog.lake_files (
-    job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, path VARCHAR NOT NULL,
-    rows BIGINT, snapshot_id BIGINT, mirrored_at TIMESTAMPTZ, PRIMARY KEY (job_id, name));
-"""
 _LAKES: dict = {}
 
 def _writer_lake(config: Config) -> tuple[duckdb.DuckDBPyConnection, bool]:
@@ -281,7 +276,7 @@ def _mirror_chunk(con, lk, config: Config, arts: list, out: dict) -> None:
             out["files"] += len(p["files"]); out["rows"] += sum(a["rows"] for a in p["arts"])
             out["jobs"] += sorted({a["job_id"] for a in p["arts"]} - set(out["jobs"]), key=job_sort_key)
 
-def mirror(con, config: Config, job_ids=None, *, lake=None) -> dict:
+def mirror(con, config: Config, job_ids=None) -> dict:
     """Mirror the accepted artifacts of `job_ids` (default: every one not mirrored yet) into the DuckLake, in
     the writer's connection `con`: one DuckLake transaction (one snapshot) per `batch_size` jobs. Returns
     what it did: `snapshots`, `jobs`, `files`, `rows`, `recovered` (after a crash) and `failed` (kind → error
@@ -289,10 +284,9 @@ def mirror(con, config: Config, job_ids=None, *, lake=None) -> dict:
     `BusUnavailable` when the lake or its storage is unreachable; the next call catches up."""
     out = {"snapshots": [], "jobs": [], "files": 0, "rows": 0, "recovered": 0, "failed": {}}
     if not config.ducklake: return out
-    con.execute(LAKE_FILES_DDL)
     todo = _pending(con, job_ids)
     if not todo: return out   # intents without a snapshot are pending too: nothing to do means nothing to recover
-    lk, close = (lake, False) if lake is not None else _writer_lake(config)
+    lk, close = _writer_lake(config)
     try:
         out["recovered"] = _recover(con, lk)
         if out["recovered"]: todo = _pending(con, job_ids)
@@ -301,7 +295,7 @@ def mirror(con, config: Config, job_ids=None, *, lake=None) -> dict:
             chunk = set(jobs[i:i + config.batch_size])
             _mirror_chunk(con, lk, config, [a for a in todo if a["job_id"] in chunk], out)
     except (duckdb.Error, OSError) as e:
-        if lake is None: _forget()
+        _forget()
         raise BusUnavailable(f"DuckLake mirror stopped after {len(out['jobs'])} jobs "
                              f"({_redact(' '.join(str(e).split()))[:300]}); the next run catches up") from None
     finally:
