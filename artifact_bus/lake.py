@@ -40,7 +40,9 @@ def lake_data(config: Config) -> str:
     raise ConfigError("the DuckLake needs a place for its files: set `lake_data` (an s3:// URL or a folder) or `remote`")
 
 def _redact(s: str) -> str:
-    return re.sub(r"(password\s*=\s*)\S+", r"\1…", s)
+    "`s` with its passwords hidden: `password=…` (quoted or not) and the `user:…@` of a URI."
+    s = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1…", s)
+    return re.sub(r"(://[^/:@\s]*:)[^@\s]*@", r"\1…@", s)
 
 # %% ../nbs/15_lake.ipynb #40c9b117
 EXTENSION_WHEELS = {"ducklake": "ducklake", "postgres_scanner": "postgres", "httpfs": "httpfs"}  # DuckDB name → wheel
