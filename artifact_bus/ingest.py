@@ -339,14 +339,14 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
             if stale: _process_batch(con, config, stale, report.run_no, report, never_committed=set(stale))
             names, _ = inbox_entries(config)
             if max_jobs is not None: names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
-            if config.ducklake: _mirror(con, config, report)   # catch up: accepted earlier, not mirrored yet
+            lake_up = bool(config.ducklake) and _mirror(con, config, report)   # catch up: accepted earlier, not mirrored yet
             for i in range(0, len(names), config.batch_size):
                 if stop is not None and i and stop():
                     report.remaining += len(names) - i; break
                 before = len(report.accepted)
                 _process_batch(con, config, names[i:i + config.batch_size], report.run_no, report)
                 report.batches += 1
-                if config.ducklake: _mirror(con, config, report, report.accepted[before:])
+                if lake_up: lake_up = _mirror(con, config, report, report.accepted[before:])   # unreachable: not again this run
                 if i + config.batch_size < len(names):  # more batches to come: readers see this one now
                     report.snapshot = publish(con, config)["snapshot"]
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
@@ -385,12 +385,15 @@ def _pull(con, config, report, max_jobs=None) -> None:
     try: report.pulled = pull(config, con, max_jobs=max_jobs)
     except BusUnavailable as e: log.error("%s", e)
 
-def _mirror(con, config, report, job_ids=None) -> None:
-    "Mirror accepted artifacts into the DuckLake; an unreachable lake is logged, never fails the ingest (the next run catches up)."
+def _mirror(con, config, report, job_ids=None) -> bool:
+    """Mirror accepted artifacts into the DuckLake; an unreachable lake is logged, never fails the ingest (the
+    next run catches up). Returns False when the lake was unreachable."""
     from artifact_bus.lake import mirror
-    if job_ids is not None and not job_ids: return
+    if job_ids is not None and not job_ids: return True
     try: report.lake_snapshots += mirror(con, config, job_ids)["snapshots"]
-    except BusError as e: log.error("%s", e)
+    except BusError as e:
+        log.error("%s", e); return False
+    return True
 
 def next_run_no(con) -> int:
     "The next run number: above every run recorded and every run that tagged a job (a run killed before recording itself)."
