@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=2.0, help="polling interval in seconds (default: 2)")
     p.add_argument("--papermill", action="store_true", help="run each cycle that has work as a papermill run of the ingest notebook")
     p.add_argument("--max-cycles", type=int, help="stop after N cycles that did work (for tests and one-off catch-ups)")
-    p.add_argument("--exports-delay", type=float, default=60.0,
+    p.add_argument("--exports-delay", type=float,
                    help="while jobs keep arriving, let the golden exports lag the data by at most this many seconds (default: 60)")
     _common(p)
     return parser
@@ -181,7 +181,8 @@ def cmd_doctor(a, cfg: Config):
 
 def cmd_daemon(a, cfg: Config):
     from artifact_bus.schedule import daemon
-    n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles, exports_delay=a.exports_delay)
+    delay = {} if a.exports_delay is None else {"exports_delay": a.exports_delay}   # else the daemon's own default
+    n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles, **delay)
     return {"cycles": n}, f"daemon stopped after {n} cycles"
 
 COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export,

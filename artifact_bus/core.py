@@ -21,11 +21,11 @@ from pathlib import Path
 from ulid import ULID
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch', 'WriterBusy',
-           'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key', 'job_day', 'Config',
-           'is_url', 'url_bucket', 'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable',
-           'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json',
-           'package_dir']
+__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch',
+           'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key',
+           'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file', 'load_config',
+           'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted',
+           'require_mounted', 'utcnow', 'to_json', 'package_dir']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -81,6 +81,10 @@ def job_millis(job_id: str) -> int:
 def job_sort_key(job_id: str):
     "Sort key putting job ids in creation order, whatever their format."
     return (job_millis(job_id), job_id)
+
+def inbox_order(name: str):
+    "Sort key of inbox entries: job ids in creation order, anything else (junk, to quarantine) first."
+    return job_sort_key(name) if is_job_id(name) else (0, name)
 
 def job_day(job_id: str) -> str:
     "The UTC day a job was created, `YYYY-MM-DD`: the `store/<day>/` folder an accepted job moves into."
@@ -341,10 +345,11 @@ def root_unmounted(config: Config) -> bool:
     is not mounted, which must never be created on the local disk instead."""
     return "root" in config.sources and not config.root.exists() and not config.root.parent.exists()
 
+UNMOUNTED = "its parent folder is missing (is the volume mounted?)"
+
 def require_mounted(config: Config) -> None:
     "Raise `BusUnavailable` for a root on a volume that is not mounted (see `root_unmounted`)."
-    if root_unmounted(config):
-        raise BusUnavailable(f"bus root {config.root} is unavailable: its parent folder is missing (is the volume mounted?)")
+    if root_unmounted(config): raise BusUnavailable(f"bus root {config.root} is unavailable: {UNMOUNTED}")
 
 def utcnow() -> datetime:
     "The current time, timezone-aware UTC."

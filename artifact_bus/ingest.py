@@ -21,7 +21,7 @@ import pyarrow as pa
 from .catalog import (WriterLock, bump_version, catalog_version, publish, read_current,
                                   refresh_views, writer_connection)
 from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is_job_id, job_day,
-                               job_sort_key, load_config, require_mounted, to_json, utcnow)
+                               inbox_order, load_config, require_mounted, to_json, utcnow)
 from .contracts import check_contract, load_contracts, widens
 from .compact import compact_kinds
 from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
@@ -45,8 +45,7 @@ def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
             if e.name.startswith("."): continue
             if e.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(e.path, COMMIT)): pending.append(e.name)
             else: committed.append(e.name)  # committed jobs, and junk that will be quarantined with its reason
-    key = lambda n: job_sort_key(n) if is_job_id(n) else (0, n)
-    return sorted(committed, key=key), sorted(pending)
+    return sorted(committed, key=inbox_order), sorted(pending)
 
 # %% ../nbs/04_ingest.ipynb #02878b83
 def clean_leftovers(config: Config) -> list[Path]:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 import pyarrow.fs as pafs
 
 from .core import (BusUnavailable, Config, ConfigError, ManifestError, fsync_all, fsync_dir, is_job_id, is_url, url_bucket,
-                               job_day, job_sort_key, spool_dir)
+                               inbox_order, job_day, spool_dir)
 from .protocol import COMMIT
 
 log = logging.getLogger("artifact_bus")
@@ -127,7 +127,7 @@ def flush_jobs(config: Config, jobs_dir, *, fs=None) -> list[str]:
     try: names = [n for n in os.listdir(jobs_dir) if os.path.lexists(jobs_dir / n / COMMIT)]
     except FileNotFoundError: return []
     done = []
-    for n in sorted(names, key=_order):
+    for n in sorted(names, key=inbox_order):
         try: upload_job(config, jobs_dir / n, fs=fs)
         except BusUnavailable as e:
             raise BusUnavailable(f"{e}; {len(names) - len(done)} jobs stay spooled in {jobs_dir}") from None
@@ -135,9 +135,7 @@ def flush_jobs(config: Config, jobs_dir, *, fs=None) -> list[str]:
         done.append(n)
     return done
 
-def _order(name: str):
-    "Job ids in creation order; anything else first, as the inbox orders it."
-    return job_sort_key(name) if is_job_id(name) else (0, name)
+
 
 # %% ../nbs/14_remote.ipynb #e5658ac3
 def remote_jobs(config: Config, *, fs=None) -> dict[str, dict]:
@@ -209,6 +207,17 @@ def _delete(fs, folder: str, objs: dict) -> None:
         try: fs.delete_dir(folder)   # everything under it, also objects uploaded after the listing
         except FileNotFoundError: pass
 
+def _committed(objs: dict) -> bool:
+    "A remote job with its COMMIT, or a stray object lying in `inbox/` (pulled as it is, for quarantine)."
+    return COMMIT in objs or set(objs) == {""}
+
+def _newest(objs: dict) -> float:
+    return max(o.mtime.timestamp() for o in objs.values())
+
+def _stale(objs: dict, now: float, max_age: float) -> bool:
+    "An uncommitted remote job untouched for longer than `max_age`: its producer died mid-upload."
+    return now - _newest(objs) > max_age
+
 def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, threads: int = 1) -> list[str]:
     """Move the jobs committed on object storage (`config.remote`) into the local inbox, in job-id order,
     and delete them remotely; returns the names moved in. Call it as the writer (holding the writer lock),
@@ -223,12 +232,12 @@ def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, thre
     jobs = remote_jobs(config, fs=fs)
     local = {n: _local_name(n) for n in jobs}
     known = known_jobs(config, local.values(), con)
-    committed = sorted((n for n, objs in jobs.items() if COMMIT in objs or set(objs) == {""}), key=_order)
+    committed = sorted((n for n, objs in jobs.items() if _committed(objs)), key=inbox_order)
     new = [n for n in committed if local[n] not in known][:max_jobs]
     now, stale = time.time(), {}
     for name in sorted(set(jobs) - set(committed)):
-        newest = max(o.mtime.timestamp() for o in jobs[name].values())
-        if local[name] not in known and now - newest > config.tmp_max_age:
+        if local[name] not in known and _stale(jobs[name], now, config.tmp_max_age):
+            newest = _newest(jobs[name])
             log.warning("remote job %s has had no COMMIT for %ds: pulled uncommitted, for quarantine", name, now - newest)
             stale[name] = newest
     gone = [n for n in jobs if local[n] in known]   # also the rest of a remote copy whose deletion was interrupted
@@ -236,7 +245,7 @@ def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, thre
         folder = f"{root}/inbox/{name}"
         if local[name] not in known: _download(config, fs, folder, jobs[name], local[name], stale.get(name))
         _delete(fs, folder, jobs[name])
-    todo = new + sorted(stale, key=_order) + gone
+    todo = new + sorted(stale, key=inbox_order) + gone
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
         results = list(zip(todo, [pool.submit(move, n) for n in todo]))
     errors = [(n, f.exception()) for n, f in results if f.exception() is not None]
@@ -258,5 +267,4 @@ def has_remote_work(config: Config, *, fs=None) -> bool:
     except BusUnavailable as e:
         log.warning("%s", e); return False
     now = time.time()
-    return any(COMMIT in objs or set(objs) == {""} or now - max(o.mtime.timestamp() for o in objs.values()) > config.tmp_max_age
-               for objs in jobs.values())
+    return any(_committed(objs) or _stale(objs, now, config.tmp_max_age) for objs in jobs.values())

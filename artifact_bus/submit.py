@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
+from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow)
 from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    lineage, schema_to_json)
@@ -151,7 +151,7 @@ class Job:
     def _bus_dir(self) -> Path:
         root = self.config.root
         if not self.config.staged and root_unmounted(self.config):
-            raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(root.parent))
+            raise OSError(errno.ENOENT, UNMOUNTED, str(root.parent))
         d = self.config.tmp / self.job_id
         d.mkdir(parents=True)
         return d
@@ -402,7 +402,7 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
             try:
                 if not os.path.lexists(dest):
                     if root_unmounted(config):   # the same availability check a submit makes
-                        raise OSError(errno.ENOENT, "its parent folder is missing (is the volume mounted?)", str(config.root.parent))
+                        raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
                     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
                     for f in os.listdir(src):
                         shutil.copyfile(src / f, tmp / f); fsync_file(tmp / f)
