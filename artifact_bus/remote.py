@@ -5,6 +5,8 @@
 # %% ../nbs/14_remote.ipynb #08cbe9df
 from __future__ import annotations
 
+import dataclasses
+import fcntl
 import hashlib
 import logging
 import os
@@ -23,8 +25,8 @@ from .protocol import COMMIT
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'split_url', 's3_options', 's3fs', 'upload_job', 'deliver', 'flush_jobs', 'remote_jobs', 'known_jobs', 'pull',
-           'has_remote_work']
+__all__ = ['log', 'split_url', 's3_options', 's3fs', 'upload_job', 'deliver', 'deliver_stranded', 'flush_jobs', 'remote_jobs',
+           'known_jobs', 'pull', 'has_remote_work']
 
 # %% ../nbs/14_remote.ipynb #f9a51684
 def split_url(url: str) -> tuple[str, str]:
@@ -119,6 +121,26 @@ def deliver(config: Config, job_dir, *, fs=None) -> tuple[str, str | Path, str |
         return "spooled", jobs / job_dir.name, str(e)
     shutil.rmtree(job_dir)
     return "committed", url, None
+
+def deliver_stranded(config: Config, *, fs=None) -> list[str]:
+    """Hand on the jobs committed in this machine's staging inbox whose producer died before it had handed
+    them on; returns their ids. A producer holds its job folder locked until the job is handed on, so a job
+    being delivered is left alone. Object storage unreachable: the job moves into the spool (never deleted,
+    even for a `required` bus: its producer is gone)."""
+    try: names = sorted((n for n in os.listdir(config.inbox) if not n.startswith(".")), key=inbox_order)
+    except FileNotFoundError: return []
+    keep = dataclasses.replace(config, required=False)
+    done = []
+    for n in names:
+        try: fd = os.open(config.inbox / n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError: continue   # handed on meanwhile, or not a folder
+        try:
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError: continue   # its producer is delivering it
+            if not os.path.lexists(config.inbox / n / COMMIT): continue   # gone meanwhile, or never committed
+            deliver(keep, config.inbox / n, fs=fs); done.append(n)
+        finally: os.close(fd)
+    return done
 
 def flush_jobs(config: Config, jobs_dir, *, fs=None) -> list[str]:
     """Upload the committed jobs spooled in `jobs_dir`, in job order, removing each once uploaded; returns their

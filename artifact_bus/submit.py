@@ -239,14 +239,20 @@ class Job:
         if self.receipt is not None: return self.receipt
         if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
         d = self._workdir()
+        # a producer staging for object storage holds its job folder locked (the lock follows it through the
+        # rename) until the job is handed on, so a sweep for jobs left by dead producers never takes it
+        held = _hold(d) if self.config.staged and not self.spooled else None
         try:
-            dest = self._commit_in(d, spool_dir(self.config) / "jobs" if self.spooled else self.config.inbox)
-        except OSError as e:
-            if self.spooled: self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id} to the spool: {e.strerror or e}") from None
-            try: dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
-            except OSError as e2:
-                self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
-        return self._committed(dest)
+            try:
+                dest = self._commit_in(d, spool_dir(self.config) / "jobs" if self.spooled else self.config.inbox)
+            except OSError as e:
+                if self.spooled: self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id} to the spool: {e.strerror or e}") from None
+                try: dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
+                except OSError as e2:
+                    self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
+            return self._committed(dest)
+        finally:
+            if held is not None: os.close(held)
 
     def _committed(self, dest: Path, flush_spool: bool = True) -> Receipt:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
@@ -275,11 +281,22 @@ class Job:
         else: self.abort()
         return False
 
+def _hold(folder) -> int:
+    "An exclusive lock on `folder`'s inode, held until the returned descriptor is closed."
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
 def _flush_spool(config: Config) -> None:
-    "After a commit to the bus: move on what this machine's spool holds for it, if anything."
+    """After a commit to the bus: move on what this machine's spool holds for it, if anything, and for a
+    producer staging for object storage, the jobs a dead producer committed here but never uploaded."""
     if os.path.isdir(spool_dir(config) / "jobs"):
         try: flush(config=config)
         except BusError: pass  # the spool stays for the next try
+    elif config.staged:
+        from artifact_bus.remote import deliver_stranded
+        try: deliver_stranded(config)
+        except (BusError, OSError): pass  # the next commit or flush() tries again
 
 def _default_producer(lin) -> str:
     if lin.get("notebook"): return Path(lin["notebook"]).name
@@ -387,15 +404,17 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
     `BusUnavailable` if the bus is still unavailable. Safe to run from several processes at once."""
     config = config or load_config(root)
     sd = spool_dir(config)
+    stranded = []
+    if config.staged:   # a remote producer: first the jobs committed here whose producer died before uploading them
+        from artifact_bus.remote import deliver_stranded, flush_jobs
+        stranded = deliver_stranded(config)
     jobs = spooled_jobs(config=config)
-    if not jobs: return []
+    if not jobs: return stranded
     done = []
     with open(sd / "flush.lock", "a+") as lk:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: return []  # another process is flushing this spool
-        if config.staged:   # a remote producer's spool goes to object storage
-            from artifact_bus.remote import flush_jobs
-            return flush_jobs(config, sd / "jobs")
+        except BlockingIOError: return stranded  # another process is flushing this spool
+        if config.staged: return stranded + flush_jobs(config, sd / "jobs")   # a remote producer's spool goes to object storage
         for jid in spooled_jobs(config=config):
             src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
             if not os.path.lexists(src / COMMIT): continue

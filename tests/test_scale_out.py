@@ -269,6 +269,26 @@ def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch
         server.stop()
 
 
+def test_a_job_left_by_a_dead_producer_goes_with_the_next_submit(seaweedfs, tmp_path, monkeypatch):
+    "A producer dies after committing locally, before uploading: the next submit on that machine uploads its job too."
+    for k, v in seaweedfs.env.items(): monkeypatch.setenv(k, v)
+    url = f"s3://{seaweedfs.bucket}/stranded"
+    producer = load_config(url)
+    producer.root.mkdir(parents=True, exist_ok=True)
+    def die(*a, **kw): raise KeyboardInterrupt("killed before the upload")
+    real = remote.deliver
+    monkeypatch.setattr(remote, "deliver", die)
+    with pytest.raises(KeyboardInterrupt):
+        submit(pa.table({"qty": [1]}), "fills", root=url, run_id="dead")
+    (left,) = [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"]   # committed here, not uploaded
+    assert remote.remote_jobs(producer) == {}
+    monkeypatch.setattr(remote, "deliver", real)
+    r = submit(pa.table({"qty": [2]}), "fills", root=url, run_id="next")
+    assert r.status == "committed"
+    assert sorted(remote.remote_jobs(producer)) == sorted([left, r.job_id])
+    assert [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"] == []
+
+
 KILLED_WRITER = """
 import sys
 from artifact_bus.core import load_config
