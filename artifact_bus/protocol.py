@@ -19,19 +19,21 @@ import stat
 import subprocess
 import sys
 from importlib import metadata, resources
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import fastjsonschema
 
-from .core import KindError, ManifestError, SchemaMismatch, is_job_id
+from .core import KindError, ManifestError, SchemaMismatch, is_job_id, job_millis
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'WHOLE_READ_BYTES', 'manifest_schema',
-           'Rejection', 'check_kind', 'is_safe_file', 'reserved_clash', 'check_columns', 'schema_to_json',
-           'schema_diff', 'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters',
-           'notebook_path', 'lineage', 'read_manifest', 'validate_job']
+__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'EARLIEST_JOB', 'FUTURE_SLACK',
+           'WHOLE_READ_BYTES', 'manifest_schema', 'Rejection', 'check_kind', 'is_safe_file', 'reserved_clash',
+           'case_clash', 'check_columns', 'bad_text', 'job_time_problem', 'schema_to_json', 'schema_diff',
+           'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage',
+           'read_manifest', 'validate_job']
 
 # %% ../nbs/01_protocol.ipynb #e66e3343
 PROTOCOL = 1
@@ -79,10 +81,50 @@ def reserved_clash(names) -> list[str]:
     "Column names that collide with the bus's own, compared as DuckDB compares names: ignoring case."
     return [n for n in names if n.lower() in RESERVED_COLUMNS]
 
+def case_clash(names) -> tuple[str, str] | None:
+    "The first two column names that are one name to DuckDB (equal ignoring case), or None."
+    seen = {}
+    for n in names:
+        if (k := n.lower()) in seen: return seen[k], n
+        seen[k] = n
+    return None
+
 def check_columns(schema: pa.Schema, what: str) -> None:
-    "Refuse producer columns that would collide with the bus's own view columns."
+    "Refuse producer columns that would collide with the bus's own view columns, or with each other in DuckDB."
     clash = reserved_clash(schema.names)
     if clash: raise SchemaMismatch(f"{what}: column {clash[0]!r} is reserved for the bus ({', '.join(RESERVED_COLUMNS)})")
+    if dup := case_clash(schema.names):
+        same = "appears twice" if dup[0] == dup[1] else f"and {dup[1]!r} are one column to DuckDB (names ignore case)"
+        raise SchemaMismatch(f"{what}: column {dup[0]!r} {same}: rename one")
+
+# %% ../nbs/01_protocol.ipynb #cdc428d2
+def bad_text(value, field: str = "manifest") -> tuple[str, str] | None:
+    "The first string in `value` (walked recursively, object keys included) that is not clean text: (field, why)."
+    stack = [(field, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v: return where, "contains a NUL character"
+            try: v.encode("utf-8")
+            except UnicodeEncodeError: return where, "is not valid Unicode (a lone surrogate)"
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if (bad := bad_text(k, f"{where} key")): return bad
+                stack.append((f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else f"{where}[{k!r}]", x))
+        elif isinstance(v, (list, tuple)): stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+EARLIEST_JOB = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FUTURE_SLACK = timedelta(days=1)   # a producer's clock may run a little ahead of the writer's
+
+def job_time_problem(job_id: str, now: datetime | None = None) -> str | None:
+    "Why the time encoded in `job_id` is not sane (before 2000, or more than a day ahead), else None."
+    ms = job_millis(job_id)
+    now = now or datetime.now(timezone.utc)
+    if ms < EARLIEST_JOB.timestamp() * 1000: return "encodes a time before 2000"
+    if ms > (now + FUTURE_SLACK).timestamp() * 1000:
+        return f"encodes a time more than {FUTURE_SLACK.days} day ahead of this machine's clock"
+    return None
 
 # %% ../nbs/01_protocol.ipynb #b5f5240d
 def schema_to_json(schema: pa.Schema) -> dict:
@@ -219,6 +261,8 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
         raise rej(code, f"manifest.json: {msg[:300]}", field) from None
     if manifest["job_id"] != job_id:
         raise rej("job_id_mismatch", f"manifest job_id {manifest['job_id']!r} does not match the folder name", "job_id")
+    if bad := bad_text(manifest):
+        raise rej("text_invalid", f"manifest.json: {bad[0].removeprefix('manifest.')} {bad[1]}", bad[0].removeprefix("manifest."))
     return manifest, raw
 
 WHOLE_READ_BYTES = 8 << 20   # a file this small is read once: the same bytes give its checksum and its footer
@@ -228,6 +272,7 @@ def validate_job(job_dir, job_id=None) -> dict:
     job_dir = os.fspath(job_dir); job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
     if not is_job_id(job_id): raise rej("job_id_invalid", f"folder name {job_id!r} is not a job id", "job_id")
+    if why := job_time_problem(job_id): raise rej("job_id_invalid", f"job id {job_id} {why}", "job_id")
     if not stat.S_ISDIR(os.lstat(job_dir).st_mode): raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
     with os.scandir(job_dir) as it: entries = {e.name: e for e in it}
     manifest, _ = read_manifest(job_dir, job_id)
@@ -260,10 +305,16 @@ def validate_job(job_dir, job_id=None) -> dict:
             if digest != a["checksum"]: raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
             try:
                 pf = pq.ParquetFile(source)
-                rows, schema = pf.metadata.num_rows, pf.schema_arrow
+                md, schema = pf.metadata, pf.schema_arrow
+                rows, in_groups = md.num_rows, sum(md.row_group(g).num_rows for g in range(md.num_row_groups))
             except (pa.ArrowException, OSError, ValueError) as e:
                 raise rej("not_parquet", f"{fn}: not a readable Parquet file ({str(e).splitlines()[0][:200]})", f"{f}.file") from None
+        if rows != in_groups:   # a footer that lies: readers would disagree on how many rows there are
+            raise rej("row_count_mismatch", f"{fn}: the footer says {rows} rows but its row groups hold {in_groups}", f"{f}.rows")
         if rows != a["rows"]: raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
+        if dup := case_clash([x["name"] for x in a["schema"]["fields"]]) or case_clash(schema.names):
+            raise rej("duplicate_column", f"{fn}: columns {dup[0]!r} and {dup[1]!r} are one column to DuckDB "
+                      "(names must be unique, ignoring case)", f"{f}.schema")
         if diff := schema_diff(a["schema"], schema_to_json(schema)):
             raise rej("schema_mismatch", f"{fn}: {diff}", f"{f}.schema")
         clash = reserved_clash(schema.names)
