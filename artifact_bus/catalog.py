@@ -18,9 +18,9 @@ import duckdb
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'UNION_MAX', 'UNION_MIN_ROWS', 'CURRENT', 'ensure_schema',
-           'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection', 'sql_str', 'loose_sql',
-           'view_sql', 'refresh_views', 'read_current', 'publish', 'catalog']
+__all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS', 'CURRENT',
+           'ensure_schema', 'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection',
+           'sql_str', 'loose_sql', 'view_sql', 'refresh_views', 'read_current', 'publish', 'catalog']
 
 # %% ../nbs/03_catalog.ipynb #a087bf28
 SCHEMA_VERSION = 1
@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS catalog.rejections (
     job_id VARCHAR NOT NULL, rejected_at TIMESTAMPTZ NOT NULL, code VARCHAR NOT NULL, field VARCHAR,
     message VARCHAR, path VARCHAR NOT NULL, run_id VARCHAR, producer VARCHAR, ingest_run BIGINT,
     status VARCHAR NOT NULL DEFAULT 'rejected');
+CREATE TABLE IF NOT EXISTS catalog.kind_columns (
+    kind VARCHAR NOT NULL, lname VARCHAR NOT NULL, name VARCHAR NOT NULL, type VARCHAR NOT NULL, PRIMARY KEY (kind, lname));
 CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     run_no BIGINT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, outcome VARCHAR,
     accepted INTEGER, rejected INTEGER, duplicates INTEGER, host VARCHAR, pid INTEGER, notebook VARCHAR,
@@ -57,12 +59,17 @@ KINDS_VIEW = """
 CREATE OR REPLACE VIEW {db}catalog.kinds AS
     SELECT kind, count(DISTINCT job_id) AS jobs, count(*) AS artifacts, sum(rows)::BIGINT AS rows,
            sum(bytes)::BIGINT AS bytes, max(ingested_at) AS last_ingested
-    FROM catalog.artifacts GROUP BY kind ORDER BY kind;
+    FROM catalog.artifacts WHERE replaced_by IS NULL GROUP BY kind ORDER BY kind;
+"""
+# columns added after the first release: an older catalog gets them on its writer's next start
+MIGRATIONS = """
+ALTER TABLE catalog.jobs ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
+ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 """
 
 def ensure_schema(con) -> None:
     "Create the bus's schemas and tables in `con`'s database if missing; touch nothing else."
-    con.execute(DDL); con.execute(KINDS_VIEW.format(db=""))
+    con.execute(DDL); con.execute(MIGRATIONS); con.execute(KINDS_VIEW.format(db=""))
     got = con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchone()
     if got is None:
         con.execute("INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)])
@@ -174,13 +181,18 @@ def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> st
             f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None) -> str:
+def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None,
+             hidden: list[str] = ()) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
     prefix = str(Path(root).resolve()) + "/"
     parts = []
-    if segments: parts.append(f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)")
+    if segments:
+        seg = f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)"
+        # rows of replaced jobs that were compacted into a segment before they were replaced
+        if hidden: seg += f" WHERE _job_id NOT IN ({', '.join(map(sql_str, hidden))})"
+        parts.append(seg)
     if files: parts.append(loose_sql(kind, root, files, rows))
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
@@ -188,14 +200,16 @@ def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
     "Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the kinds done."
     loose = {k: (files, rows) for k, files, rows in con.execute(
         "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows) "
-        "FROM catalog.artifacts WHERE segment IS NULL GROUP BY kind").fetchall()}
+        "FROM catalog.artifacts WHERE segment IS NULL AND replaced_by IS NULL GROUP BY kind").fetchall()}
     segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
+    hidden = dict(con.execute("SELECT kind, list(DISTINCT job_id ORDER BY job_id) FROM catalog.artifacts "
+                              "WHERE segment IS NOT NULL AND replaced_by IS NOT NULL GROUP BY kind").fetchall())
     done = []
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
             files, rows = loose.get(kind, ([], None))
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in files]
-            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows)); done.append(kind)
+            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows, hidden.get(kind, ()))); done.append(kind)
     return done
 
 # %% ../nbs/03_catalog.ipynb #3f8677b9

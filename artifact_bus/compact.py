@@ -43,7 +43,7 @@ def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
     if not min_files: return []
     remove_orphan_segments(con, config)
     rows = con.execute("SELECT kind, job_id, name, path, rows, run_id FROM catalog.artifacts "
-                       "WHERE segment IS NULL AND bytes < ? ORDER BY kind, job_id, name", [config.compact_small_bytes]).fetchall()
+                       "WHERE segment IS NULL AND replaced_by IS NULL AND bytes < ? ORDER BY kind, job_id, name", [config.compact_small_bytes]).fetchall()
     by_kind = {}
     for r in rows:
         if kinds is None or r[0] in kinds: by_kind.setdefault(r[0], []).append(r)

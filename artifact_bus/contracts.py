@@ -13,7 +13,7 @@ from .core import Config, ConfigError
 from .protocol import Rejection, check_kind
 
 # %% auto #0
-__all__ = ['widens', 'contracts_dir', 'load_contract', 'load_contracts', 'check_contract']
+__all__ = ['widens', 'merge_type', 'contracts_dir', 'load_contract', 'load_contracts', 'check_contract']
 
 # %% ../nbs/07_contracts.ipynb #ea4b7727
 _INT_BITS = {f"{p}int{b}": (p, b) for p in ("", "u") for b in (8, 16, 32, 64)}
@@ -38,6 +38,15 @@ def widens(old: str, new: str) -> bool:
     if mo and mn: return mo.group(2) == mn.group(2) and _UNIT_RANK[mn.group(1)] >= _UNIT_RANK[mo.group(1)]
     return False
 
+# %% ../nbs/07_contracts.ipynb #0c709fe8
+def merge_type(old: str, new: str) -> str | None:
+    "The type a column reads as when artifacts with types `old` and `new` are read together; None if they cannot be."
+    if old == new or new == "null": return old
+    if old == "null": return new
+    if widens(old, new): return new
+    if widens(new, old): return old
+    return None
+
 # %% ../nbs/07_contracts.ipynb #14250f2a
 def contracts_dir(config: Config) -> Path:
     return config.root / "contracts"
@@ -54,15 +63,21 @@ def load_contract(path: Path) -> dict:
     if not isinstance(data.get("new_columns", True), bool): raise ConfigError(f"{path}: key 'new_columns' must be true or false")
     return {"columns": cols, "new_columns": data.get("new_columns", True), "source": str(path)}
 
-def load_contracts(config: Config) -> dict[str, dict]:
-    "Every contract declared for the bus, by kind."
+def load_contracts(config: Config, *, broken: dict | None = None) -> dict[str, dict]:
+    """Every contract declared for the bus, by kind. A file that cannot be read as a contract raises
+    `ConfigError` — or, given a `broken` dict, is recorded there (kind → error) and the others still load:
+    the writer holds back only the jobs of a kind whose contract is broken."""
     d = contracts_dir(config)
     if not d.is_dir(): return {}
     out = {}
     for f in sorted(d.glob("*.toml")):
-        try: check_kind(f.stem)
-        except Exception: raise ConfigError(f"{f}: a contract file must be named <kind>.toml") from None
-        out[f.stem] = load_contract(f)
+        try:
+            try: check_kind(f.stem)
+            except Exception: raise ConfigError(f"{f}: a contract file must be named <kind>.toml") from None
+            out[f.stem] = load_contract(f)
+        except (ConfigError, OSError, UnicodeDecodeError) as e:
+            if broken is None: raise ConfigError(str(e)) from None if not isinstance(e, ConfigError) else e
+            broken[f.stem] = str(e) if isinstance(e, ConfigError) else f"{f}: cannot be read: {e}"
     return out
 
 # %% ../nbs/07_contracts.ipynb #a53b86a2

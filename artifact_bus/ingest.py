@@ -5,10 +5,11 @@
 # %% ../nbs/04_ingest.ipynb #e1f37596
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,42 +17,32 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from .catalog import (WriterLock, bump_version, catalog_version, publish, read_current,
-                                  refresh_views, writer_connection)
+                                  refresh_views, sql_str, writer_connection)
 from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is_job_id, job_day,
-                               inbox_order, load_config, require_mounted, to_json, utcnow)
-from .contracts import check_contract, load_contracts, widens
-from .compact import compact_kinds
+                               load_config, require_mounted, to_json, utcnow)
+from .contracts import check_contract, load_contracts, merge_type
+from .compact import compact_kinds, remove_orphan_segments
 from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
-from .compact import remove_orphan_segments
-from .protocol import COMMIT, Rejection, validate_job
+from .inbox import INTENT, clear_intent, inbox_entries, read_intent, reap, write_intent
+from .protocol import Rejection, bad_text, validate_job
+from .quarantine import LAYOUT, PAYLOAD, quarantine_entry, release_entry
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'INTENT', 'inbox_entries', 'clean_leftovers', 'reap', 'Report', 'recover', 'ingest', 'next_run_no',
+__all__ = ['log', 'RUN_COUNTER', 'clean_leftovers', 'machine_fault', 'Report', 'recover', 'isolate', 'ingest', 'next_run_no',
            'record_run']
-
-# %% ../nbs/04_ingest.ipynb #b566d0aa
-def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
-    "Names in the inbox: (committed jobs in job-id order, entries not yet committed)."
-    try: it = os.scandir(config.inbox)
-    except FileNotFoundError: return [], []
-    committed, pending = [], []
-    with it:
-        for e in it:   # the entry's type comes with the listing: one lookup per job, for its COMMIT
-            if e.name.startswith("."): continue
-            if e.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(e.path, COMMIT)): pending.append(e.name)
-            else: committed.append(e.name)  # committed jobs, and junk that will be quarantined with its reason
-    return sorted(committed, key=inbox_order), sorted(pending)
 
 # %% ../nbs/04_ingest.ipynb #02878b83
 def clean_leftovers(config: Config) -> list[Path]:
     """Remove the writer's own temporary files left by a writer killed mid-write (the intent journal's,
-    the snapshot pointer's, the exports', DuckDB's spill files); only the lock holder writes them, so any
-    found now are dead. Call it before the writer's connection has run anything big enough to spill."""
+    the snapshot pointer's, the exports', a hard-linked file's copy, DuckDB's spill files); only the lock
+    holder writes them, so any found now are dead. Call it before the writer's connection has run anything
+    big enough to spill."""
     gone = []
     for folder in (config.root, config.published, config.exports_dir):
         for p in folder.glob(".*.tmp") if folder.is_dir() else []:
@@ -61,21 +52,23 @@ def clean_leftovers(config: Config) -> list[Path]:
         if p.is_file() or p.is_symlink(): p.unlink(); gone.append(p)
     return gone
 
-def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]]:
-    "Remove stale in-progress entries; return (removed tmp entries, inbox folders to quarantine)."
-    now, removed = now or time.time(), []
-    try: tmp = os.listdir(config.tmp)
-    except FileNotFoundError: tmp = []
-    for n in tmp:
-        p = config.tmp / n
-        try:
-            if now - p.lstat().st_mtime > config.tmp_max_age:
-                (shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()); removed.append(n)
-        except FileNotFoundError: pass
-    _, pending = inbox_entries(config)
-    stale = [n for n in pending if now - (config.inbox / n).lstat().st_mtime > config.tmp_max_age]
-    if removed: log.warning("reaped %d stale in-progress entries from %s", len(removed), config.tmp)
-    return removed, stale
+_MACHINE_ERRNOS = {errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+
+def machine_fault(e: BaseException) -> bool:
+    """Is `e` a problem of this machine (disk, memory, the catalog file) rather than of one job's content?
+    Only those may fail a run; anything a job provokes costs that job alone."""
+    if isinstance(e, OSError): return e.errno is None or e.errno in _MACHINE_ERRNOS
+    if isinstance(e, (duckdb.IOException, duckdb.OutOfMemoryException, MemoryError)): return True
+    return not isinstance(e, Exception)   # KeyboardInterrupt, SystemExit
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+
+def _as_run_error(e: BaseException) -> BaseException:
+    "A machine fault as the operator should read it: a full disk is a full disk, whatever layer met it."
+    if "No space left on device" in str(e) or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return BusUnavailable(f"disk full: {_first_line(e)} (nothing was lost: the next run finishes the batch)")
+    return e
 
 # %% ../nbs/04_ingest.ipynb #2f2785a4
 @dataclass
@@ -95,6 +88,8 @@ class Report:
     pulled: list = field(default_factory=list)
     lake_snapshots: list = field(default_factory=list)
     exports: dict = field(default_factory=dict)
+    held: list = field(default_factory=list)      # jobs left in the inbox: their kind's contract is broken
+    warnings: list = field(default_factory=list)  # steps that failed for one kind or export, not for the run
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -103,85 +98,77 @@ class Report:
              f"{len(self.duplicates)} duplicates in {self.seconds:.2f}s")
         for r in self.rejected: s += f"\n  rejected {r['job_id']}: {r['code']}: {r['message']}"
         for r in self.duplicates: s += f"\n  duplicate {r['job_id']} of {r['duplicate_of']} (key {r['key']!r})"
+        for r in self.held: s += f"\n  held {r['job_id']}: {r['message']}"
+        for w in self.warnings: s += f"\n  warning: {w}"
         if self.remaining: s += f"\n  {self.remaining} jobs left in the inbox"
         for name, e in sorted(self.exports.items()):
             s += f"\n  export {name}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}")
         return s
 
 # %% ../nbs/04_ingest.ipynb #14afec69
-INTENT = "ingest.intent"
-
 def _free_name(folder: Path, name: str) -> Path:
     "`folder/name`, or `folder/name~2`, `~3`… when taken (a job id seen twice)."
     p, n = folder / name, 1
     while os.path.lexists(p): n += 1; p = folder / f"{name}~{n}"
     return p
 
-def _quarantine(src: Path, dest: Path, reason: dict) -> None:
-    "Write reason.json into the job folder and move it to the quarantine, keeping every byte."
-    if os.path.isdir(src) and not os.path.islink(src):
-        if os.path.lexists(src / "reason.json"): os.rename(src / "reason.json", src / "reason.json.payload")
-        atomic_write(src / "reason.json", to_json(reason, indent=1).encode())
-        os.rename(src, dest)
-    else:  # a stray file or symlink in the inbox: keep it beside its reason
-        dest.mkdir()
-        os.rename(src, dest / src.name)
-        atomic_write(dest / "reason.json", to_json(reason, indent=1).encode())
-
 def recover(con, config: Config) -> int:
     "Finish or undo the moves of a batch whose run crashed; returns how many jobs went back to the inbox."
-    intent_path = config.root / INTENT
-    try: intent = json.loads(intent_path.read_text())
-    except FileNotFoundError: return 0
+    intent = read_intent(config)
+    if intent is None: return 0
     ids = [m["job_id"] for m in intent["moves"]]
     known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
     known_rej = {r[0] for r in con.execute("SELECT path FROM catalog.rejections WHERE job_id = ANY(?)", [ids]).fetchall()}
     back = 0
     for m in intent["moves"]:
         done = m["path"] in known_rej if m["to"] == "rejected" else m["job_id"] in known
-        src = config.root / m["path"]
-        left = config.inbox / m["name"]
-        if m["to"] == "rejected" and not os.path.lexists(src) and os.path.isdir(left) and not os.path.islink(left):
-            for f in left.glob(".reason.json.*.tmp"): f.unlink()   # killed while writing the reason: start over
-            if (left / "reason.json.payload").exists():
-                (left / "reason.json").unlink(missing_ok=True); os.rename(left / "reason.json.payload", left / "reason.json")
-            elif (left / "reason.json").exists(): (left / "reason.json").unlink()
-        if done or not os.path.lexists(src): continue
-        dest = _free_name(config.inbox, m["name"])
-        if m["to"] == "rejected" and m.get("folder", True):
-            (src / "reason.json").unlink(missing_ok=True)
-            if os.path.lexists(src / "reason.json.payload"): os.rename(src / "reason.json.payload", src / "reason.json")
-            os.rename(src, dest)
-        elif m["to"] == "rejected":
-            os.rename(src / m["name"], dest); shutil.rmtree(src)
-        else: os.rename(src, dest)
-        back += 1
+        if not done: back += _undo(config, m)
     fsync_dir(config.inbox)
-    intent_path.unlink()
+    clear_intent(config)
     if back: log.warning("recovered from an interrupted ingest: %d jobs back in the inbox", back)
     return back
 
+def _undo(config: Config, m: dict) -> int:
+    "Put back one journaled move that no transaction recorded; 1 when an entry returned to the inbox."
+    src = config.root / m["path"]
+    if m.get("from") and os.path.lexists(config.root / m["from"]):   # a job taken out of the store again, not yet quarantined
+        os.rename(config.root / m["from"], _free_name(config.inbox, m["name"])); return 1
+    if m["to"] == "rejected" and m.get("layout") == LAYOUT:
+        return int(os.path.lexists(src) and release_entry(src, _free_name(config.inbox, m["name"]), LAYOUT))
+    if m["to"] == "rejected": return _undo_layout1(config, m)
+    if not os.path.lexists(src): return 0
+    os.rename(src, _free_name(config.inbox, m["name"])); return 1
+
+def _undo_layout1(config: Config, m: dict) -> int:
+    "A quarantine move journaled by a writer of quarantine layout 1 (the reason written inside the job folder)."
+    src, left = config.root / m["path"], config.inbox / m["name"]
+    if not os.path.lexists(src) and os.path.isdir(left) and not os.path.islink(left):
+        for f in left.glob(".reason.json.*.tmp"): f.unlink()   # killed while writing the reason: start over
+        if (left / "reason.json.payload").exists():
+            (left / "reason.json").unlink(missing_ok=True); os.rename(left / "reason.json.payload", left / "reason.json")
+        elif (left / "reason.json").exists(): (left / "reason.json").unlink()
+    if not os.path.lexists(src): return 0
+    dest = _free_name(config.inbox, m["name"])
+    if m.get("folder", True): release_entry(src, dest, 1)
+    else: os.rename(src / m["name"], dest); (src / "reason.json").unlink(missing_ok=True); src.rmdir()
+    return 1
+
 # %% ../nbs/04_ingest.ipynb #ae7605c6
-def _kind_types(con) -> dict:
-    "Per kind, the type each column has had so far (first seen), from the distinct schemas in the catalog."
-    out = {}
-    for kind, schema in con.execute("SELECT kind, schema FROM (SELECT DISTINCT kind, schema::VARCHAR AS schema FROM catalog.artifacts)").fetchall():
-        for f in json.loads(schema)["fields"]: out.setdefault(kind, {}).setdefault(f["name"].lower(), f["type"])
-    return out
+@dataclass
+class _Entry:
+    "One inbox entry on its way through a batch."
+    name: str
+    outcome: str = "store"          # store | duplicates | rejected | held | vanished
+    manifest: dict | None = None
+    reason: dict | None = None      # rejected or held: code, field, message
+    dup_of: str | None = None
+    replaces: list = field(default_factory=list)
+    columns: dict = field(default_factory=dict)   # (kind, lower-case name) -> (name, type) this job widens
+    path: str | None = None         # its destination, relative to the root
+    came_from: str | None = None    # taken back out of the store (step 7): where it was
 
-def _check_compatible(a: dict, kind_types: dict, job_id: str, i: int) -> None:
-    """Reject an artifact whose column types cannot be read together with the kind's earlier artifacts
-    in one `bus.<kind>` view: a column keeps its type, or widens or narrows safely (int32↔int64)."""
-    seen = kind_types.get(a["kind"], {})
-    for f in a["schema"]["fields"]:
-        old = seen.get(f["name"].lower())
-        if old is not None and not (widens(old, f["type"]) or widens(f["type"], old)):
-            raise Rejection("schema_conflict", f"{a['kind']} artifact {a['name']!r}: column {f['name']!r} is {f['type']} but earlier "
-                            f"{a['kind']} artifacts have {old}: the two cannot be read as one column", f"artifacts[{i}].schema", job_id)
-
-def _ts(s):
-    try: return datetime.fromisoformat(s)
-    except (TypeError, ValueError): return None
+    def reject(self, code: str, message: str, where: str | None = None) -> None:
+        self.outcome, self.reason = "rejected", {"code": code, "field": where, "message": message}
 
 _VALIDATORS = min(4, os.cpu_count() or 1)   # hashing releases the GIL: checksums of several jobs run on several cores
 _PARALLEL_BYTES = 4 << 20   # below this per job, validation is mostly Python, and threads only fight over the GIL
@@ -200,114 +187,342 @@ def _large_jobs(config: Config, names: list[str]) -> bool:
     sample = names[:3]
     return bool(sample) and sum(_job_bytes(config.inbox / n) for n in sample) >= _PARALLEL_BYTES * len(sample)
 
-def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
-    now = utcnow()
-    plan = []  # (name, outcome, manifest or reason)
-    ids = [n for n in names if is_job_id(n)]
-    known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
-    contracts = load_contracts(config)
-    kind_types = _kind_types(con)
-    def check(name):   # reading and checksumming each job's files is independent of the others: in parallel
+def _check_files(config: Config, names: list[str], never_committed=()) -> list[_Entry]:
+    "Step 1: each job's manifest, COMMIT, files, checksums and footers, read with pyarrow (on threads for large jobs)."
+    def check(name):
         try:
             if name in never_committed:
                 raise Rejection("never_committed", f"no COMMIT after {config.tmp_max_age}s: its producer died mid-write", "COMMIT", name)
             return validate_job(config.inbox / name, name), None
-        except BaseException as e: return None, e   # raised below, in job order
+        except BaseException as e: return None, e   # handled below, in job order
     if _VALIDATORS > 1 and len(names) > 1 and _large_jobs(config, names):
         with ThreadPoolExecutor(max_workers=_VALIDATORS, thread_name_prefix="artifact-bus-validate") as pool:
             checked = list(pool.map(check, names))
     else: checked = [check(n) for n in names]
+    out = []
     for name, (m, err) in zip(names, checked):
+        e = _Entry(name, manifest=m)
+        if isinstance(err, FileNotFoundError):
+            log.warning("job %s vanished from the inbox during ingest", name); continue
+        if isinstance(err, Rejection): e.outcome, e.reason = "rejected", err.to_dict()
+        elif err is not None and machine_fault(err): raise _as_run_error(err)
+        elif err is not None:   # anything else the job's content provokes must not block the jobs behind it
+            e.reject("unreadable" if isinstance(err, OSError) else "invalid", f"validation failed: {type(err).__name__}: {_first_line(err)}")
+        out.append(e)
+    return out
+
+# %% ../nbs/04_ingest.ipynb #f0b2884b
+def isolate(items: list, attempt, errors=(Exception,)):
+    """Run `attempt(items)`. When it raises one of `errors`, find the items it fails on — a binary search for
+    the shortest failing prefix, once per culprit — and run it on the rest. Returns (result, {item: error}).
+    When even `attempt([])` fails, the fault is no item's: the first error is raised."""
+    items, bad = list(items), {}
+    while True:
+        try: return attempt(items), bad
+        except errors as e: err_hi = e
+        try: attempt([])
+        except errors: raise err_hi from None
+        lo, hi = 0, len(items)   # attempt(items[:lo]) succeeds, attempt(items[:hi]) fails
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            try: attempt(items[:mid]); lo = mid
+            except errors as e: hi, err_hi = mid, e
+        culprit = items.pop(hi - 1)
+        try: attempt([culprit]); bad[culprit] = err_hi   # it fails only beside the others
+        except errors as e: bad[culprit] = e
+
+# %% ../nbs/04_ingest.ipynb #3df888d6
+_ENGINE_SQL = ("SELECT _bus_file, count(*), bit_xor(hash(COLUMNS(* EXCLUDE (_bus_file)))) "
+               "FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) GROUP BY ALL")
+
+def _read_rows(con, paths: list[str]) -> dict[str, int]:
+    "Rows DuckDB reads from each file, decoding every value, with the options the views use."
+    if not paths: return {}
+    got = {f: n for f, n, *_ in con.execute(_ENGINE_SQL.format(files=", ".join(map(sql_str, paths)))).fetchall()}
+    return {p: got.get(p, 0) for p in paths}
+
+def _check_with_duckdb(con, config: Config, entries: list[_Entry]) -> None:
+    """Step 2: DuckDB, the engine that will serve the views, reads every value of every new file — one
+    query per kind, the files that break it found by `isolate`. A file it cannot read, or whose rows it
+    counts differently from the footer and the manifest, costs its job."""
+    by_kind = {}
+    for e in entries:
+        if e.outcome != "store": continue
+        for i, a in enumerate(e.manifest["artifacts"]):
+            by_kind.setdefault(a["kind"], []).append((os.path.join(config.inbox, e.name, a["file"]), e, i))
+    for files in by_kind.values():
+        counts, bad = isolate([p for p, _, _ in files], lambda ps: _read_rows(con, ps), duckdb.Error)
+        for p, e, i in files:
+            a = e.manifest["artifacts"][i]
+            if e.outcome != "store": continue
+            if p in bad: e.reject("unreadable", f"{a['file']}: DuckDB cannot read it: {_first_line(bad[p])}", f"artifacts[{i}].file")
+            elif counts[p] != a["rows"]:
+                e.reject("row_count_mismatch", f"{a['file']}: DuckDB reads {counts[p]} rows, the manifest says {a['rows']}", f"artifacts[{i}].rows")
+
+# %% ../nbs/04_ingest.ipynb #147f130c
+def _reader_schema(con) -> dict:
+    "Each kind's reader schema: lower-case column name -> (name, type), from `catalog.kind_columns`."
+    rows = con.execute("SELECT kind, lname, name, type FROM catalog.kind_columns").fetchall()
+    if not rows and con.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0]:
+        rows = _backfill_reader_schema(con)   # a catalog from before the table: once
+    out = {}
+    for kind, lname, name, typ in rows: out.setdefault(kind, {})[lname] = (name, typ)
+    return out
+
+def _backfill_reader_schema(con) -> list[tuple]:
+    cols = {}
+    for kind, schema in con.execute("SELECT kind, schema FROM (SELECT kind, schema::VARCHAR AS schema, min(ingested_at) AS t "
+                                    "FROM catalog.artifacts GROUP BY ALL) ORDER BY t").fetchall():
+        for f in json.loads(schema)["fields"]:
+            old = cols.get((kind, f["name"].lower()))
+            new = merge_type(old[1], f["type"]) if old else f["type"]
+            if new: cols[(kind, f["name"].lower())] = (old[0] if old else f["name"], new)
+    rows = [(k, ln, n, t) for (k, ln), (n, t) in cols.items()]
+    if rows: con.executemany("INSERT INTO catalog.kind_columns VALUES (?, ?, ?, ?)", rows)
+    return rows
+
+def _merge_columns(schema: dict, m: dict, job_id: str) -> dict:
+    """The columns a job adds to or widens in its kinds' reader schemas, each artifact checked against the
+    kind's schema and the job's earlier artifacts; raises `Rejection` on a column that cannot be read as one."""
+    out = {}
+    for i, a in enumerate(m["artifacts"]):
+        for f in a["schema"]["fields"]:
+            key = (a["kind"], f["name"].lower())
+            old = out.get(key) or schema.get(a["kind"], {}).get(key[1])
+            if old is None: out[key] = (f["name"], f["type"]); continue
+            new = merge_type(old[1], f["type"])
+            if new is None:
+                raise Rejection("schema_conflict", f"{a['kind']} artifact {a['name']!r}: column {f['name']!r} is {f['type']} but earlier "
+                                f"{a['kind']} artifacts have {old[1]}: the two cannot be read as one column without losing information",
+                                f"artifacts[{i}].schema", job_id)
+            if new != old[1]: out[key] = (old[0], new)
+    return out
+
+def _admit(con, config: Config, entries: list[_Entry], schema: dict) -> None:
+    """Step 3: a job id not ingested before, each kind's contract, and each kind's reader schema. A job of a
+    kind whose contract file is broken is held in the inbox until the file is fixed."""
+    ids = [e.name for e in entries if e.outcome == "store"]
+    known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
+    broken = {}
+    contracts = load_contracts(config, broken=broken)
+    for e in entries:
+        if e.outcome != "store": continue
         try:
-            if err is not None: raise err
-            if name in known: raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", name)
-            for i, a in enumerate(m["artifacts"]):
-                if a["kind"] in contracts: check_contract(a, contracts[a["kind"]], job_id=name, index=i)
-                _check_compatible(a, kind_types, name, i)
-            for a in m["artifacts"]:
-                for f in a["schema"]["fields"]: kind_types.setdefault(a["kind"], {}).setdefault(f["name"].lower(), f["type"])
-            plan.append((name, "store", m))
-        except Rejection as r:
-            plan.append((name, "rejected", r.to_dict()))
+            if e.name in known: raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", e.name)
+            if held := sorted({a["kind"] for a in e.manifest["artifacts"]} & broken.keys()):
+                e.outcome, e.reason = "held", {"code": "contract_broken", "field": None,
+                                               "message": f"waits until the {held[0]} contract is fixed: {broken[held[0]]}"}
+                continue
+            for i, a in enumerate(e.manifest["artifacts"]):
+                if a["kind"] in contracts: check_contract(a, contracts[a["kind"]], job_id=e.name, index=i)
+            e.columns = _merge_columns(schema, e.manifest, e.name)
+            for (kind, lname), col in e.columns.items(): schema.setdefault(kind, {})[lname] = col
+        except Rejection as r: e.outcome, e.reason = "rejected", r.to_dict()
+        except Exception as x: e.reject("invalid", f"validation failed: {type(x).__name__}: {_first_line(x)}")
+
+# %% ../nbs/04_ingest.ipynb #d67234d8
+def _signature(arts) -> list[str]:
+    return sorted(f"{a['name']}={a['checksum']}" for a in arts)
+
+def _dedupe(con, entries: list[_Entry]) -> None:
+    """Step 4: a job whose key is already current is a duplicate of the job holding it — unless it sets
+    `replace` and its content (the artifacts' checksums) differs: then it replaces that job in the views."""
+    keyed = [e for e in entries if e.outcome == "store" and e.manifest.get("key")]
+    if not keyed: return
+    current = dict(con.execute("SELECT key, job_id FROM catalog.jobs WHERE status = 'accepted' AND key = ANY(?)",
+                               [list({e.manifest["key"] for e in keyed})]).fetchall())
+    sums = {j: sorted(s) for j, s in con.execute(
+        "SELECT job_id, list(name || '=' || checksum) FROM catalog.artifacts WHERE job_id = ANY(?) GROUP BY job_id",
+        [list(current.values())]).fetchall()} if current else {}
+    for e in keyed:
+        k, sig = e.manifest["key"], _signature(e.manifest["artifacts"])
+        cur = current.get(k)
+        if cur is not None and not (e.manifest.get("replace") and sums.get(cur) != sig):
+            e.outcome, e.dup_of = "duplicates", cur; continue
+        if cur is not None: e.replaces = [cur]
+        current[k], sums[e.name] = e.name, sig
+
+# %% ../nbs/04_ingest.ipynb #218ba866
+def _unshare(config: Config, e: _Entry) -> None:
+    """Copy each file of the job that has another hard link, checking its checksum on the way: otherwise
+    whoever holds the other link could change the stored bytes under the catalog."""
+    for i, a in enumerate(e.manifest["artifacts"]):
+        p = config.inbox / e.name / a["file"]
+        if os.lstat(p).st_nlink < 2: continue
+        tmp, h = config.root / f".unshare-{e.name}-{a['file']}.tmp", hashlib.sha256()
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20): h.update(chunk); dst.write(chunk)
+            dst.flush(); os.fsync(dst.fileno())
+        if "sha256:" + h.hexdigest() != a["checksum"]:
+            tmp.unlink()
+            raise Rejection("checksum_mismatch", f"{a['file']}: changed while it was copied (it has another hard link)",
+                            f"artifacts[{i}].checksum", e.name)
+        os.replace(tmp, p)   # the job's name now holds its own copy; the producer's other link is left alone
+
+def _journal(entries: list[_Entry]) -> list[dict]:
+    return [{"job_id": e.name, "name": e.name, "to": e.outcome, "path": e.path, "layout": LAYOUT,
+             **({"from": e.came_from} if e.came_from else {})} for e in entries if e.path is not None]
+
+def _plan(config: Config, entries: list[_Entry], run_no: int) -> bool:
+    "Step 5: each entry's destination, journaled before anything moves. False when nothing is to move."
+    for e in entries:
+        if e.outcome == "store":
+            try: _unshare(config, e)
+            except Rejection as r: e.outcome, e.reason = "rejected", r.to_dict()
+            except OSError as x:
+                if machine_fault(x): raise _as_run_error(x)
+                e.reject("unreadable", f"cannot copy a hard-linked file: {_first_line(x)}")
+        if e.outcome == "store": e.path = f"store/{job_day(e.name)}/{e.name}"
+        elif e.outcome in ("rejected", "duplicates"):
+            folder = config.duplicates if e.outcome == "duplicates" else config.rejected
+            e.path = str(_free_name(folder, e.name).relative_to(config.root))
+    moves = _journal(entries)
+    if moves: write_intent(config, run_no, moves)
+    return bool(moves)
+
+def _quarantine(config: Config, e: _Entry, src: Path, now: datetime) -> None:
+    reason = {**e.reason, "job_id": e.name, "rejected_at": now.isoformat(), "source": f"inbox/{e.name}"}
+    quarantine_entry(src, config.root / e.path, reason)
+
+def _move(config: Config, entries: list[_Entry], now: datetime) -> None:
+    "Step 6: accepted jobs into the store, duplicates aside, rejected entries into quarantine with their reason."
+    touched = {config.inbox}
+    for e in entries:
+        if e.path is None: continue
+        src, dest = config.inbox / e.name, config.root / e.path
+        if dest.parent not in touched: dest.parent.mkdir(parents=True, exist_ok=True); touched.add(dest.parent)
+        try:
+            if e.outcome == "rejected": _quarantine(config, e, src, now); touched.add(dest)
+            else: os.rename(src, dest)
         except FileNotFoundError:
-            log.warning("job %s vanished from the inbox during ingest", name)
-        except OSError: raise  # an I/O problem of this machine, not of the job: the next run retries
-        except Exception as e:  # anything else the job's content provokes must not block the jobs behind it
-            plan.append((name, "rejected", {"code": "invalid", "field": None,
-                                            "message": f"validation failed: {type(e).__name__}: {str(e)[:300]}"}))
-    keys = [m["key"] for _, o, m in plan if o == "store" and m.get("key")]
-    first = dict(con.execute("SELECT key, job_id FROM catalog.jobs WHERE status = 'accepted' AND key = ANY(?)", [keys]).fetchall()) if keys else {}
-    moves, jobs, arts, rejs = [], [], [], []
-    for i, (name, outcome, m) in enumerate(plan):
-        if outcome == "store" and m.get("key"):
-            if m["key"] in first: plan[i] = (name, "duplicates", m)
-            else: first[m["key"]] = name
-        outcome = plan[i][1]
-        if outcome == "store":   # validated: a real folder, bound for store/<day>/
-            moves.append({"job_id": name, "name": name, "to": outcome, "path": f"store/{job_day(name)}/{name}", "folder": True})
-            continue
-        dest = _free_name(config.duplicates if outcome == "duplicates" else config.rejected, name)
-        moves.append({"job_id": name, "name": name, "to": outcome, "path": str(dest.relative_to(config.root)),
-                      "folder": os.path.isdir(config.inbox / name) and not os.path.islink(config.inbox / name)})
-    if not moves: return
-    atomic_write(config.root / INTENT, to_json({"run_no": run_no, "moves": moves}).encode())
-    inbox, root = os.fspath(config.inbox), os.fspath(config.root)
-    touched = {inbox}
-    for (name, outcome, m), mv in zip(plan, moves):
-        src, dest = os.path.join(inbox, name), os.path.join(root, mv["path"])
-        if (parent := os.path.dirname(dest)) not in touched: os.makedirs(parent, exist_ok=True); touched.add(parent)
-        if outcome == "rejected":
-            reason = {**m, "job_id": name, "rejected_at": now.isoformat(), "source": f"inbox/{name}"}
-            _quarantine(Path(src), Path(dest), reason)
-            man = _peek_manifest(Path(dest))
-            rejs.append({"job_id": name, "rejected_at": now, "code": m["code"], "field": m["field"], "message": m["message"],
-                         "path": mv["path"], "run_id": man.get("run_id"), "producer": man.get("producer"), "ingest_run": run_no, "status": "rejected"})
-            report.rejected.append({"job_id": name, **m})
-            continue
-        os.rename(src, dest)
-        dup_of = first[m["key"]] if outcome == "duplicates" else None
-        jobs.append({"job_id": name, "status": "duplicate" if dup_of else "accepted", "run_id": m.get("run_id"),
-                     "producer": m.get("producer"), "key": m.get("key"), "duplicate_of": dup_of,
-                     "submitted_at": _ts(m.get("submitted_at")), "ingested_at": now, "ingest_run": run_no, "path": mv["path"],
-                     "n_artifacts": len(m["artifacts"]), "rows": sum(a["rows"] for a in m["artifacts"]),
-                     "bytes": sum(a["bytes"] for a in m["artifacts"]), "meta": to_json(m.get("meta") or {}),
-                     "lineage": to_json(m.get("lineage") or {})})
-        if dup_of:
-            report.duplicates.append({"job_id": name, "duplicate_of": dup_of, "key": m["key"]}); continue
-        report.accepted.append(name)
-        for a in m["artifacts"]:
-            arts.append({"job_id": name, "name": a["name"], "kind": a["kind"], "file": a["file"], "path": f"{mv['path']}/{a['file']}",
-                         "rows": a["rows"], "bytes": a["bytes"], "checksum": a["checksum"], "schema": to_json(a["schema"]),
-                         "run_id": m.get("run_id"), "producer": m.get("producer"), "submitted_at": _ts(m.get("submitted_at")), "ingested_at": now})
+            if os.path.lexists(src): raise _as_run_error(BusError(f"cannot move {e.name}: {dest.parent} vanished"))
+            log.warning("job %s vanished from the inbox during ingest", e.name); e.outcome, e.path = "vanished", None
+        except OSError as x: raise _as_run_error(x)
     for d in touched: fsync_dir(d)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table, rows in (("jobs", jobs), ("artifacts", arts), ("rejections", rejs)):
-            if rows:
-                con.register("__rows", pa.Table.from_pylist(rows))
-                con.execute(f"INSERT INTO catalog.{table} BY NAME SELECT * FROM __rows")
-                con.unregister("__rows")
-        refresh_views(con, config.root, kinds={a["kind"] for a in arts})
-        bump_version(con)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK"); raise
-    changed = {f"bus.{a['kind']}" for a in arts}
-    if jobs: changed |= {"catalog.jobs"}
-    if arts: changed |= {"catalog.artifacts", "catalog.kinds"}
-    if rejs: changed |= {"catalog.rejections"}
-    mark_pending(config, changed)   # before the journal goes: a crash from here on still regenerates exports
-    (config.root / INTENT).unlink()
-    report.changed = sorted(set(report.changed) | changed)
+
+# %% ../nbs/04_ingest.ipynb #9b428669
+def _clean(s):
+    "Text a catalog column can hold, whatever a rejected manifest carried."
+    return None if not isinstance(s, str) else s.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode()
+
+def _ts(s):
+    try: return datetime.fromisoformat(s)
+    except (TypeError, ValueError): return None
+
+def _rows(config: Config, entries: list[_Entry], run_no: int, now: datetime) -> dict[str, list]:
+    "The catalog rows of a batch: jobs, artifacts and rejections."
+    jobs, arts, rejs = [], [], []
+    for e in entries:
+        m = e.manifest
+        if e.outcome == "rejected":
+            man = _peek_manifest(config.root / e.path / PAYLOAD)
+            rejs.append({"job_id": _clean(e.name), "rejected_at": now, "code": e.reason["code"], "field": _clean(e.reason["field"]),
+                         "message": _clean(e.reason["message"]), "path": e.path, "run_id": man.get("run_id"),
+                         "producer": man.get("producer"), "ingest_run": run_no, "status": "rejected"})
+        elif e.outcome in ("store", "duplicates"):
+            jobs.append({"job_id": e.name, "status": "duplicate" if e.dup_of else "accepted", "run_id": m.get("run_id"),
+                         "producer": m.get("producer"), "key": m.get("key"), "duplicate_of": e.dup_of,
+                         "submitted_at": _ts(m.get("submitted_at")), "ingested_at": now, "ingest_run": run_no, "path": e.path,
+                         "n_artifacts": len(m["artifacts"]), "rows": sum(a["rows"] for a in m["artifacts"]),
+                         "bytes": sum(a["bytes"] for a in m["artifacts"]), "meta": to_json(m.get("meta") or {}),
+                         "lineage": to_json(m.get("lineage") or {})})
+        if e.outcome == "store":
+            arts += [{"job_id": e.name, "name": a["name"], "kind": a["kind"], "file": a["file"], "path": f"{e.path}/{a['file']}",
+                      "rows": a["rows"], "bytes": a["bytes"], "checksum": a["checksum"], "schema": to_json(a["schema"]),
+                      "run_id": m.get("run_id"), "producer": m.get("producer"), "submitted_at": _ts(m.get("submitted_at")),
+                      "ingested_at": now} for a in m["artifacts"]]
+    return {"jobs": jobs, "artifacts": arts, "rejections": rejs}
 
 def _peek_manifest(folder: Path) -> dict:
     "Best-effort run_id and producer of a rejected job, for the catalog row (never trusted beyond that)."
     try:
+        if folder.is_symlink() or not folder.is_dir(): return {}   # a symlinked job folder is never followed
         p = folder / "manifest.json"
         if p.is_symlink() or p.stat().st_size > (1 << 20): return {}
         m = json.loads(p.read_text())
-        return {k: m.get(k) if isinstance(m.get(k), str) else None for k in ("run_id", "producer")} if isinstance(m, dict) else {}
+        return {k: _clean(m.get(k)) for k in ("run_id", "producer")} if isinstance(m, dict) else {}
     except (OSError, ValueError, RecursionError): return {}
+
+def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
+    "Insert a batch's rows, retire what it replaces, widen reader schemas, refresh the views it touches; returns the kinds."
+    rows = _rows(config, entries, run_no, now)
+    for table, rs in rows.items():
+        if rs:
+            con.register("__rows", pa.Table.from_pylist(rs))
+            try: con.execute(f"INSERT INTO catalog.{table} BY NAME SELECT * FROM __rows")
+            finally: con.unregister("__rows")
+    kinds = {a["kind"] for a in rows["artifacts"]}
+    for e in entries:
+        if e.outcome != "store": continue
+        for old in e.replaces:
+            con.execute("UPDATE catalog.jobs SET status = 'replaced', replaced_by = ? WHERE job_id = ?", [e.name, old])
+            kinds |= {r[0] for r in con.execute("UPDATE catalog.artifacts SET replaced_by = ? WHERE job_id = ? RETURNING kind",
+                                                [e.name, old]).fetchall()}
+        for (kind, lname), (name, typ) in e.columns.items():
+            con.execute("INSERT OR REPLACE INTO catalog.kind_columns VALUES (?, ?, ?, ?)", [kind, lname, name, typ])
+    refresh_views(con, config.root, kinds=kinds)
+    bump_version(con)
+    return kinds
+
+def _rollback(con) -> None:
+    try: con.execute("ROLLBACK")
+    except duckdb.Error: pass   # never hide the error that brought us here behind "no transaction is active"
+
+def _transaction(con, config, entries, run_no, now, commit: bool = True) -> set[str]:
+    con.execute("BEGIN TRANSACTION")
+    try:
+        kinds = _write_rows(con, config, entries, run_no, now)
+        con.execute("COMMIT" if commit else "ROLLBACK")
+        return kinds
+    except BaseException: _rollback(con); raise
+
+# %% ../nbs/04_ingest.ipynb #cf45f2cf
+def _record(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
+    """Step 7: the batch's catalog rows in one transaction. When the catalog refuses a job's rows or views,
+    the jobs it fails on are found by `isolate` (trial transactions, rolled back), taken back out of the
+    store into quarantine — journaled first — and the rest is recorded."""
+    try: return _transaction(con, config, entries, run_no, now)
+    except duckdb.Error as err:
+        if machine_fault(err): raise _as_run_error(err) from None
+        first = err
+    landed = [e for e in entries if e.outcome in ("store", "duplicates")]
+    others = [e for e in entries if e not in landed]
+    _, bad = isolate(landed, lambda es: _transaction(con, config, others + es, run_no, now, commit=False), duckdb.Error)
+    if not bad: raise first
+    for e, x in bad.items():
+        e.came_from, e.path = e.path, str(_free_name(config.rejected, e.name).relative_to(config.root))
+        e.outcome, e.replaces, e.dup_of = "rejected", [], None
+        e.reason = {"code": "unrecordable", "field": None, "message": f"the catalog refused it: {_first_line(x)}"}
+    write_intent(config, run_no, _journal(entries))
+    for e in bad: quarantine_entry(config.root / e.came_from, config.root / e.path,
+                                   {**e.reason, "job_id": e.name, "rejected_at": now.isoformat(), "source": f"inbox/{e.name}"})
+    fsync_dir(config.rejected)
+    return _transaction(con, config, entries, run_no, now)
+
+# %% ../nbs/04_ingest.ipynb #1883f1dc
+def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
+    "Take one batch of inbox entries through the seven steps; add what happened to `report`."
+    now = utcnow()
+    entries = _check_files(config, names, never_committed)
+    _check_with_duckdb(con, config, entries)
+    _admit(con, config, entries, _reader_schema(con))
+    _dedupe(con, entries)
+    report.held += [{"job_id": e.name, **e.reason} for e in entries if e.outcome == "held"]
+    if not _plan(config, entries, run_no): return
+    _move(config, entries, now)
+    kinds = _record(con, config, entries, run_no, now)
+    for e in entries:
+        if e.outcome == "store": report.accepted.append(e.name)
+        elif e.outcome == "duplicates": report.duplicates.append({"job_id": e.name, "duplicate_of": e.dup_of, "key": e.manifest["key"]})
+        elif e.outcome == "rejected": report.rejected.append({"job_id": e.name, **e.reason})
+    changed = {f"bus.{k}" for k in kinds}
+    if any(e.outcome in ("store", "duplicates") for e in entries): changed |= {"catalog.jobs"}
+    if kinds: changed |= {"catalog.artifacts", "catalog.kinds"}
+    if any(e.outcome == "rejected" for e in entries): changed |= {"catalog.rejections"}
+    mark_pending(config, changed)   # before the journal goes: a crash from here on still regenerates exports
+    clear_intent(config)
+    report.changed = sorted(set(report.changed) | changed)
 
 # %% ../nbs/04_ingest.ipynb #58302530
 def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, config: Config | None = None,
@@ -327,7 +542,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
         raise BusUnavailable(f"bus root {config.root} is unavailable: cannot create {e.filename}: {e.strerror}") from None
     report = Report()
     with WriterLock(config.lock), writer_connection(config) as con:
-        report.run_no = next_run_no(con)
+        report.run_no = next_run_no(con, config)
         recorded = False
         try:
             report.recovered = recover(con, config)
@@ -360,7 +575,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 report.snapshot = publish(con, config)["snapshot"]   # the data is queryable from here on
             kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
             if kinds and not (stop is not None and stop()):
-                report.compacted = len(compact_kinds(con, config, kinds))
+                report.compacted = _compact(con, config, kinds, report)
                 if report.compacted: report.snapshot = publish(con, config)["snapshot"]
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
@@ -370,8 +585,9 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 except BusError as e: log.error("exports not journaled: %s", e)
             outcome, error = "ok", None
         except BaseException as e:
+            e = _as_run_error(e)
             outcome, error = "failed", f"{type(e).__name__}: {e}"
-            raise
+            raise e
         finally:
             report.seconds = time.perf_counter() - t0
             if outcome == "failed":
@@ -394,10 +610,30 @@ def _mirror(con, config, report, job_ids=None) -> bool:
         log.error("%s", e); return False
     return True
 
-def next_run_no(con) -> int:
-    "The next run number: above every run recorded and every run that tagged a job (a run killed before recording itself)."
-    return con.execute("SELECT coalesce(max(n), 0) + 1 FROM (SELECT max(run_no) AS n FROM catalog.ingest_runs UNION ALL "
-                       "SELECT max(ingest_run) FROM catalog.jobs UNION ALL SELECT max(ingest_run) FROM catalog.rejections)").fetchone()[0]
+def _compact(con, config: Config, kinds: set, report: Report) -> int:
+    "Compact each kind on its own: a kind whose compaction fails stays uncompacted (and queryable), the run goes on."
+    made = 0
+    for kind in sorted(kinds):
+        try: made += len(compact_kinds(con, config, {kind}))
+        except (duckdb.Error, BusError, OSError) as e:
+            if machine_fault(e): raise
+            _rollback(con)
+            msg = f"compaction of {kind} failed, its artifacts stay uncompacted: {_first_line(e)}"
+            log.error("%s", msg); report.warnings.append(msg)
+    return made
+
+RUN_COUNTER = "last_run_no"   # in the root, not the catalog: an ingest that finds nothing changes no table
+
+def next_run_no(con, config: Config) -> int:
+    """The next run number, reserved at once: above every run recorded, every run that tagged a job, and
+    every number handed out before (a run killed before it recorded anything keeps its number)."""
+    try: last = int((config.root / RUN_COUNTER).read_text())
+    except (FileNotFoundError, ValueError): last = 0
+    n = max(last, con.execute("SELECT coalesce(max(n), 0) FROM (SELECT max(run_no) AS n FROM catalog.ingest_runs UNION ALL "
+                              "SELECT max(ingest_run) FROM catalog.jobs UNION ALL SELECT max(ingest_run) FROM catalog.rejections)"
+                              ).fetchone()[0]) + 1
+    atomic_write(config.root / RUN_COUNTER, str(n).encode())
+    return n
 
 def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
     con.execute("INSERT INTO catalog.ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -422,7 +658,7 @@ def record_run(config: Config, *, started, outcome: str, error: str | None = Non
     """Record a run in `catalog.ingest_runs` from outside `ingest()` — a scheduled run that failed before
     ingest could record itself — and publish; returns its run number. Takes the writer lock."""
     with WriterLock(config.lock), writer_connection(config) as con:
-        run_no = next_run_no(con)
+        run_no = next_run_no(con, config)
         _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error)
         publish(con, config)
     return run_no

@@ -305,7 +305,7 @@ def test_hostile_jobs_are_quarantined_and_nothing_outside_is_touched(tmp_path, r
     for name, (_, code) in expected.items():
         q = root / "rejected" / name
         assert json.loads((q / "reason.json").read_text())["code"] == code
-    assert (root / "rejected" / ctx["outside_job"].name / ctx["outside_job"].name).is_symlink()
+    assert (root / "rejected" / ctx["outside_job"].name / "payload").is_symlink()
     assert ctx["outside_job"].is_dir() and (ctx["outside_job"] / "COMMIT").is_file()
 
     # the duplicate job id: a folder re-created under an id that was already ingested
