@@ -15,7 +15,7 @@ from .core import BusError, Config, load_config, to_json
 
 # %% auto #0
 __all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export', 'cmd_status',
-           'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'main']
+           'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'cmd_scan', 'main']
 
 # %% ../nbs/10_cli.ipynb #44fcb3e2
 class _Parser(argparse.ArgumentParser):
@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-cycles", type=int, help="stop after N cycles that did work (for tests and one-off catch-ups)")
     p.add_argument("--exports-delay", type=float,
                    help="while jobs keep arriving, let the golden exports lag the data by at most this many seconds (default: 60)")
+    _common(p)
+    p = sub.add_parser("scan", help="find code that writes to a DuckDB database directly",
+                       description="Find Python, notebook, TypeScript and JavaScript code under PATH that writes to a DuckDB "
+                                   "database file directly, and print file:line with the bus call that replaces it; exit 1 "
+                                   "when any is found. Reads code only: the bus root is not used.")
+    p.add_argument("path", metavar="PATH", help="folder or file to scan")
     _common(p)
     return parser
 
@@ -185,8 +191,22 @@ def cmd_daemon(a, cfg: Config):
     n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles, **delay)
     return {"cycles": n}, f"daemon stopped after {n} cycles"
 
-COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export,
-            "flush": cmd_flush, "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon}
+def cmd_scan(a, cfg):
+    from artifact_bus.scan import INSTALL_HINT, scan
+    rep = scan(a.path)
+    for e in rep.errors: print(f"warning: not scanned: {e}", file=sys.stderr)
+    if rep.skipped:
+        print(f"warning: {len(rep.skipped)} TypeScript/JavaScript file(s) not scanned, the parser is missing: {INSTALL_HINT}", file=sys.stderr)
+    summary = (f"scanned {rep.files} file(s): {len(rep.findings)} direct DuckDB write(s)"
+               f" in {len({f.path.split(':cell_')[0] for f in rep.findings})} file(s)")
+    found = rep.to_dict()["findings"]
+    if rep.findings:
+        print(to_json(found, indent=1) if a.json else "\n".join(map(str, rep.findings)) + "\n" + summary)
+        raise _Problems(f"{summary}: replace them with the bus calls shown")
+    return found, summary
+
+COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export, "flush": cmd_flush,
+            "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon, "scan": cmd_scan}
 
 # %% ../nbs/10_cli.ipynb #1ef59afc
 def main(argv=None) -> int:
@@ -199,7 +219,7 @@ def main(argv=None) -> int:
             except ConfigError as e:
                 print(f"PROBLEM config: {e}\n        fix: fix the file and key named")
                 raise _Problems("doctor found 1 problem(s): config") from None
-        else: cfg = load_config(args.root)
+        else: cfg = None if args.command == "scan" else load_config(args.root)   # scan reads code, not a bus
         data, text = COMMANDS[args.command](args, cfg)
         print(to_json(data, indent=1) if args.json else text)
         return 0
