@@ -27,7 +27,7 @@ from .submit import Job, Receipt, job, submit
 # %% auto #0
 __all__ = ['SIMULATION_KINDS', 'to_utc', 'utc_iso', 'slice_identity', 'slice_key', 'check_slice', 'submit_slice',
            'definition_text', 'definition_hash', 'submit_feature_set', 'shipped_contracts', 'install_contracts',
-           'submit_simulation', 'produces']
+           'submit_simulation', 'produces', 'submit_clickhouse']
 
 # %% ../nbs/17_producers.ipynb #6d02fc5b
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -231,3 +231,7 @@ def produces(kind: str, *, key_args=None, run_id=None, producer=None, meta=None,
         wrapper.last_receipt = None
         return wrapper
     return deco
+
+# %% ../nbs/17_producers.ipynb #5df194cd
+from .clickhouse import submit_clickhouse
+_all_ = ["submit_clickhouse"]
