@@ -97,6 +97,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'artifact_bus.cli._Problems': ('cli.html#_problems', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli._age': ('cli.html#_age', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli._common': ('cli.html#_common', 'artifact_bus/cli.py'),
+                                  'artifact_bus.cli._parquet_files': ('cli.html#_parquet_files', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli._rows': ('cli.html#_rows', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.build_parser': ('cli.html#build_parser', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_catalog': ('cli.html#cmd_catalog', 'artifact_bus/cli.py'),
