@@ -285,6 +285,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                         'artifact_bus.producers._jsonable': ('producers.html#_jsonable', 'artifact_bus/producers.py'),
                                         'artifact_bus.producers._meta_value': ('producers.html#_meta_value', 'artifact_bus/producers.py'),
                                         'artifact_bus.producers._name': ('producers.html#_name', 'artifact_bus/producers.py'),
+                                        'artifact_bus.producers._origin': ('producers.html#_origin', 'artifact_bus/producers.py'),
                                         'artifact_bus.producers._sha256': ('producers.html#_sha256', 'artifact_bus/producers.py'),
                                         'artifact_bus.producers._written': ('producers.html#_written', 'artifact_bus/producers.py'),
                                         'artifact_bus.producers.check_slice': ('producers.html#check_slice', 'artifact_bus/producers.py'),
