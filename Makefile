@@ -40,10 +40,17 @@ check-nbdev: $(STAMP)
 	@test -z "$$(git status --porcelain --untracked-files=all -- artifact_bus nbs)" || \
 	  (git status --porcelain --untracked-files=all -- artifact_bus nbs; echo "error: nbdev-export produced untracked files" >&2; exit 1)
 
-nbtest: $(STAMP)
+CLICKHOUSE_STAMP := $(VENV)/.clickhouse-installed
+
+## The `clickhouse` extra at exact versions (chdb is large): only for the tests that run real ClickHouse SQL.
+$(CLICKHOUSE_STAMP): $(STAMP) requirements/clickhouse.txt
+	$(BIN)/python -m pip install --quiet -r requirements/clickhouse.txt
+	touch $(CLICKHOUSE_STAMP)
+
+nbtest: $(STAMP) $(CLICKHOUSE_STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: $(STAMP) $(DOCS_STAMP)
+pytest: $(STAMP) $(DOCS_STAMP) $(CLICKHOUSE_STAMP)
 	$(BIN)/python -m pytest -q tests
 
 ## Install the TypeScript producer from its lock file, build it, and run its tests (node's test runner).

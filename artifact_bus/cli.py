@@ -33,14 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    p = sub.add_parser("submit", help="submit a Parquet file as a job of one artifact",
-                       description="Submit a Parquet file as a job of one artifact; the file is copied as it is.")
-    p.add_argument("file", help="Parquet file to submit")
-    p.add_argument("--kind", required=True, help="artifact kind: a plain identifier, e.g. fills")
+    p = sub.add_parser("submit", help="submit Parquet files (or folders of them) as one job",
+                       description="Submit Parquet files as one atomic job, one artifact per file, each named after its file "
+                                   "and copied as it is; a folder stands for the *.parquet files directly inside it.")
+    p.add_argument("file", nargs="+", metavar="FILE", help="Parquet file, or folder of Parquet files, to submit")
+    p.add_argument("--kind", help="kind of every artifact, a plain identifier (default: each file's name, fills.parquet -> fills)")
     p.add_argument("--run-id", help="run the job belongs to")
     p.add_argument("--producer", help="what produced the job (default: artifact-bus)")
     p.add_argument("--meta", help="free JSON object recorded with the job")
     p.add_argument("--key", help="idempotency key: a second job with the same key is recorded as a duplicate")
+    p.add_argument("--replace", action="store_true", help="with --key: replace the accepted job with the same key")
     _common(p)
     p = sub.add_parser("ingest", help="ingest committed jobs as the single writer",
                        description="Validate, store and catalog the committed jobs in the inbox, then publish a reader snapshot.")
@@ -92,16 +94,35 @@ def _rows(rel) -> dict:
     cols = rel.columns
     return {"columns": cols, "rows": [dict(zip(cols, r)) for r in rel.fetchall()]}
 
+def _parquet_files(args) -> list[Path]:
+    "The files named, a folder standing for the *.parquet files directly inside it."
+    out = []
+    for f in map(Path, args):
+        if not f.is_dir(): out.append(f); continue
+        inside = sorted(p for p in f.glob("*.parquet") if p.is_file())
+        if not inside: raise BusError(f"folder {f} holds no .parquet file")
+        out += inside
+    return out
+
 def cmd_submit(a, cfg: Config):
-    from artifact_bus.submit import submit
+    from artifact_bus.core import ManifestError
+    from artifact_bus.protocol import is_safe_file
+    from artifact_bus.submit import job
     meta = None
     if a.meta:
         try: meta = json.loads(a.meta)
         except json.JSONDecodeError as e: raise BusError(f"--meta is not valid JSON: {e}") from None
         if not isinstance(meta, dict): raise BusError("--meta must be a JSON object")
-    r = submit(Path(a.file), a.kind, run_id=a.run_id, producer=a.producer or "artifact-bus", meta=meta, key=a.key, root=cfg.root)
+    files = _parquet_files(a.file)
+    single = len(a.file) == len(files) == 1 and a.kind is not None   # named after its kind, as submit() names it
+    with job(run_id=a.run_id, producer=a.producer or "artifact-bus", meta=meta, key=a.key, replace=a.replace, root=cfg.root) as j:
+        for f in files:
+            if not single and not is_safe_file(f.name): raise ManifestError(f"{f}: name the file <name>.parquet, the name of letters, digits, '_', '.', '-'")
+            name = f.name.removesuffix(".parquet")
+            j.add(a.kind or name, f, name=None if single else name)
+    r = j.receipt
     out = {"job_id": r.job_id, "status": r.status, "path": str(r.path), "rows": r.rows, "bytes": r.bytes, "artifacts": list(r.artifacts)}
-    return out, f"{r.status} job {r.job_id}: {a.kind}, {r.rows} rows"
+    return out, f"{r.status} job {r.job_id}: {', '.join(sorted({x['kind'] for x in r.artifacts}))}, {r.rows} rows"
 
 def cmd_ingest(a, cfg: Config):
     from artifact_bus.ingest import ingest

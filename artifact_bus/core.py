@@ -367,10 +367,10 @@ def to_json(obj, **kw) -> str:
     return json.dumps(obj, default=default, **kw)
 
 # %% ../nbs/00_core.ipynb #1b634300
-_CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops"}
+_CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops", "producer_contracts": "contracts"}
 
 def package_dir(name: str) -> Path:
-    "Folder of built-in files: `'exports'` (golden export SQL) or `'notebooks'` (operational notebooks)."
+    "Folder of built-in files: `'exports'` (golden export SQL), `'notebooks'` (operational notebooks) or `'producer_contracts'` (the producers' shipped contracts)."
     if name not in _CHECKOUT: raise ValueError(f"unknown built-in folder {name!r}")
     here = Path(str(resources.files("artifact_bus")))   # a regular package: a real folder
     for p in (here / name, here.parent / _CHECKOUT[name]):   # installed, then a development checkout

@@ -132,13 +132,15 @@ class Job:
     and leaves nothing visible when the block raises. When the bus root is unavailable the job goes to
     the local spool instead (status `'spooled'`), unless the bus is `required`."""
     def __init__(self, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None,
-                 config: Config | None = None):
+                 config: Config | None = None, replace: bool = False):
         self.config = config or load_config(root, required=required)
         if meta is not None and not isinstance(meta, dict): raise ManifestError(f"meta must be a dict, got {type(meta).__name__}")
         if key is not None and (not isinstance(key, str) or not key): raise ManifestError("key must be a non-empty string")
+        if not isinstance(replace, bool): raise ManifestError(f"replace must be True or False, got {replace!r}")
+        if replace and key is None: raise ManifestError("replace=True needs a key: it replaces the accepted job(s) with the same key")
         try: json.dumps(meta or {})
         except (TypeError, ValueError) as e: raise ManifestError(f"meta is not JSON-serialisable: {e}") from None
-        self.run_id, self.meta, self.key = run_id, dict(meta or {}), key
+        self.run_id, self.meta, self.key, self.replace = run_id, dict(meta or {}), key, replace
         self.lineage = lineage()
         self.producer = producer or _default_producer(self.lineage)
         self.job_id = new_job_id()
@@ -215,8 +217,8 @@ class Job:
 
     def manifest(self) -> dict:
         return {"protocol": PROTOCOL, "job_id": self.job_id, "run_id": self.run_id, "producer": self.producer,
-                "submitted_at": utcnow().isoformat(), "key": self.key, "meta": self.meta,
-                "lineage": self.lineage, "artifacts": self.artifacts}
+                "submitted_at": utcnow().isoformat(), "key": self.key, **({"replace": True} if self.replace else {}),
+                "meta": self.meta, "lineage": self.lineage, "artifacts": self.artifacts}
 
     def _write_commit(self, d: Path) -> list[Path]:
         "Write manifest.json, then COMMIT, into `d`; returns the job's files, not yet durable."
@@ -304,13 +306,15 @@ def _default_producer(lin) -> str:
     f = getattr(main, "__file__", None)
     return Path(f).name if f else "python"
 
-def job(*, run_id=None, producer=None, meta=None, key=None, root=None, required=None) -> Job:
-    "Start one atomic job of several artifacts: `with job(run_id=...) as j: j.add('fills', df)`."
-    return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required)
+def job(*, run_id=None, producer=None, meta=None, key=None, root=None, required=None, replace: bool = False) -> Job:
+    """Start one atomic job of several artifacts: `with job(run_id=...) as j: j.add('fills', df)`.
+    `replace=True` (with a `key`): the job replaces the accepted job(s) with the same key once ingested."""
+    return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace)
 
-def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None, name=None) -> Receipt:
-    "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`)."
-    with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required) as j:
+def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None, name=None,
+           replace: bool = False) -> Receipt:
+    "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`). See `job` for `replace`."
+    with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace) as j:
         j.add(kind, data, name=name)
     return j.receipt
 
@@ -339,13 +343,13 @@ class Batch:
         self._waiting: list[Job] = []
         self._bytes = 0
 
-    def job(self, *, run_id=None, producer=None, meta=None, key=None) -> Job:
+    def job(self, *, run_id=None, producer=None, meta=None, key=None, replace: bool = False) -> Job:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
-        return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key)
+        return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key, replace=replace)
 
-    def submit(self, data, kind: str, *, run_id=None, producer=None, meta=None, key=None, name=None) -> str:
+    def submit(self, data, kind: str, *, run_id=None, producer=None, meta=None, key=None, name=None, replace: bool = False) -> str:
         "Submit one table as a job of one artifact of `kind`; returns its job id (its `Receipt` comes with the flush)."
-        with self.job(run_id=run_id, producer=producer, meta=meta, key=key) as j:
+        with self.job(run_id=run_id, producer=producer, meta=meta, key=key, replace=replace) as j:
             j.add(kind, data, name=name)
         return j.job_id
 
