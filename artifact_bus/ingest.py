@@ -505,8 +505,8 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     "Take one batch of inbox entries through the seven steps; add what happened to `report`."
     now = utcnow()
     entries = _check_files(config, names, never_committed)
-    _check_with_duckdb(con, config, entries)
     _admit(con, config, entries, _reader_schema(con))
+    _check_with_duckdb(con, config, entries)
     _dedupe(con, entries)
     report.held += [{"job_id": e.name, **e.reason} for e in entries if e.outcome == "held"]
     if not _plan(config, entries, run_no): return
