@@ -30,14 +30,14 @@ _API = {
 
 __all__ = sorted(_API)
 
-if TYPE_CHECKING:
-    from artifact_bus.catalog import catalog
+if TYPE_CHECKING:   # for type checkers and the docs' API index, in this order
     from artifact_bus.core import (BusError, BusUnavailable, ConfigError, KindError, ManifestError, NotFound,
                                    SchemaMismatch, WriterBusy, load_config)
-    from artifact_bus.export import export
-    from artifact_bus.ingest import Report, ingest
-    from artifact_bus.quarantine import requeue
     from artifact_bus.submit import Batch, Job, Receipt, SpooledWarning, batch, flush, job, submit
+    from artifact_bus.ingest import Report, ingest
+    from artifact_bus.catalog import catalog
+    from artifact_bus.export import export
+    from artifact_bus.quarantine import requeue
 
 
 def __getattr__(name: str):

@@ -127,3 +127,14 @@ def test_round_trip_through_the_package_after_the_modules_were_imported(tmp_path
     out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
                          timeout=HANG_GUARD)
     assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr
+
+
+def test_type_checking_imports_match_the_lazy_table():
+    # the imports for type checkers (which the docs' API index also reads) and the names loaded on first use agree
+    import ast
+    from pathlib import Path
+    import artifact_bus
+    tree = ast.parse(Path(artifact_bus.__file__).read_text())
+    static = {a.name: node.module.removeprefix("artifact_bus.") for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("artifact_bus.") for a in node.names}
+    assert static == artifact_bus._API
