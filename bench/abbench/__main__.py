@@ -16,6 +16,7 @@ from .catalog import catalog_workload
 from .common import BUDGET_S, MODES, REPO, RESULTS, SYSTEMS, WORKLOADS, tables_small
 from .concurrent import concurrent_workload
 from .daemon import daemon_workload
+from .imports import import_workload
 from .machine import disk_probe, machine
 from .memory import ingest_mem_workload, memory_workload
 from .report import Results, table_lines
@@ -96,6 +97,8 @@ def main(argv=None) -> int:
         step(f"ingest memory: {P['ingest_mem_mb']} MB artifact", ingest_mem_workload, R, P["ingest_mem_mb"], work, P["ingest_mem_mb"] >= 2048)
     if "daemon" in only:
         step(f"daemon latency: {P['daemon_jobs']} jobs", daemon_workload, R, P["daemon_jobs"], work, P["daemon_preload_rows"])
+    if "import" in only:
+        step(f"import: {P['import_reps']} fresh processes each", import_workload, R, P["import_reps"])
 
     total = time.perf_counter() - started
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent.parent   # bench/
 REPO = HERE.parent
 RESULTS = HERE / "results"
 
-WORKLOADS = ("small", "concurrent", "large", "memory", "catalog", "ingest-mem", "daemon")
+WORKLOADS = ("small", "concurrent", "large", "memory", "catalog", "ingest-mem", "daemon", "import")
 SYSTEMS = ("floor", "protocol", "duckdb", "delta", "iceberg", "ducklake", "artifact_bus", "artifact_bus_batch")
 BUS_SYSTEMS = ("artifact_bus", "artifact_bus_batch")
 BUS_LABEL = {"artifact_bus": "artifact_bus", "artifact_bus_batch": "artifact_bus batch()"}
@@ -22,10 +22,10 @@ BUS_LABEL = {"artifact_bus": "artifact_bus", "artifact_bus_batch": "artifact_bus
 MODES = {
     "quick": dict(reps=1, small=50, conc_procs=4, conc_each=10, large_n=5, large_rows=200_000,
                   catalog_artifacts=5_000, ingest_mem_mb=100, query_reps=5, catalog_query_reps=20, daemon_jobs=6,
-                  daemon_preload_rows=300_000),
+                  daemon_preload_rows=300_000, import_reps=7),
     "full": dict(reps=3, small=500, conc_procs=4, conc_each=100, large_n=5, large_rows=2_000_000,
                  catalog_artifacts=100_000, ingest_mem_mb=2048, query_reps=5, catalog_query_reps=20, daemon_jobs=20,
-                 daemon_preload_rows=3_000_000),
+                 daemon_preload_rows=3_000_000, import_reps=21),
 }
 SLOW_S = 10.0   # a system whose first repetition of a workload took longer is not repeated (noted in the output)
 BUDGET_S = {"quick": 8.0, "full": 30.0}   # a system still writing after this long is stopped: its figure is a lower bound
