@@ -44,7 +44,7 @@ from servers import SKIP, PostgreSQL, SeaweedFS   # noqa: E402
 from artifact_bus import catalog, ingest, lake, remote, submit   # noqa: E402
 from artifact_bus.core import load_config   # noqa: E402
 from artifact_bus.testing import fills_table   # noqa: E402
-from run import _Phases   # noqa: E402  (the main harness's timing of ingest()'s phases, from the outside)
+from abbench.systems import _Phases   # noqa: E402  (the main harness's timing of ingest()'s phases, from the outside)
 
 GROUP_BY = "SELECT symbol, sum(qty * price) AS notional FROM {src} GROUP BY symbol"
 MB = 1 << 20

@@ -355,10 +355,10 @@ def notebook_of(module: str) -> str | None:
 
 
 def top_level_names() -> list[tuple[str, str]]:
-    "(module, name) of everything `import artifact_bus` offers, in the order of its __init__."
+    "(module, name) of everything `import artifact_bus` offers, in the order of its __init__'s imports for type checkers."
     import ast
     tree = ast.parse((REPO / "artifact_bus" / "__init__.py").read_text())
-    return [(node.module, a.name) for node in tree.body if isinstance(node, ast.ImportFrom)
+    return [(node.module, a.name) for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
             for a in node.names if node.module and node.module.startswith("artifact_bus.")]
 
 
