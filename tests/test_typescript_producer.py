@@ -371,3 +371,31 @@ def test_typescript_jobs_on_object_storage_are_pulled_and_ingested(ts_package, s
     assert events == [("ts-s3-001", "start"), ("ts-s3-001", "end"), ("ts-s3-002", "start"), ("ts-s3-002", "end")]
     assert sorted(jobs) == sorted([(first["jobId"], "ts-s3-001/simulation", "s3-submit"),
                                    (down["receipt"]["jobId"], "ts-s3-002/simulation", "s3-submit")])
+
+
+# ---- the producer helpers: what they write is what the Python writer takes
+
+def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
+    root.mkdir()
+    out = node(ts_package / "build-test" / "test" / "fixtures" / "helpers-submit.js", root, cwd=tmp_path)
+    ids = {k: r["jobId"] for k, r in out.items()}
+    manifests = {k: validate_job(root / "inbox" / i) for k, i in ids.items()}
+    assert manifests["slice"]["key"] == "slice:bars:AAPL,MSFT:2024-01-02T00:00:00Z:2024-01-03T00:00:00Z:1m"
+    assert manifests["slice"]["replace"] is True and manifests["features"]["replace"] is True
+    assert "replace" not in manifests["sim"]
+    assert manifests["slice"]["meta"]["slice"] == {"dataset": "bars", "symbols": ["AAPL", "MSFT"], "universe": None,
+                                                   "start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z", "granularity": "1m"}
+    definition = json.dumps({"window": 20, "field": "close"}, sort_keys=True, separators=(",", ":"))
+    import hashlib
+    assert manifests["features"]["meta"]["feature_set"] == {
+        "name": "momentum", "version": "2", "definition_hash": "sha256:" + hashlib.sha256(definition.encode()).hexdigest()}
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted(ids.values()) and report.rejected == []
+    with catalog(root) as con:
+        assert con.execute("SELECT symbol, ts, close FROM bus.bars ORDER BY symbol, ts LIMIT 1").fetchone() == (
+            "AAPL", datetime(2024, 1, 2), 110.0)
+        assert con.execute("SELECT count(*) FROM bus.bars").fetchone() == (6,)
+        keys = dict(con.execute("SELECT job_id, key FROM catalog.jobs").fetchall())
+        assert keys[ids["features"]] == "feature_set:momentum:2" and keys[ids["sim"]] == "ts-helpers/simulation"
+        assert [r[0] for r in con.execute("SELECT kind FROM catalog.artifacts WHERE job_id = ? ORDER BY name", [ids["sim"]]).fetchall()] == [
+            "events", "fills", "positions"]

@@ -20,7 +20,7 @@ import { lineage, type Lineage } from "./lineage.js";
 import {
   checkJsonText, checkKind, checkName, checksum, checkText, COMMIT, MANIFEST, MAX_MANIFEST_BYTES, newJobId, PROTOCOL,
 } from "./protocol.js";
-import { deliver, deliverStranded, flushJobs } from "./remote.js";
+import { deliver, deliverStranded, flushJobs, s3Options } from "./remote.js";
 import { checkColumns, toArrowTable, toParquet, type ColumnTypes, type SchemaField, type TableLike } from "./table.js";
 
 /** JSON values, as `meta` holds them. */
@@ -177,6 +177,7 @@ export class Job {
   constructor(options: JobOptions = {}) {
     checkOptions(options);
     this.config = loadConfig(options);
+    if (this.config.staged) s3Options(this.config); // a bad S3 endpoint fails now, not after the local commit
     this.runId = options.runId ?? null;
     this.meta = jsonCopy(options.meta ?? {});
     this.key = options.key ?? null;

@@ -83,7 +83,7 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /**
  * Return `value` if it is text the bus can carry: valid Unicode (JS strings can hold lone surrogates, which
- * JSON.stringify writes as `\ud800` escapes that Python and DuckDB refuse) and no NUL. Else throw `InvalidText` naming `field`.
+ * JSON.stringify writes as `\ud800` escapes that Python decodes into text no UTF-8 encoder or DuckDB takes) and no NUL. Else throw `InvalidText` naming `field`.
  */
 export function checkText(value: string, field: string, context = ""): string {
   const where = context ? `${context}: ${field}` : field;

@@ -5,7 +5,7 @@
  * When object storage cannot be reached, the job moves into this machine's spool, and the next successful
  * submit or `flush()` uploads it. The same layout and rules as the Python producer (`artifact_bus.remote`).
  */
-import { HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import type { S3Client } from "@aws-sdk/client-s3";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -46,17 +46,20 @@ export function s3Options(config: Config): { endpoint: string | null; region: st
 }
 
 const clients = new Map<string, S3Client>();
+/** The S3 SDK, loaded on first use: a producer on a local disk never pays for it. */
+const sdk = () => import("@aws-sdk/client-s3");
 
 /**
  * An S3 client for `config` (one per settings). Credentials come only from `AWS_ACCESS_KEY_ID` /
  * `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`); without them requests are anonymous — never a probe of a
  * cloud metadata service or a credentials file.
  */
-export function s3Client(config: Config): S3Client {
+export async function s3Client(config: Config): Promise<S3Client> {
   const o = s3Options(config);
   const k = JSON.stringify(o);
   let c = clients.get(k);
   if (c === undefined) {
+    const { S3Client } = await sdk();
     c = new S3Client({
       region: o.region,
       ...(o.endpoint ? { endpoint: o.endpoint, forcePathStyle: true } : {}),
@@ -100,7 +103,8 @@ export async function uploadJob(config: Config, jobDir: string): Promise<string>
   const names = fs.readdirSync(jobDir).sort();
   if (!names.includes(COMMIT)) throw new ManifestError(`job ${jid}: ${jobDir} has no COMMIT: only committed jobs are uploaded`);
   const { bucket, prefix } = remoteOf(config);
-  const client = s3Client(config);
+  const client = await s3Client(config);
+  const { PutObjectCommand } = await sdk();
   for (const n of [...names.filter((x) => x !== COMMIT), COMMIT]) {
     const body = fs.readFileSync(path.join(jobDir, n)); // a local error propagates as it is
     try {
@@ -115,8 +119,9 @@ export async function uploadJob(config: Config, jobDir: string): Promise<string>
 /** True when `<remote>/inbox/<job_id>/COMMIT` exists: the job is committed on object storage. */
 export async function remoteCommitted(config: Config, jobId: string): Promise<boolean> {
   const { bucket, prefix } = remoteOf(config);
+  const { HeadObjectCommand } = await sdk();
   try {
-    await s3Client(config).send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey(prefix, jobId, COMMIT) }));
+    await (await s3Client(config)).send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey(prefix, jobId, COMMIT) }));
     return true;
   } catch (e) {
     const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;

@@ -130,3 +130,16 @@ describe("an s3:// root", () => {
     assert.throws(() => loadConfig({ root: "s3:///prefix" }), /argument: bus root 's3:\/\/\/prefix' names no bucket/);
   });
 });
+
+describe("the S3 endpoint", () => {
+  test("a malformed endpoint for an s3:// root fails at once, before anything is written", async () => {
+    process.env["AWS_ENDPOINT_URL"] = "ftp://127.0.0.1:21";
+    try {
+      await assert.rejects(submit([{ a: 1 }], { kind: "t", root: "s3://bus/x" }), (e: unknown) =>
+        e instanceof ConfigError && /s3_endpoint 'ftp:\/\/127.0.0.1:21' must look like http:\/\/host:port/.test(e.message));
+      assert.deepEqual(ls(spool), []);
+    } finally {
+      delete process.env["AWS_ENDPOINT_URL"];
+    }
+  });
+});
