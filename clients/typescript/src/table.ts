@@ -428,6 +428,14 @@ export function toArrowTable(data: TableLike, types: ColumnTypes = {}, what = "d
   return table;
 }
 
+/** The names of the fields nested in a list or struct type are manifest text too. */
+function checkNestedNames(t: arrow.DataType, where: string, what: string): void {
+  for (const c of t.children ?? []) {
+    checkText(c.name, `${where}.${c.name}`, what);
+    checkNestedNames(c.type, `${where}.${c.name}`, what);
+  }
+}
+
 /**
  * Refuse what the bus cannot carry in column names: invalid Unicode or NUL, names equal ignoring case
  * (DuckDB identifiers are case-insensitive: `Price` and `price` clash), names the bus reserves (compared
@@ -438,6 +446,7 @@ export function checkColumns(schema: arrow.Schema, what: string, field = "column
   for (const f of schema.fields) {
     const where = `${field}.${f.name}`;
     checkText(f.name, where, what);
+    checkNestedNames(f.type, where, what);
     const folded = f.name.toLowerCase();
     const other = seen.get(folded);
     if (other !== undefined) {

@@ -1,4 +1,5 @@
 /** Submit-side limits: what the writer would reject is refused before anything is committed, naming the field. */
+import { Field, Float64, Struct, Table, vectorFromArray } from "apache-arrow";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -55,6 +56,8 @@ describe("text fields must be valid Unicode without NUL", () => {
   test("column names", async () => {
     await refuses(() => submit([{ ["p\ud83d"]: 1 }], { kind: "t", root }), InvalidText, "artifacts.t.columns.p\ud83d");
     await refuses(() => submit({ ["a\0b"]: [1] }, { kind: "t", root }), InvalidText, "artifacts.t.columns.a\0b");
+    const nested = new Table({ s: vectorFromArray([{ ["x\udfff"]: 1 }], new Struct([new Field("x\udfff", new Float64())])) });
+    await refuses(() => submit(nested, { kind: "t", root }), InvalidText, "artifacts.t.columns.s.x\udfff");
     nothingWritten();
   });
 
