@@ -70,10 +70,17 @@ export interface SimulationOptions extends Common {
   types?: { fills?: ColumnTypes; positions?: ColumnTypes; events?: ColumnTypes } | undefined;
 }
 
+/** An ISO 8601 string as UTC when it names no zone (JS would take a date-time without a zone as local time). */
+function isoUtc(v: string): string {
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?))?(Z|[+-]\d{2}:?\d{2})?$/i.exec(v.trim());
+  if (!m) return "invalid";
+  return `${m[1]}T${m[2] ?? "00:00"}${m[3] ?? "Z"}`;
+}
+
 function instant(v: Instant, field: string): Date {
   const d = v instanceof Date ? new Date(v.getTime())
     : typeof v === "number" ? new Date(v)
-      : typeof v === "string" ? new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(v) || !v.includes("T") ? v : `${v}Z`) : new Date(NaN);
+      : typeof v === "string" ? new Date(isoUtc(v)) : new Date(NaN);
   if (Number.isNaN(d.getTime())) throw new ManifestError(`${field} ${JSON.stringify(v)} is not a time: pass a Date, an ISO 8601 string or epoch milliseconds`, field);
   return d;
 }

@@ -95,6 +95,10 @@ describe("column names", () => {
 });
 
 describe("the manifest's size limit", () => {
+  test("is the protocol's 1 MiB, as the writer checks it", () => {
+    assert.equal(MAX_MANIFEST_BYTES, 1_048_576);
+  });
+
   test("a meta above 1 MiB is refused at once", async () => {
     const meta = { blob: "x".repeat(MAX_MANIFEST_BYTES) };
     await refuses(() => submit(rows, { kind: "t", root, meta }), ManifestTooLarge, "meta");

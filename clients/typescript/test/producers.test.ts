@@ -49,6 +49,20 @@ describe("submitSlice", () => {
     assert.equal(m.artifacts[0]?.kind, "bars_us");
   });
 
+  test("ISO strings without a zone are UTC, whatever the local zone", () => {
+    const tz = process.env["TZ"];
+    process.env["TZ"] = "America/New_York";
+    try {
+      for (const start of ["2024-01-02", "2024-01-02T00:00", "2024-01-02 00:00:00", "2024-01-02T00:00:00.000", "2024-01-01T19:00:00-05:00"]) {
+        assert.equal(sliceIdentity("b", { start, end: "2024-01-03T00:00:00Z", granularity: "1d", universe: "u" }).slice.start,
+          "2024-01-02T00:00:00Z", start);
+      }
+      assert.throws(() => sliceIdentity("b", { start: "Jan 2 2024", end: end, granularity: "1d", universe: "u" }), /is not a time/);
+    } finally {
+      if (tz === undefined) delete process.env["TZ"]; else process.env["TZ"] = tz;
+    }
+  });
+
   test("a key longer than 200 characters becomes slice:<dataset>:<sha256 of the full key>", () => {
     const symbols = Array.from({ length: 40 }, (_, i) => `SYM${String(i).padStart(3, "0")}`);
     const full = `slice:bars:${symbols.join(",")}:2024-01-02T00:00:00Z:2024-01-03T00:00:00Z:1d`;
