@@ -399,3 +399,35 @@ def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
         assert keys[ids["features"]] == "feature_set:momentum:2" and keys[ids["sim"]] == "ts-helpers/simulation"
         assert [r[0] for r in con.execute("SELECT kind FROM catalog.artifacts WHERE job_id = ? ORDER BY name", [ids["sim"]]).fetchall()] == [
             "events", "fills", "positions"]
+
+
+def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, tmp_path, monkeypatch):
+    "While S3 is down, each language spools a job for s3://…; the other language's flush uploads it; the writer takes both."
+    url = f"s3://{s3.bucket}/shared-spool"
+    root.mkdir()
+    (root / "bus.toml").write_text(f'remote = "{url}"\ns3_endpoint = "{s3.endpoint}"\n')
+    dead = "http://127.0.0.1:1"
+    for k, v in s3.env.items(): monkeypatch.setenv(k, v)
+    script = ts_package / "build-test" / "test" / "fixtures" / "s3-submit.js"
+    env = {**s3.env, "ARTIFACT_BUS_ROOT": url, "ARTIFACT_BUS_SPOOL": os.environ["ARTIFACT_BUS_SPOOL"]}
+
+    ts = node(script, "submit", "ts-down", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    with pytest.warns(UserWarning):
+        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "type": ["start"]}), "events", run_id="py-down", root=url)
+    assert (ts["status"], py.status) == ("spooled", "spooled")
+    assert Path(ts["path"]).parent == py.path.parent   # one spool folder for the remote, whichever language wrote it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    # S3 is back: TypeScript's flush uploads both (its own and Python's)
+    assert sorted(node(script, "flush", cwd=tmp_path, env=env)["flushed"]) == sorted([ts["jobId"], py.job_id])
+    assert flush(url) == []
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted([ts["jobId"], py.job_id]) and report.rejected == []
+    with catalog(root) as con:
+        assert con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall() == [
+            ("py-down", "start"), ("ts-down", "start"), ("ts-down", "end")]
+    # and the other way round: TypeScript spools, Python's flush uploads
+    ts2 = node(script, "submit", "ts-down-2", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
+    assert ts2["status"] == "spooled"
+    assert flush(url) == [ts2["jobId"]]
+    assert ingest(root, exports=False).accepted == [ts2["jobId"]]
