@@ -20,7 +20,7 @@ import { lineage, type Lineage } from "./lineage.js";
 import {
   checkJsonText, checkKind, checkName, checksum, checkText, COMMIT, MANIFEST, MAX_MANIFEST_BYTES, newJobId, PROTOCOL,
 } from "./protocol.js";
-import { deliver, deliverStranded, flushJobs, s3Options } from "./remote.js";
+import { deliver, deliverStranded, flushJobs, inFlight, s3Options, type Delivery } from "./remote.js";
 import { checkColumns, toArrowTable, toParquet, type ColumnTypes, type SchemaField, type TableLike } from "./table.js";
 
 /** JSON values, as `meta` holds them. */
@@ -173,6 +173,7 @@ export class Job {
   private spoolReason: string | null = null;
   private done: Receipt | null = null;
   private aborted = false;
+  private localCommit: string | null = null;
 
   constructor(options: JobOptions = {}) {
     checkOptions(options);
@@ -326,6 +327,9 @@ export class Job {
   async commit(): Promise<Receipt> {
     if (this.done !== null) return this.done;
     if (this.aborted) throw new ManifestError(`job ${this.jobId} was aborted`);
+    if (this.localCommit !== null) {
+      throw new ManifestError(`job ${this.jobId} is already committed on this machine (${this.localCommit}): the next submit or flush() sends it`);
+    }
     if (this.artifacts.length === 0) throw new ManifestError(`job ${this.jobId} has no artifacts: call add() first`);
     try {
       this.manifestBytes();
@@ -355,7 +359,26 @@ export class Job {
     this.dir = null;
     if (this.config.staged && !this.spooled) {
       // a producer on another machine: hand the job to object storage
-      const outcome = await deliver(this.config, dest);
+      // this process hands it on itself: no sweep for stranded jobs here takes it (no await since the rename)
+      inFlight.add(this.jobId);
+      this.localCommit = dest;
+      let outcome: Delivery;
+      try {
+        outcome = await deliver(this.config, dest);
+      } catch (e) {
+        if (!fs.existsSync(dest)) { // nothing kept (a required bus)
+          this.localCommit = null;
+          this.aborted = true;
+        }
+        if (e instanceof BusError) throw e;
+        throw new BusUnavailable(
+          `job ${this.jobId} is committed on this machine (${dest}) but could not be handed to object storage ` +
+            `(${fsReason(e)}): the next submit or flush() sends it`,
+        );
+      } finally {
+        inFlight.delete(this.jobId);
+      }
+      this.localCommit = null;
       dest = outcome.where;
       if (outcome.status === "spooled") {
         this.spooled = true;

@@ -184,11 +184,19 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The producer of a job committed in the staging inbox is still running on this machine (and delivering it). */
+/** Ids of the jobs this process is committing and handing to object storage right now. */
+export const inFlight = new Set<string>();
+
+/**
+ * The producer of a job committed in the staging inbox is handing it on: a job of this process that is in
+ * flight, or a job of another process on this machine that still runs (by the pid and host in its lineage).
+ */
 function producerRunning(jobDir: string): boolean {
+  if (inFlight.has(path.basename(jobDir))) return true;
   try {
     const m = JSON.parse(fs.readFileSync(path.join(jobDir, MANIFEST), "utf8")) as { lineage?: { host?: unknown; pid?: unknown } };
     const { host, pid } = m.lineage ?? {};
+    if (pid === process.pid && host === os.hostname()) return false; // this process's, not in flight: stranded here
     return host === os.hostname() && typeof pid === "number" && Number.isSafeInteger(pid) && pid > 0 && alive(pid);
   } catch {
     return true; // unreadable now: leave it for a later sweep

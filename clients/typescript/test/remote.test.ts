@@ -172,4 +172,27 @@ describe("a real S3 server", { skip: needS3 }, () => {
     const jobs = new Set((await keys(p)).filter((k) => k.endsWith("/COMMIT")).map((k) => k.split("/")[2]));
     assert.deepEqual([...jobs].sort(), [dead, r.jobId].sort());
   });
+
+  test("so is one this process committed there and did not hand on", async () => {
+    const p = prefix();
+    const root = `s3://${BUCKET}/${p}`;
+    const staging = loadConfig({ root }).root;
+    fs.mkdirSync(staging, { recursive: true });
+    const left = await submit([{ a: 3n }], { kind: "t", root: staging }); // committed in the staging inbox, never uploaded
+    assert.deepEqual(ls(path.join(staging, "inbox")), [left.jobId]);
+    const r = await submit(rows, { kind: "t", root });
+    assert.deepEqual(ls(path.join(staging, "inbox")), []);
+    const jobs = new Set((await keys(p)).filter((k) => k.endsWith("/COMMIT")).map((k) => k.split("/")[2]));
+    assert.deepEqual([...jobs].sort(), [left.jobId, r.jobId].sort());
+  });
+
+  test("jobs committed at once by one process are each uploaded once, by their own commit", async () => {
+    const p = prefix();
+    const root = `s3://${BUCKET}/${p}`;
+    const receipts = await Promise.all(Array.from({ length: 5 }, (_, i) => submit([{ i: BigInt(i) }], { kind: "t", root })));
+    assert.deepEqual(receipts.map((r) => r.status), Array(5).fill("committed"));
+    const commits = (await keys(p)).filter((k) => k.endsWith("/COMMIT")).map((k) => k.split("/")[2]);
+    assert.deepEqual(commits.sort(), receipts.map((r) => r.jobId).sort());
+    assert.deepEqual(ls(loadConfig({ root }).inbox), []);
+  });
 });
