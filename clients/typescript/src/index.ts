@@ -7,10 +7,20 @@
  */
 export { submit, job, Job, flush, spooledJobs, SPOOLED_WARNING } from "./job.js";
 export type { JobOptions, AddOptions, SubmitOptions, Receipt, Manifest, ArtifactEntry, Json } from "./job.js";
-export { BusError, BusUnavailable, ManifestError, KindError, SchemaMismatch } from "./errors.js";
-export { PROTOCOL, MANIFEST, COMMIT, RESERVED_COLUMNS, checkKind, isJobId, newJobId, checksum, manifestSchema, manifestSchemaPath } from "./protocol.js";
-export { loadConfig, spoolDir } from "./config.js";
+export {
+  submitSlice, submitFeatureSet, submitSimulation, sliceIdentity, definitionHash, isoTime, MAX_SLICE_KEY, SIMULATION_COLUMNS,
+} from "./producers.js";
+export type { Instant, SliceOptions, FeatureSetOptions, SimulationData, SimulationOptions } from "./producers.js";
+export {
+  BusError, BusUnavailable, ConfigError, ManifestError, KindError, SchemaMismatch, InvalidText, ManifestTooLarge, JobIdError,
+} from "./errors.js";
+export {
+  PROTOCOL, MANIFEST, COMMIT, MAX_MANIFEST_BYTES, JOB_ID_TIMES, RESERVED_COLUMNS, checkKind, checkText, isJobId, jobMillis,
+  checkJobId, newJobId, checksum, manifestSchema, manifestSchemaPath,
+} from "./protocol.js";
+export { loadConfig, spoolDir, projectConfigFile, CONFIG_KEYS, ENV_KEYS } from "./config.js";
 export type { BusLocation, Config } from "./config.js";
+export { s3Options, splitUrl } from "./remote.js";
 export { toArrowTable, toParquet, typeName, parseType, schemaFields } from "./table.js";
 export type { TableLike, Row, Columns, ColumnTypes, SchemaField } from "./table.js";
 export { lineage } from "./lineage.js";

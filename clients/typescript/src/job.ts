@@ -5,14 +5,22 @@
  * `manifest.json`, then `COMMIT` (`sha256:<hex of the manifest bytes>`), fsync every file and the folder,
  * rename the folder to `<root>/inbox/<job_id>` (the commit point), fsync `inbox/`. When the bus cannot be
  * written the job goes to this machine's spool instead (the same layout as Python's), unless the bus is required.
+ * A root `s3://bucket/prefix` stages the job on this machine, commits it there, then uploads it (see `remote.ts`).
+ *
+ * Everything the writer would refuse is refused here first, before anything is committed: text that is not
+ * valid Unicode or holds NUL, column names that clash (also ignoring case) or are reserved, a manifest above
+ * `MAX_MANIFEST_BYTES`, a job id whose time is not sane.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { loadConfig, spoolDir, type BusLocation, type Config } from "./config.js";
-import { BusError, BusUnavailable, ManifestError } from "./errors.js";
+import { BusError, BusUnavailable, ManifestError, ManifestTooLarge } from "./errors.js";
 import { copyFiles, fsReason, fsyncDir, fsyncFile, isFsError, removeTree, writeNew } from "./fsutil.js";
 import { lineage, type Lineage } from "./lineage.js";
-import { checkKind, checkName, checksum, COMMIT, MANIFEST, newJobId, PROTOCOL } from "./protocol.js";
+import {
+  checkJsonText, checkKind, checkName, checksum, checkText, COMMIT, MANIFEST, MAX_MANIFEST_BYTES, newJobId, PROTOCOL,
+} from "./protocol.js";
+import { deliver, deliverStranded, flushJobs, inFlight, s3Options, type Delivery } from "./remote.js";
 import { checkColumns, toArrowTable, toParquet, type ColumnTypes, type SchemaField, type TableLike } from "./table.js";
 
 /** JSON values, as `meta` holds them. */
@@ -27,6 +35,11 @@ export interface JobOptions extends BusLocation {
   meta?: Record<string, Json> | undefined;
   /** Idempotency key: a second job with an already ingested key is recorded as its duplicate. */
   key?: string | undefined;
+  /**
+   * With `key`: this job replaces the accepted job(s) with the same key in the `bus.<kind>` views (a
+   * re-materialised slice or feature set); writes `"replace": true` in the manifest. Without a key it is an error.
+   */
+  replace?: boolean | undefined;
 }
 
 export interface AddOptions {
@@ -60,6 +73,7 @@ export interface Manifest {
   producer: string;
   submitted_at: string;
   key: string | null;
+  replace?: true;
   meta: Record<string, Json>;
   lineage: Lineage;
   artifacts: ArtifactEntry[];
@@ -70,7 +84,7 @@ export interface Receipt {
   jobId: string;
   /** `"committed"`: in the bus's inbox; `"spooled"`: in this machine's spool, moved to the bus by the next successful submit or `flush()`. */
   status: "committed" | "spooled";
-  /** Where the job folder is now. */
+  /** Where the job is now: its folder in the inbox or the spool, or its `s3://…/inbox/<job_id>` URL. */
   path: string;
   artifacts: { name: string; kind: string; rows: number }[];
   rows: number;
@@ -82,25 +96,41 @@ function defaultProducer(): string {
 }
 
 function checkOptions(o: JobOptions): void {
-  if (o.runId !== undefined && o.runId !== null && (typeof o.runId !== "string" || o.runId.length > 256)) {
-    throw new ManifestError("runId must be a string of at most 256 characters");
+  if (o.runId !== undefined && o.runId !== null) {
+    if (typeof o.runId !== "string" || o.runId.length > 256) throw new ManifestError("runId must be a string of at most 256 characters", "run_id");
+    checkText(o.runId, "run_id");
   }
-  if (o.producer !== undefined && (typeof o.producer !== "string" || o.producer.length < 1 || o.producer.length > 256)) {
-    throw new ManifestError("producer must be a non-empty string of at most 256 characters");
+  if (o.producer !== undefined) {
+    if (typeof o.producer !== "string" || o.producer.length < 1 || o.producer.length > 256) {
+      throw new ManifestError("producer must be a non-empty string of at most 256 characters", "producer");
+    }
+    checkText(o.producer, "producer");
   }
-  if (o.key !== undefined && (typeof o.key !== "string" || o.key.length < 1 || o.key.length > 512)) {
-    throw new ManifestError("key must be a non-empty string of at most 512 characters");
+  if (o.key !== undefined) {
+    if (typeof o.key !== "string" || o.key.length < 1 || o.key.length > 512) throw new ManifestError("key must be a non-empty string of at most 512 characters", "key");
+    checkText(o.key, "key");
+  }
+  if (o.replace !== undefined && typeof o.replace !== "boolean") throw new ManifestError("replace must be true or false", "replace");
+  if (o.replace === true && o.key === undefined) {
+    throw new ManifestError("replace: true needs a key: it replaces the earlier jobs with the same key", "replace");
   }
   if (o.meta !== undefined && (o.meta === null || typeof o.meta !== "object" || Array.isArray(o.meta))) {
-    throw new ManifestError("meta must be a plain object");
+    throw new ManifestError("meta must be a plain object", "meta");
   }
+  if (o.meta !== undefined) checkJsonText(o.meta, "meta");
 }
 
 function jsonCopy(meta: Record<string, Json>): Record<string, Json> {
   try {
-    return JSON.parse(JSON.stringify(meta)) as Record<string, Json>;
+    const text = JSON.stringify(meta);
+    const size = Buffer.byteLength(text, "utf8");
+    if (size > MAX_MANIFEST_BYTES) {
+      throw new ManifestTooLarge(`meta is ${size} bytes as JSON: a manifest may hold at most ${MAX_MANIFEST_BYTES} bytes`, "meta");
+    }
+    return JSON.parse(text) as Record<string, Json>;
   } catch (e) {
-    throw new ManifestError(`meta is not JSON-serialisable: ${e instanceof Error ? e.message : String(e)}`);
+    if (e instanceof ManifestError) throw e;
+    throw new ManifestError(`meta is not JSON-serialisable: ${e instanceof Error ? e.message : String(e)}`, "meta");
   }
 }
 
@@ -111,7 +141,7 @@ function jsonCopy(meta: Record<string, Json>): Record<string, Json> {
  */
 function ensureBus(config: Config): void {
   const { root, explicitRoot, tmp } = config;
-  if (explicitRoot && !fs.existsSync(root) && !fs.existsSync(path.dirname(root))) {
+  if (explicitRoot && !config.staged && !fs.existsSync(root) && !fs.existsSync(path.dirname(root))) {
     const e = new Error(`its parent folder is missing (is the volume mounted?): ${path.dirname(root)}`) as NodeJS.ErrnoException;
     e.code = "ENOENT";
     e.syscall = "stat";
@@ -135,6 +165,7 @@ export class Job {
   readonly producer: string;
   readonly meta: Record<string, Json>;
   readonly key: string | null;
+  readonly replace: boolean;
   readonly lineage: Lineage;
   readonly artifacts: ArtifactEntry[] = [];
   private dir: string | null = null;
@@ -142,13 +173,16 @@ export class Job {
   private spoolReason: string | null = null;
   private done: Receipt | null = null;
   private aborted = false;
+  private localCommit: string | null = null;
 
   constructor(options: JobOptions = {}) {
     checkOptions(options);
     this.config = loadConfig(options);
+    if (this.config.staged) s3Options(this.config); // a bad S3 endpoint fails now, not after the local commit
     this.runId = options.runId ?? null;
     this.meta = jsonCopy(options.meta ?? {});
     this.key = options.key ?? null;
+    this.replace = options.replace === true;
     this.lineage = lineage();
     this.producer = options.producer ?? defaultProducer();
   }
@@ -223,8 +257,9 @@ export class Job {
       if (names.has(name)) throw new ManifestError(`job ${this.jobId}: artifact name ${JSON.stringify(name)} is used twice`);
     }
     const what = `${kind} artifact ${JSON.stringify(name)}`;
-    const table = toArrowTable(data, options.types ?? {}, what);
-    const fields = checkColumns(table.schema, what);
+    const field = `artifacts.${name}.columns`;
+    const table = toArrowTable(data, options.types ?? {}, what, field);
+    const fields = checkColumns(table.schema, what, field);
     const bytes = toParquet(table);
     const file = `${name}.parquet`;
     for (let attempt = 1; ; attempt++) {
@@ -253,12 +288,26 @@ export class Job {
   manifest(): Manifest {
     return {
       protocol: PROTOCOL, job_id: this.jobId, run_id: this.runId, producer: this.producer,
-      submitted_at: new Date().toISOString(), key: this.key, meta: this.meta, lineage: this.lineage, artifacts: this.artifacts,
+      submitted_at: new Date().toISOString(), key: this.key, ...(this.replace ? { replace: true as const } : {}),
+      meta: this.meta, lineage: this.lineage, artifacts: this.artifacts,
     };
   }
 
-  private commitIn(d: string, destDir: string): string {
+  /** The manifest's bytes, checked against the limits the writer enforces. */
+  private manifestBytes(): Buffer {
+    checkJsonText(this.lineage, "lineage");
     const raw = Buffer.from(JSON.stringify(this.manifest(), null, 1), "utf8");
+    if (raw.byteLength > MAX_MANIFEST_BYTES) {
+      throw new ManifestTooLarge(
+        `job ${this.jobId}: manifest.json would be ${raw.byteLength} bytes, above the protocol's ${MAX_MANIFEST_BYTES} ` +
+          `(${this.artifacts.length} artifacts; meta and column lists count): the writer would reject it unread`, "manifest",
+      );
+    }
+    return raw;
+  }
+
+  private commitIn(d: string, destDir: string): string {
+    const raw = this.manifestBytes();
     for (const f of [MANIFEST, COMMIT]) fs.rmSync(path.join(d, f), { force: true });
     writeNew(path.join(d, MANIFEST), raw);
     writeNew(path.join(d, COMMIT), checksum(raw)); // written last: it commits the manifest
@@ -271,11 +320,23 @@ export class Job {
     return dest;
   }
 
-  /** Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point. */
-  commit(): Receipt {
+  /**
+   * Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point.
+   * For an `s3://` root the job is then uploaded, its `COMMIT` object last (or spooled when object storage is unreachable).
+   */
+  async commit(): Promise<Receipt> {
     if (this.done !== null) return this.done;
     if (this.aborted) throw new ManifestError(`job ${this.jobId} was aborted`);
+    if (this.localCommit !== null) {
+      throw new ManifestError(`job ${this.jobId} is already committed on this machine (${this.localCommit}): the next submit or flush() sends it`);
+    }
     if (this.artifacts.length === 0) throw new ManifestError(`job ${this.jobId} has no artifacts: call add() first`);
+    try {
+      this.manifestBytes();
+    } catch (e) {
+      this.abort();
+      throw e;
+    }
     const sd = spoolDir(this.config);
     const d = this.workdir();
     let dest: string;
@@ -296,6 +357,34 @@ export class Job {
       }
     }
     this.dir = null;
+    if (this.config.staged && !this.spooled) {
+      // a producer on another machine: hand the job to object storage
+      // this process hands it on itself: no sweep for stranded jobs here takes it (no await since the rename)
+      inFlight.add(this.jobId);
+      this.localCommit = dest;
+      let outcome: Delivery;
+      try {
+        outcome = await deliver(this.config, dest);
+      } catch (e) {
+        if (!fs.existsSync(dest)) { // nothing kept (a required bus)
+          this.localCommit = null;
+          this.aborted = true;
+        }
+        if (e instanceof BusError) throw e;
+        throw new BusUnavailable(
+          `job ${this.jobId} is committed on this machine (${dest}) but could not be handed to object storage ` +
+            `(${fsReason(e)}): the next submit or flush() sends it`,
+        );
+      } finally {
+        inFlight.delete(this.jobId);
+      }
+      this.localCommit = null;
+      dest = outcome.where;
+      if (outcome.status === "spooled") {
+        this.spooled = true;
+        this.spoolReason = outcome.reason;
+      }
+    }
     const status = this.spooled ? "spooled" : "committed";
     this.done = {
       jobId: this.jobId, status, path: dest,
@@ -305,15 +394,21 @@ export class Job {
     };
     if (this.spooled) {
       process.emitWarning(
-        `bus root ${this.config.root} is unavailable (${this.spoolReason}): job ${this.jobId} was spooled to ${path.dirname(dest)}; ` +
-          `the next successful submit or flush() moves it to the bus`,
+        `bus root ${this.config.remote ?? this.config.root} is unavailable (${this.spoolReason}): job ${this.jobId} was spooled to ` +
+          `${path.dirname(dest)}; the next successful submit or flush() moves it to the bus`,
         { type: SPOOLED_WARNING, code: "ARTIFACT_BUS_SPOOLED" },
       );
     } else if (fs.existsSync(path.join(sd, "jobs"))) {
       try {
-        flushConfig(this.config);
+        await flushConfig(this.config);
       } catch (e) {
         if (!(e instanceof BusError)) throw e; // the spool stays for the next try
+      }
+    } else if (this.config.staged) {
+      try {
+        await deliverStranded(this.config);
+      } catch {
+        /* the next commit or flush() tries again */
       }
     }
     return this.done;
@@ -348,7 +443,7 @@ export function job(options: JobOptions = {}, build?: (j: Job) => void | Promise
       j.abort();
       throw e;
     }
-    return j.commit();
+    return await j.commit();
   })();
 }
 
@@ -381,8 +476,13 @@ export async function flush(options: BusLocation = {}): Promise<string[]> {
   return flushConfig(loadConfig(options));
 }
 
-function flushConfig(config: Config): string[] {
+async function flushConfig(config: Config): Promise<string[]> {
   const sd = spoolDir(config);
+  if (config.staged) {
+    // a remote producer: first the jobs committed here whose producer died before uploading them, then the spool
+    const stranded = await deliverStranded(config);
+    return [...stranded, ...(await flushJobs(config, path.join(sd, "jobs")))];
+  }
   const jobs = listSpool(config);
   const done: string[] = [];
   for (const jid of jobs) {

@@ -9,7 +9,7 @@
 import * as arrow from "apache-arrow";
 import * as pw from "parquet-wasm";
 import { ManifestError, SchemaMismatch } from "./errors.js";
-import { RESERVED_COLUMNS } from "./protocol.js";
+import { checkText, RESERVED_COLUMNS } from "./protocol.js";
 
 /** One column of a manifest schema: name, Arrow type in pyarrow's spelling, nullability. */
 export interface SchemaField {
@@ -385,7 +385,7 @@ function looksLikeForeignTable(x: object): boolean {
 }
 
 /** Turn accepted data into an Arrow table, checking names and types. */
-export function toArrowTable(data: TableLike, types: ColumnTypes = {}, what = "data"): arrow.Table {
+export function toArrowTable(data: TableLike, types: ColumnTypes = {}, what = "data", field = "columns"): arrow.Table {
   let table: arrow.Table;
   if (data instanceof arrow.Table) {
     table = data;
@@ -424,18 +424,41 @@ export function toArrowTable(data: TableLike, types: ColumnTypes = {}, what = "d
         `an array of row objects, or an object of columns`,
     );
   }
-  checkColumns(table.schema, what);
+  checkColumns(table.schema, what, field);
   return table;
 }
 
-/** Refuse duplicate column names, names the bus reserves, and types that do not round-trip. */
-export function checkColumns(schema: arrow.Schema, what: string): SchemaField[] {
-  const seen = new Set<string>();
+/** The names of the fields nested in a list or struct type are manifest text too. */
+function checkNestedNames(t: arrow.DataType, where: string, what: string): void {
+  for (const c of t.children ?? []) {
+    checkText(c.name, `${where}.${c.name}`, what);
+    checkNestedNames(c.type, `${where}.${c.name}`, what);
+  }
+}
+
+/**
+ * Refuse what the bus cannot carry in column names: invalid Unicode or NUL, names equal ignoring case
+ * (DuckDB identifiers are case-insensitive: `Price` and `price` clash), names the bus reserves (compared
+ * ignoring case), and types that do not round-trip. `field` prefixes the field named in errors.
+ */
+export function checkColumns(schema: arrow.Schema, what: string, field = "columns"): SchemaField[] {
+  const seen = new Map<string, string>();
   for (const f of schema.fields) {
-    if (seen.has(f.name)) throw new SchemaMismatch(`${what}: column ${JSON.stringify(f.name)} appears twice`);
-    seen.add(f.name);
-    if ((RESERVED_COLUMNS as readonly string[]).includes(f.name.toLowerCase())) {
-      throw new SchemaMismatch(`${what}: column ${JSON.stringify(f.name)} is reserved for the bus (${RESERVED_COLUMNS.join(", ")})`);
+    const where = `${field}.${f.name}`;
+    checkText(f.name, where, what);
+    checkNestedNames(f.type, where, what);
+    const folded = f.name.toLowerCase();
+    const other = seen.get(folded);
+    if (other !== undefined) {
+      throw new SchemaMismatch(
+        other === f.name ? `${what}: column ${JSON.stringify(f.name)} appears twice`
+          : `${what}: columns ${JSON.stringify(other)} and ${JSON.stringify(f.name)} differ only in case, and DuckDB names are case-insensitive`,
+        where,
+      );
+    }
+    seen.set(folded, f.name);
+    if ((RESERVED_COLUMNS as readonly string[]).includes(folded)) {
+      throw new SchemaMismatch(`${what}: column ${JSON.stringify(f.name)} is reserved for the bus (${RESERVED_COLUMNS.join(", ")})`, where);
     }
   }
   return schemaFields(schema);

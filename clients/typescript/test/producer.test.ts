@@ -164,19 +164,19 @@ describe("job", () => {
     assert.deepEqual(ls(spool), []);
   });
 
-  test("by hand: add, then commit or abort; an empty job cannot commit", () => {
+  test("by hand: add, then commit or abort; an empty job cannot commit", async () => {
     const j = job({ root });
     j.add("fills", rows, { types });
     assert.deepEqual(ls(path.join(root, "inbox")), []); // invisible until the commit
-    const r = j.commit();
-    assert.deepEqual(j.commit(), r);
+    const r = await j.commit();
+    assert.deepEqual(await j.commit(), r);
     assert.throws(() => j.add("fills", rows, { types }), ManifestError);
     const k = job({ root });
     k.add("fills", rows, { types });
     k.abort();
     assert.deepEqual(ls(path.join(root, "inbox", ".tmp")), []);
-    assert.throws(() => k.commit(), ManifestError);
-    assert.throws(() => job({ root }).commit(), ManifestError);
+    await assert.rejects(k.commit(), ManifestError);
+    await assert.rejects(job({ root }).commit(), ManifestError);
     assert.deepEqual(ls(path.join(root, "inbox")), [r.jobId]);
   });
 });
