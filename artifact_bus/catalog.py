@@ -152,6 +152,9 @@ def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
         ensure_schema(con)
         try: con.execute(f"SET temp_directory = {sql_str(config.spill)}")
         except duckdb.NotImplementedException: pass  # another connection of this process spilled elsewhere already: DuckDB keeps that folder
+        # the writer reads each new file once, to check it: a cache of their bytes would grow with the backlog
+        try: con.execute("SET enable_external_file_cache = false")
+        except duckdb.Error: pass   # a DuckDB without the setting has no such cache
     except BaseException: con.close(); raise
     return con
 

@@ -30,8 +30,8 @@ from .core import KindError, ManifestError, SchemaMismatch, is_job_id, job_milli
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'EARLIEST_JOB', 'FUTURE_SLACK',
-           'WHOLE_READ_BYTES', 'manifest_schema', 'Rejection', 'check_kind', 'is_safe_file', 'reserved_clash',
-           'case_clash', 'check_columns', 'bad_text', 'job_time_problem', 'schema_to_json', 'schema_diff',
+           'WHOLE_READ_BYTES', 'manifest_schema', 'Rejection', 'bad_text', 'job_time_problem', 'check_kind',
+           'is_safe_file', 'reserved_clash', 'case_clash', 'check_columns', 'schema_to_json', 'schema_diff',
            'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage',
            'read_manifest', 'validate_job']
 
@@ -60,6 +60,35 @@ class Rejection(ManifestError):
 
     def to_dict(self) -> dict:
         return {"code": self.code, "field": self.field, "message": self.detail}
+
+# %% ../nbs/01_protocol.ipynb #cdc428d2
+def bad_text(value, field: str = "manifest") -> tuple[str, str] | None:
+    "The first string in `value` (walked recursively, object keys included) that is not clean text: (field, why)."
+    stack = [(field, value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v: return where, "contains a NUL character"
+            try: v.encode("utf-8")
+            except UnicodeEncodeError: return where, "is not valid Unicode (a lone surrogate)"
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if (bad := bad_text(k, f"{where} key")): return bad
+                stack.append((f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else f"{where}[{k!r}]", x))
+        elif isinstance(v, (list, tuple)): stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    return None
+
+EARLIEST_JOB = datetime(2000, 1, 1, tzinfo=timezone.utc)
+FUTURE_SLACK = timedelta(days=1)   # a producer's clock may run a little ahead of the writer's
+
+def job_time_problem(job_id: str, now: datetime | None = None) -> str | None:
+    "Why the time encoded in `job_id` is not sane (before 2000, or more than a day ahead), else None."
+    ms = job_millis(job_id)
+    now = now or datetime.now(timezone.utc)
+    if ms < EARLIEST_JOB.timestamp() * 1000: return "encodes a time before 2000"
+    if ms > (now + FUTURE_SLACK).timestamp() * 1000:
+        return f"encodes a time more than {FUTURE_SLACK.days} day ahead of this machine's clock"
+    return None
 
 # %% ../nbs/01_protocol.ipynb #9c6fbdca
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -93,38 +122,10 @@ def check_columns(schema: pa.Schema, what: str) -> None:
     "Refuse producer columns that would collide with the bus's own view columns, or with each other in DuckDB."
     clash = reserved_clash(schema.names)
     if clash: raise SchemaMismatch(f"{what}: column {clash[0]!r} is reserved for the bus ({', '.join(RESERVED_COLUMNS)})")
+    if bad := bad_text(list(schema.names), "column names"): raise SchemaMismatch(f"{what}: {bad[0]} {bad[1]}")
     if dup := case_clash(schema.names):
         same = "appears twice" if dup[0] == dup[1] else f"and {dup[1]!r} are one column to DuckDB (names ignore case)"
         raise SchemaMismatch(f"{what}: column {dup[0]!r} {same}: rename one")
-
-# %% ../nbs/01_protocol.ipynb #cdc428d2
-def bad_text(value, field: str = "manifest") -> tuple[str, str] | None:
-    "The first string in `value` (walked recursively, object keys included) that is not clean text: (field, why)."
-    stack = [(field, value)]
-    while stack:
-        where, v = stack.pop()
-        if isinstance(v, str):
-            if "\x00" in v: return where, "contains a NUL character"
-            try: v.encode("utf-8")
-            except UnicodeEncodeError: return where, "is not valid Unicode (a lone surrogate)"
-        elif isinstance(v, dict):
-            for k, x in v.items():
-                if (bad := bad_text(k, f"{where} key")): return bad
-                stack.append((f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else f"{where}[{k!r}]", x))
-        elif isinstance(v, (list, tuple)): stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
-    return None
-
-EARLIEST_JOB = datetime(2000, 1, 1, tzinfo=timezone.utc)
-FUTURE_SLACK = timedelta(days=1)   # a producer's clock may run a little ahead of the writer's
-
-def job_time_problem(job_id: str, now: datetime | None = None) -> str | None:
-    "Why the time encoded in `job_id` is not sane (before 2000, or more than a day ahead), else None."
-    ms = job_millis(job_id)
-    now = now or datetime.now(timezone.utc)
-    if ms < EARLIEST_JOB.timestamp() * 1000: return "encodes a time before 2000"
-    if ms > (now + FUTURE_SLACK).timestamp() * 1000:
-        return f"encodes a time more than {FUTURE_SLACK.days} day ahead of this machine's clock"
-    return None
 
 # %% ../nbs/01_protocol.ipynb #b5f5240d
 def schema_to_json(schema: pa.Schema) -> dict:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow)
-from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
+from .protocol import (MAX_MANIFEST_BYTES, bad_text, COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    lineage, schema_to_json)
 
 # %% auto #0
@@ -140,6 +140,8 @@ class Job:
         if replace and key is None: raise ManifestError("replace=True needs a key: it replaces the accepted job(s) with the same key")
         try: json.dumps(meta or {})
         except (TypeError, ValueError) as e: raise ManifestError(f"meta is not JSON-serialisable: {e}") from None
+        if bad := bad_text({"run_id": run_id, "producer": producer, "key": key, "meta": meta or {}}, "job"):
+            raise ManifestError(f"{bad[0]} {bad[1]}: no writer can store it")   # learnt now, not at ingest
         self.run_id, self.meta, self.key, self.replace = run_id, dict(meta or {}), key, replace
         self.lineage = lineage()
         self.producer = producer or _default_producer(self.lineage)
@@ -240,6 +242,10 @@ class Job:
         "Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point."
         if self.receipt is not None: return self.receipt
         if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
+        if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
+            self.abort()
+            raise ManifestError(f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
+                                "limit every writer enforces: make meta smaller or split the job")
         d = self._workdir()
         # a producer staging for object storage holds its job folder locked (the lock follows it through the
         # rename) until the job is handed on, so a sweep for jobs left by dead producers never takes it
@@ -327,6 +333,10 @@ class _BatchJob(Job):
     def commit(self):
         if self.receipt is not None: return self.receipt
         if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
+        if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
+            self.abort()
+            raise ManifestError(f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
+                                "limit every writer enforces: make meta smaller or split the job")
         if self.spooled or self.config.staged:   # the spool and object storage: job by job
             r = super().commit(); self._batch.receipts.append(r); return r
         self._batch._queue(self)
