@@ -106,6 +106,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                   'artifact_bus.cli.cmd_export': ('cli.html#cmd_export', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_flush': ('cli.html#cmd_flush', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_ingest': ('cli.html#cmd_ingest', 'artifact_bus/cli.py'),
+                                  'artifact_bus.cli.cmd_init': ('cli.html#cmd_init', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_requeue': ('cli.html#cmd_requeue', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_scan': ('cli.html#cmd_scan', 'artifact_bus/cli.py'),
                                   'artifact_bus.cli.cmd_status': ('cli.html#cmd_status', 'artifact_bus/cli.py'),

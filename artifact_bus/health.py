@@ -101,7 +101,7 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
                                "age_s": _age(e.get("generated_at")), "error": e.get("error")}
     return st
 
-# %% ../nbs/08_health.ipynb #6a897235
+# %% ../nbs/08_health.ipynb #51eae6df
 def init(root=None, *, config: Config | None = None) -> dict:
     """Create a bus at the root: `inbox/.tmp`, `store`, `rejected`, `duplicates`, `published`, `exports`
     and the catalog with an empty published snapshot. An existing bus is left as it is (`created` False)."""
