@@ -512,6 +512,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                        'artifact_bus.schedule._cell': ('schedule.html#_cell', 'artifact_bus/schedule.py'),
                                        'artifact_bus.schedule._cycle': ('schedule.html#_cycle', 'artifact_bus/schedule.py'),
                                        'artifact_bus.schedule._papermill': ('schedule.html#_papermill', 'artifact_bus/schedule.py'),
+                                       'artifact_bus.schedule._reload': ('schedule.html#_reload', 'artifact_bus/schedule.py'),
                                        'artifact_bus.schedule._stderr_logging': ( 'schedule.html#_stderr_logging',
                                                                                   'artifact_bus/schedule.py'),
                                        'artifact_bus.schedule._stop_on_signals': ( 'schedule.html#_stop_on_signals',
