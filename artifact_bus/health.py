@@ -68,7 +68,6 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
     """Inbox depth (committed, in progress), age of the oldest waiting job, the writer lock holder, the
     last ingest run and its outcome, cataloged and rejected jobs, and each export's freshness."""
     config = config or load_config(root)
-    require_bus(config)
     committed, _ = inbox_entries(config)
     waiting = [j for j in committed if is_job_id(j)]
     broken = {}
@@ -78,7 +77,7 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
     if broken:
         for j in committed:
             for k in _manifest_kinds(config.inbox / j) & broken.keys(): held[k] += 1
-    st = {"root": str(config.root), "catalog": str(config.catalog),
+    st = {"root": str(config.root), "bus": is_bus(config), "catalog": str(config.catalog),
           "inbox": {"committed": len(committed), "in_progress": len(_in_progress(config)),
                     "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
                     "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting), "stuck_after_s": stuck_after},
