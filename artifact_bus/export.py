@@ -53,7 +53,7 @@ def export_folders(config: Config) -> list[Path]:
     "Folders searched for export SQL, built-ins first, so the user's files override them by name."
     return ([package_dir("exports")] if config.builtin_exports else []) + list(config.exports)
 
-def _load_file(f: Path, kinds) -> list[ExportDef]:
+def _load_file(f: Path, kinds, check: bool = True) -> list[ExportDef]:
     "The exports one SQL file defines (one per kind for a `{kind}` file); `BusError` naming the file if broken."
     try: text = f.read_text()
     except (OSError, UnicodeDecodeError) as e: raise BusError(f"{f}: cannot be read: {e}") from None
@@ -62,19 +62,20 @@ def _load_file(f: Path, kinds) -> list[ExportDef]:
         name = f.stem.replace("{kind}", kind) if kind else f.stem
         sql = text.replace("{kind}", kind) if kind else text
         if not _NAME_RE.match(name): raise BusError(f"{f}: export name {name!r} is not a plain file name")
-        _check_select(sql, f)
+        if check: _check_select(sql, f)
         out.append(ExportDef(name, sql, f, _inputs(sql)))
     return out
 
 def load_exports(config: Config, kinds=(), *, broken: dict | None = None) -> dict[str, ExportDef]:
     """Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`.
-    A broken file (unreadable, not one `SELECT`, a bad name) raises `BusError` naming it — or, given a
-    `broken` dict, is recorded there (export name → `(file, error)`) and the other files still load."""
+    A file that cannot be read or whose name is not a plain file name raises `BusError` naming it — or,
+    given a `broken` dict, is recorded there (export name → `(file, error)`), as is a file that is not
+    one `SELECT`, and the other files still load."""
     plain, per_kind = {}, {}
     for folder in export_folders(config):
         if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
-            try: found = _load_file(f, kinds)
+            try: found = _load_file(f, kinds, check=broken is not None)
             except BusError as e:
                 if broken is None: raise
                 broken[f.stem] = (f, str(e)); continue
