@@ -14,8 +14,8 @@ from pathlib import Path
 from .core import BusError, Config, load_config, to_json
 
 # %% auto #0
-__all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export', 'cmd_status',
-           'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'cmd_scan', 'main']
+__all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_init', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export',
+           'cmd_status', 'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'cmd_scan', 'main']
 
 # %% ../nbs/10_cli.ipynb #44fcb3e2
 class _Parser(argparse.ArgumentParser):
@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    p = sub.add_parser("init", help="create a bus at the root",
+                       description="Create a bus at the root: inbox/.tmp, store, rejected, duplicates, published, exports and the "
+                                   "catalog with an empty published snapshot. An existing bus is left as it is. status, catalog "
+                                   "and doctor never create a bus: on a folder that is not one they exit 7 (not found).")
+    _common(p)
     p = sub.add_parser("submit", help="submit Parquet files (or folders of them) as one job",
                        description="Submit Parquet files as one atomic job, one artifact per file, each named after its file "
                                    "and copied as it is; a folder stands for the *.parquet files directly inside it.")
@@ -103,6 +108,11 @@ def _parquet_files(args) -> list[Path]:
         if not inside: raise BusError(f"folder {f} holds no .parquet file")
         out += inside
     return out
+
+def cmd_init(a, cfg: Config):
+    from artifact_bus.health import init
+    r = init(config=cfg)
+    return r, (f"created a bus at {r['root']}" if r["created"] else f"a bus is already at {r['root']}") + f" (snapshot {r['snapshot']})"
 
 def cmd_submit(a, cfg: Config):
     from artifact_bus.core import ManifestError
@@ -175,6 +185,12 @@ def cmd_status(a, cfg: Config):
                                  f"{lr['rejected']} rejected, {lr['duplicates']} duplicates" if lr else "never"),
              f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"
              + (f", {st['spooled_here']} spooled on this machine (run `artifact-bus flush`)" if st["spooled_here"] else "")]
+    d, lf = st["daemon"], st["last_failed"]
+    lines.append("daemon:      " + (f"running (pid {d['pid']}, host {d['host']}, since {d['since']})" if d else "not running"))
+    if lf: lines.append(f"last failed: run {lf['run_no']} at {lf['finished_at']}: {lf['error']}")
+    if ib["stuck"]: lines.append(f"stuck:       {ib['stuck']} jobs have waited over {_age(ib['stuck_after_s'])} in the inbox: is an ingest running?")
+    for k, b in st["broken_contracts"].items():
+        lines.append(f"contract:    {k}: BROKEN, {b['held']} jobs held in the inbox: {b['error']}")
     if st["published"]: lines.append(f"published:   {st['published']['snapshot']}, {_age(st['published']['age_s'])} ago")
     for name, e in sorted(st["exports"].items()):
         lines.append(f"export:      {name}: {e['status']}, " + (f"{e['rows']} rows, {_age(e['age_s'])} old" if e["generated_at"] else "never written")
@@ -226,7 +242,7 @@ def cmd_scan(a, cfg):
         raise _Problems(f"{summary}: replace them with the bus calls shown")
     return found, summary
 
-COMMANDS = {"submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export, "flush": cmd_flush,
+COMMANDS = {"init": cmd_init, "submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export, "flush": cmd_flush,
             "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon, "scan": cmd_scan}
 
 # %% ../nbs/10_cli.ipynb #1ef59afc
@@ -241,6 +257,9 @@ def main(argv=None) -> int:
                 print(f"PROBLEM config: {e}\n        fix: fix the file and key named")
                 raise _Problems("doctor found 1 problem(s): config") from None
         else: cfg = None if args.command == "scan" else load_config(args.root)   # scan reads code, not a bus
+        if args.command in ("status", "catalog", "doctor"):   # readers never take a mistyped root for an empty bus
+            from artifact_bus.health import require_bus
+            require_bus(cfg)
         data, text = COMMANDS[args.command](args, cfg)
         print(to_json(data, indent=1) if args.json else text)
         return 0

@@ -53,21 +53,39 @@ def export_folders(config: Config) -> list[Path]:
     "Folders searched for export SQL, built-ins first, so the user's files override them by name."
     return ([package_dir("exports")] if config.builtin_exports else []) + list(config.exports)
 
-def load_exports(config: Config, kinds=()) -> dict[str, ExportDef]:
-    "Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`."
+def _load_file(f: Path, kinds, check: bool = True) -> list[ExportDef]:
+    "The exports one SQL file defines (one per kind for a `{kind}` file); `BusError` naming the file if broken."
+    try: text = f.read_text()
+    except (OSError, UnicodeDecodeError) as e: raise BusError(f"{f}: cannot be read: {e}") from None
+    out = []
+    for kind in (kinds if "{kind}" in f.stem else [None]):
+        name = f.stem.replace("{kind}", kind) if kind else f.stem
+        sql = text.replace("{kind}", kind) if kind else text
+        if not _NAME_RE.match(name): raise BusError(f"{f}: export name {name!r} is not a plain file name")
+        if check: _check_select(sql, f)
+        out.append(ExportDef(name, sql, f, _inputs(sql)))
+    return out
+
+def load_exports(config: Config, kinds=(), *, broken: dict | None = None) -> dict[str, ExportDef]:
+    """Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`.
+    A file that cannot be read or whose name is not a plain file name raises `BusError` naming it — or,
+    given a `broken` dict, is recorded there (export name → `(file, error)`), as is a file that is not
+    one `SELECT`, and the other files still load."""
     plain, per_kind = {}, {}
     for folder in export_folders(config):
         if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
-            text = f.read_text()
-            for kind in (kinds if "{kind}" in f.stem else [None]):
-                name = f.stem.replace("{kind}", kind) if kind else f.stem
-                sql = text.replace("{kind}", kind) if kind else text
-                if not _NAME_RE.match(name): raise BusError(f"{f}: export name {name!r} is not a plain file name")
-                (per_kind if kind else plain)[name] = ExportDef(name, sql, f, _inputs(sql))
+            try: found = _load_file(f, kinds, check=broken is not None)
+            except BusError as e:
+                if broken is None: raise
+                broken[f.stem] = (f, str(e)); continue
+            for d in found: (per_kind if "{kind}" in f.stem else plain)[d.name] = d
     # a plain export always wins over a per-kind one of the same name: a kind called
     # `catalog_artifacts` must not overwrite the artifact listing
-    return {**per_kind, **plain}
+    defs = {**per_kind, **plain}
+    if broken is not None:
+        for name in [n for n in broken if n in defs]: del broken[name]   # another folder's file of that name overrides it
+    return defs
 
 # %% ../nbs/05_export.ipynb #b3c1049d
 def export_status(config: Config) -> dict:
@@ -130,24 +148,38 @@ def run_exports(con, config: Config, *, changed: set | None = None, names=None) 
     return ran
 
 def _run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
-    defs = load_exports(config, _kinds(con))
+    broken = {}
+    defs = load_exports(config, _kinds(con), broken=broken)
     status = export_status(config)
     if names:
-        unknown = [n for n in names if n not in defs]
+        unknown = [n for n in names if n not in defs and n not in broken]
         if unknown: raise NotFound(f"unknown export {unknown[0]!r} (known: {', '.join(sorted(defs)) or 'none'})")
-        todo = [defs[n] for n in names]
+        todo = [defs[n] for n in names if n in defs]
     elif changed is None: todo = list(defs.values())
     else:
         todo = [d for d in defs.values() if d.inputs & set(changed) or ("always" in d.inputs and changed)
                 or not (config.exports_dir / f"{d.name}.parquet").exists()]
     config.exports_dir.mkdir(parents=True, exist_ok=True)
     ran = {}
+    for name, (f, err) in broken.items():   # only that export is marked: its last good file stays
+        # a broken `{kind}` file marks the per-kind exports it wrote before, too
+        for n in [name] + [n for n, e in status.items() if e.get("source") == str(f) and n not in defs and n != name]:
+            if not names or n in names: ran[n] = status[n] = _failed(config, n, status.get(n), f, err)
     with export_settings(con, config):
         for d in todo:
             ran[d.name] = status[d.name] = _run_one(con, config, d, status.get(d.name))
-    for gone in set(status) - set(defs): del status[gone]
+    for gone in set(status) - set(defs) - set(broken):   # an entry goes only with its file
+        if not Path(status[gone].get("source") or "").is_file(): del status[gone]
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
     return ran
+
+def _failed(config: Config, name: str, old: dict | None, source, error: str, now=None) -> dict:
+    "The status entry of an export that failed: stale while its last good file stays, else error."
+    out = config.exports_dir / f"{name}.parquet"
+    entry = dict(old or {}, source=str(source), attempted_at=now or utcnow().isoformat(),
+                 status="stale" if out.exists() else "error", error=error)
+    if not out.exists(): entry.update(rows=None, bytes=None, generated_at=None)
+    return entry
 
 def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
     out = config.exports_dir / f"{d.name}.parquet"
@@ -165,8 +197,7 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
         tmp.unlink(missing_ok=True)
         hint = (f" (exports run with export_memory_mb = {config.export_memory_mb}: raise it in the bus config)"
                 if isinstance(e, duckdb.OutOfMemoryException) and config.export_memory_mb else "")
-        entry.update(status="stale" if out.exists() else "error", error=str(e).splitlines()[0][:500] + hint)
-        if not out.exists(): entry.update(rows=None, bytes=None, generated_at=None)
+        entry = _failed(config, d.name, entry, d.source, str(e).splitlines()[0][:500] + hint, now)
     return entry
 
 def export(root=None, names=None, *, config: Config | None = None) -> dict:

@@ -14,14 +14,18 @@ from pathlib import Path
 
 import duckdb
 
-from .catalog import WriterLock, catalog, lock_holder, read_current, writer_connection, catalog_version
-from .core import BusError, Config, ConfigError, WriterBusy, is_job_id, job_millis, load_config
-from .export import export_status, load_exports
+import json
+
+from .catalog import WriterLock, catalog, lock_holder, publish, read_current, writer_connection, catalog_version
+from .contracts import load_contracts
+from .core import BusError, Config, ConfigError, NotFound, WriterBusy, is_job_id, job_millis, load_config
+from .export import export_status, load_exports, run_exports
 from .ingest import INTENT, inbox_entries
+from .schedule import DAEMON_LOCK
 from .submit import spooled_jobs
 
 # %% auto #0
-__all__ = ['status', 'Finding', 'doctor']
+__all__ = ['STUCK_AFTER', 'is_bus', 'require_bus', 'status', 'init', 'Finding', 'doctor']
 
 # %% ../nbs/08_health.ipynb #068b2e16
 def _age(iso) -> float | None:
@@ -34,15 +38,51 @@ def _in_progress(config: Config) -> list[Path]:
     except FileNotFoundError: tmp = []
     return tmp + [config.inbox / n for n in pending]
 
-def status(root=None, *, config: Config | None = None) -> dict:
+def is_bus(config: Config) -> bool:
+    "True when `config`'s root holds a bus: its inbox folder or its catalog database exists."
+    return (config.root / "inbox").is_dir() or config.catalog.is_file()
+
+def require_bus(config: Config) -> None:
+    "Raise `NotFound` unless `config`'s root holds a bus, so a mistyped root never reads as an empty bus."
+    if is_bus(config): return
+    why = "it does not exist" if not config.root.exists() else "it holds no inbox and no catalog"
+    raise NotFound(f"no bus at {config.root}: {why} (check --root / ARTIFACT_BUS_ROOT, "
+                   f"or create one with `artifact-bus init --root {config.root}`)")
+
+STUCK_AFTER = 900.0  # seconds: a committed job older than this is reported as stuck (see below)
+
+def _manifest_kinds(folder: Path) -> set:
+    try: return {a["kind"] for a in json.loads((folder / "manifest.json").read_text())["artifacts"]}
+    except (OSError, ValueError, KeyError, TypeError): return set()
+
+def _last_failed(con) -> dict | None:
+    cur = con.execute("SELECT run_no, finished_at, error FROM catalog.ingest_runs WHERE outcome = 'failed' "
+                      "ORDER BY run_no DESC LIMIT 1")
+    row = cur.fetchone()
+    if row is None: return None
+    out = dict(zip([d[0] for d in cur.description], row))
+    out["finished_at"] = out["finished_at"].isoformat() if out["finished_at"] is not None else None
+    return out
+
+def status(root=None, *, config: Config | None = None, stuck_after: float = STUCK_AFTER) -> dict:
     """Inbox depth (committed, in progress), age of the oldest waiting job, the writer lock holder, the
     last ingest run and its outcome, cataloged and rejected jobs, and each export's freshness."""
     config = config or load_config(root)
     committed, _ = inbox_entries(config)
     waiting = [j for j in committed if is_job_id(j)]
-    st = {"root": str(config.root), "catalog": str(config.catalog),
+    broken = {}
+    try: load_contracts(config, broken=broken)
+    except ConfigError as e: broken["*"] = str(e)
+    held = {k: 0 for k in broken}
+    if broken:
+        for j in committed:
+            for k in _manifest_kinds(config.inbox / j) & broken.keys(): held[k] += 1
+    st = {"root": str(config.root), "bus": is_bus(config), "catalog": str(config.catalog),
           "inbox": {"committed": len(committed), "in_progress": len(_in_progress(config)),
-                    "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None},
+                    "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
+                    "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting), "stuck_after_s": stuck_after},
+          "daemon": lock_holder(config.root / DAEMON_LOCK), "last_failed": None,
+          "broken_contracts": {k: {"error": e, "held": held[k]} for k, e in sorted(broken.items())},
           "writer": lock_holder(config.lock), "published": read_current(config),
           "last_run": None, "jobs": 0, "rejected": 0, "exports": {}, "spooled_here": len(spooled_jobs(config=config))}
     if st["published"]:
@@ -54,10 +94,26 @@ def status(root=None, *, config: Config | None = None) -> dict:
             st["last_run"] = dict(zip(rel.columns, row)) if row else None
             st["jobs"] = con.sql("SELECT count(*) FROM catalog.jobs").fetchone()[0]
             st["rejected"] = con.sql("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0]
+            st["last_failed"] = _last_failed(con)
     for name, e in export_status(config).items():
         st["exports"][name] = {"status": e.get("status"), "rows": e.get("rows"), "generated_at": e.get("generated_at"),
                                "age_s": _age(e.get("generated_at")), "error": e.get("error")}
     return st
+
+# %% ../nbs/08_health.ipynb #51eae6df
+def init(root=None, *, config: Config | None = None) -> dict:
+    """Create a bus at the root: `inbox/.tmp`, `store`, `rejected`, `duplicates`, `published`, `exports`
+    and the catalog with an empty published snapshot. An existing bus is left as it is (`created` False)."""
+    config = config or load_config(root)
+    existed = is_bus(config)
+    for d in (config.tmp, config.store, config.rejected, config.duplicates, config.published, config.exports_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    cur = read_current(config)
+    if cur is None:
+        with WriterLock(config.lock), writer_connection(config) as con:
+            cur = publish(con, config)
+            run_exports(con, config)   # the built-in listings exist, empty, from the start
+    return {"root": str(config.root), "catalog": str(config.catalog), "created": not existed, "snapshot": cur["snapshot"]}
 
 # %% ../nbs/08_health.ipynb #e71cae06
 @dataclass
@@ -73,9 +129,10 @@ class Finding:
         return f"{mark} {self.check}: {self.message}" + (f"\n        fix: {self.fix}" if self.fix else "")
 
 def _check_root(config):
-    if not config.root.exists():
-        return [Finding("root", "problem", f"bus root {config.root} does not exist",
-                        "create it, mount it, or point --root / ARTIFACT_BUS_ROOT at the right folder")]
+    if not is_bus(config):
+        why = "does not exist" if not config.root.exists() else "holds no bus (no inbox, no catalog)"
+        return [Finding("root", "problem", f"no bus at {config.root}: it {why}",
+                        "point --root / ARTIFACT_BUS_ROOT at the right folder, mount it, or create a bus with `artifact-bus init`")]
     probe = config.root / f".doctor-{uuid.uuid4().hex}"
     try:
         probe.write_bytes(b"x"); probe.unlink()
@@ -99,6 +156,8 @@ def _check_writer(config):
 
 def _check_catalog(config):
     "Open the catalog as the writer (when no writer runs) and compare it with the store."
+    if not config.catalog.is_file():   # doctor creates nothing: not even an empty catalog
+        return [Finding("catalog", "warn", f"no catalog yet at {config.catalog}", "run `artifact-bus ingest` (or `artifact-bus init`)")], None
     try: lock = WriterLock(config.lock).acquire()
     except WriterBusy: return [Finding("catalog", "ok", "a writer is running: the store check is skipped")], None
     try:
@@ -146,10 +205,15 @@ def _check_published(config, version):
     return [Finding("snapshot", "ok", f"{cur['snapshot']} is current")]
 
 def _check_exports(config):
-    st, out = export_status(config), []
-    try: defined = load_exports(config, kinds=[])
+    st, out, broken = export_status(config), [], {}
+    # a placeholder kind, so that `{kind}` files are checked too
+    try: defined = load_exports(config, kinds=["k"], broken=broken)
     except BusError as e: return [Finding("exports", "problem", str(e), "fix the `exports` config key")]
+    for name, (f, err) in sorted(broken.items()):
+        out.append(Finding(f"export {name}", "problem", f"broken definition: {err}", f"fix or remove {f}"))
+    defined = {n: d for n, d in defined.items() if "{kind}" not in d.source.stem}
     for name, e in sorted(st.items()):
+        if name in broken: continue
         if e.get("status") != "ok":
             out.append(Finding(f"export {name}", "problem", f"{e.get('status')}: {e.get('error')}",
                                f"fix {e.get('source')}, then run `artifact-bus export {name}`"))
@@ -158,6 +222,20 @@ def _check_exports(config):
         out.append(Finding("exports", "warn", f"never generated: {', '.join(sorted(never))}", "run `artifact-bus export`"))
     if not out: out.append(Finding("exports", "ok", f"{len(st)} exports fresh"))
     return out
+
+def _check_contracts(config):
+    "Every contract file loads; a broken one names its file and key, and the jobs it holds back."
+    broken = {}
+    try: found = load_contracts(config, broken=broken)
+    except ConfigError as e: return [Finding("contracts", "problem", str(e), "fix the file and key named")]
+    committed, _ = inbox_entries(config)
+    kinds = {j: _manifest_kinds(config.inbox / j) for j in committed} if broken else {}
+    out = []
+    for k, err in sorted(broken.items()):
+        held = sum(k in ks for ks in kinds.values())
+        out.append(Finding(f"contract {k}", "problem", err + (f"; {held} {k} jobs wait in the inbox" if held else ""),
+                           "fix the file and key named: the held jobs are ingested by the next run"))
+    return out or [Finding("contracts", "ok", f"{len(found)} contracts load")]
 
 def _check_leftovers(config):
     old = [p for p in _in_progress(config) if time.time() - p.lstat().st_mtime > config.tmp_max_age]
@@ -181,5 +259,5 @@ def doctor(root=None, *, config: Config | None = None) -> list[Finding]:
     if out[-1].level == "problem": return out
     out += _check_writer(config)
     found, version = _check_catalog(config)
-    out += found + _check_published(config, version) + _check_exports(config) + _check_leftovers(config)
+    out += found + _check_published(config, version) + _check_contracts(config) + _check_exports(config) + _check_leftovers(config)
     return out

@@ -319,6 +319,20 @@ def _cycle(config, *, papermill, max_jobs, exports, stop) -> tuple[str, bool]:
     if stale: line += f"; exports not ok: {', '.join(sorted(stale))}"
     return line, bool(rep.accepted or rep.rejected or rep.duplicates or rep.recovered)
 
+def _reload(config: Config, logger, failed: list) -> Config:
+    """`config` read again from its files (load_config reuses it while they are unchanged), the values given
+    as arguments kept; on a broken file the old one stays, logged once per change."""
+    if config.staged: return config
+    args = {k: getattr(config, k) for k, src in config.sources.items() if src == "argument" and k != "root"}
+    try: new = load_config(config.root, **args)
+    except BusError as e:
+        if failed != [str(e)]: logger.error("the bus config is broken, the daemon keeps the last good one: %s", e)
+        failed[:] = [str(e)]
+        return config
+    if failed: logger.info("the bus config is readable again"); failed.clear()
+    if new != config: logger.info("the bus config changed: the next cycle uses it")
+    return new
+
 def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config: Config | None = None,
            max_cycles: int | None = None, max_jobs: int | None = None, exports: bool = True,
            exports_delay: float = EXPORTS_MAX_DELAY, stop: threading.Event | None = None,
@@ -328,6 +342,7 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
     with polling every `interval` seconds as a fallback; `papermill=True` makes each cycle a papermill
     run of the ingest notebook. In-process, the golden exports wait while jobs keep arriving: they run
     once the inbox has been quiet for `interval` seconds, or after `exports_delay` seconds at most.
+    Edits of `bus.toml`, contracts and export definitions apply from the next cycle, without a restart.
     Raises `DaemonBusy` if a daemon already runs on this root."""
     config = config or load_config(root)
     logger = log or logging.getLogger("artifact_bus")
@@ -347,9 +362,11 @@ def daemon(root=None, *, interval: float = 2.0, papermill: bool = False, config:
          _Waker(config.inbox, wake, interval) as waker:
         logger.info("daemon started on %s (pid %d, %s, %s)", config.root, os.getpid(),
                     "papermill runs" if papermill else "in-process ingest", waker.how)
+        bad_config = []
         while not stop.is_set():
             wake.clear()
             pause = interval
+            config = _reload(config, logger, bad_config)   # bus.toml edits apply without a restart
             try: work = has_work(config)
             except OSError as e:
                 logger.error("cannot read the inbox %s: %s", config.inbox, e); work = False
