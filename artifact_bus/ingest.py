@@ -581,7 +581,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
             elif not exports and report.recovered:   # the interrupted run may have left any export behind: journal them all
-                try: mark_pending(config, set().union(*(d.inputs for d in load_exports(config, _kinds(con)).values())))
+                try: mark_pending(config, set().union(*(d.inputs for d in load_exports(config, _kinds(con), broken={}).values())))
                 except BusError as e: log.error("exports not journaled: %s", e)
             outcome, error = "ok", None
         except BaseException as e:
