@@ -206,6 +206,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.health.Finding.__str__': ('health.html#finding.__str__', 'artifact_bus/health.py'),
                                      'artifact_bus.health._age': ('health.html#_age', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_catalog': ('health.html#_check_catalog', 'artifact_bus/health.py'),
+                                     'artifact_bus.health._check_checksums': ('health.html#_check_checksums', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_contracts': ('health.html#_check_contracts', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_exports': ('health.html#_check_exports', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_leftovers': ('health.html#_check_leftovers', 'artifact_bus/health.py'),

@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="check the set-up end to end and say what to fix",
                        description="Check root, catalog, lock, store against catalog, snapshot, exports and leftovers; "
                                    "exit 1 when a problem is found.")
+    p.add_argument("--deep", action="store_true", help="also re-read every stored file and check its checksum (reads the whole store)")
     _common(p)
     p = sub.add_parser("daemon", help="keep ingesting as jobs arrive",
                        description="Ingest whenever committed jobs arrive (file events, with polling as a fallback); "
@@ -213,7 +214,7 @@ class _Problems(BusError):
 
 def cmd_doctor(a, cfg: Config):
     from artifact_bus.health import doctor
-    found = doctor(config=cfg)
+    found = doctor(config=cfg, deep=a.deep)
     problems = [f for f in found if f.level == "problem"]
     text = "\n".join(map(str, found))
     if problems:

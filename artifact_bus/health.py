@@ -18,6 +18,7 @@ import json
 
 from .catalog import WriterLock, catalog, lock_holder, publish, read_current, writer_connection, catalog_version
 from .contracts import load_contracts
+from .protocol import checksum_file
 from .core import BusError, Config, ConfigError, NotFound, WriterBusy, is_job_id, job_millis, load_config
 from .export import export_status, load_exports, run_exports
 from .ingest import INTENT, inbox_entries
@@ -154,8 +155,8 @@ def _check_writer(config):
                            "run `artifact-bus ingest`: it puts the interrupted batch back and ingests it once" if not holder else None))
     return out
 
-def _check_catalog(config):
-    "Open the catalog as the writer (when no writer runs) and compare it with the store."
+def _check_catalog(config, deep: bool = False):
+    "Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum too)."
     if not config.catalog.is_file():   # doctor creates nothing: not even an empty catalog
         return [Finding("catalog", "warn", f"no catalog yet at {config.catalog}", "run `artifact-bus ingest` (or `artifact-bus init`)")], None
     try: lock = WriterLock(config.lock).acquire()
@@ -166,12 +167,12 @@ def _check_catalog(config):
             return [Finding("catalog", "problem", str(e), "close the process that holds it, or fix the `catalog` config key")], None
         with con:
             jobs = con.execute("SELECT job_id, path FROM catalog.jobs").fetchall()
-            files = con.execute("SELECT path FROM catalog.artifacts").fetchall()
+            files = con.execute("SELECT path, checksum FROM catalog.artifacts").fetchall()
             seg_rows = con.execute("SELECT path FROM catalog.segments").fetchall()
             version = catalog_version(con)
     finally: lock.release()
     out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
-    missing = [p for (p,) in files if not (config.root / p).is_file()]
+    missing = [p for p, _ in files if not (config.root / p).is_file()]
     missing += [p for _, p in jobs if not (config.root / p).is_dir()]
     if missing:
         out.append(Finding("store", "problem", f"{len(missing)} cataloged files or folders are missing from the store, e.g. {missing[0]}",
@@ -189,7 +190,27 @@ def _check_catalog(config):
         out.append(Finding("store", "problem", f"{len(orphans)} job folders in the store are not in the catalog, e.g. {orphans[0]}",
                            "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to ingest them"))
     if not missing and not orphans: out.append(Finding("store", "ok", "every cataloged file is in the store and nothing else is"))
+    if deep: out += _check_checksums(config, [(p, c) for p, c in files if p not in set(missing)])
     return out, version
+
+def _check_checksums(config, files) -> list[Finding]:
+    "Re-read every stored artifact: its bytes must still hash to the checksum the catalog recorded, and no other name may link to it."
+    changed, linked = [], []
+    for p, want in files:
+        f = config.root / p
+        try:
+            if f.lstat().st_nlink > 1: linked.append(p)
+            if checksum_file(f) != want: changed.append(p)
+        except OSError: changed.append(p)
+    out = []
+    if changed:
+        out.append(Finding("checksums", "problem", f"{len(changed)} stored files no longer match their checksum, e.g. {changed[0]}",
+                           "the store must never change: restore the files from a backup, and find what wrote to them"))
+    if linked:
+        out.append(Finding("hard links", "warn", f"{len(linked)} stored files have another hard link, e.g. {linked[0]}",
+                           "whoever holds the other name can change the stored bytes: copy the file over itself"))
+    if not changed: out.append(Finding("checksums", "ok", f"{len(files)} stored files match their checksums"))
+    return out
 
 def _check_published(config, version):
     cur = read_current(config)
@@ -250,14 +271,15 @@ def _check_leftovers(config):
                         "is the scheduled ingest or the daemon running? see `artifact-bus status`")]
     return [Finding("in progress", "ok", "no stale in-progress entries")]
 
-def doctor(root=None, *, config: Config | None = None) -> list[Finding]:
-    "Check the set-up end to end; returns findings (see `Finding`). Changes nothing."
+def doctor(root=None, *, config: Config | None = None, deep: bool = False) -> list[Finding]:
+    """Check the set-up end to end; returns findings (see `Finding`). Changes nothing. `deep` also re-reads
+    every stored file and checks it against the checksum the catalog recorded (it reads the whole store)."""
     try: config = config or load_config(root)
     except ConfigError as e: return [Finding("config", "problem", str(e), "fix the file and key named")]
     out = [Finding("config", "ok", f"catalog {config.catalog}")]
     out += _check_root(config)
     if out[-1].level == "problem": return out
     out += _check_writer(config)
-    found, version = _check_catalog(config)
+    found, version = _check_catalog(config, deep)
     out += found + _check_published(config, version) + _check_contracts(config) + _check_exports(config) + _check_leftovers(config)
     return out

@@ -285,3 +285,20 @@ def test_run_numbers_are_unique_even_for_runs_that_record_nothing(root, tmp_path
     good_jobs(root, 1)
     seen = [ingest_here(root).run_no for _ in range(3)]
     assert len(set(seen)) == 3
+
+
+def test_doctor_deep_notices_a_stored_file_that_changed(root, tmp_path):
+    import subprocess
+    from reliability_helpers import CLI
+    good = good_jobs(root, 2)
+    ingest(root, tmp_path)
+    deep = subprocess.run([CLI, "doctor", "--deep", "--root", str(root)], capture_output=True, text=True)
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert "2 stored files match their checksums" in deep.stdout
+    stored = next((root / "store").glob(f"*/{good[0]}/*.parquet"))
+    data = bytearray(stored.read_bytes()); data[len(data) // 2] ^= 1; stored.write_bytes(bytes(data))
+    deep = subprocess.run([CLI, "doctor", "--deep", "--root", str(root)], capture_output=True, text=True)
+    assert deep.returncode == 1
+    assert "1 stored files no longer match their checksum" in deep.stdout
+    plain = subprocess.run([CLI, "doctor", "--root", str(root)], capture_output=True, text=True)
+    assert "checksums" not in plain.stdout   # only --deep reads the whole store
