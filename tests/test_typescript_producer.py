@@ -451,7 +451,7 @@ def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, 
     ts = node(script, "submit", "ts-down", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     with pytest.warns(UserWarning):
-        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "type": ["start"]}), "events", run_id="py-down", root=url)
+        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "event": ["start"]}), "events", run_id="py-down", root=url)
     assert (ts["status"], py.status) == ("spooled", "spooled")
     assert Path(ts["path"]).parent == py.path.parent   # one spool folder for the remote, whichever language wrote it
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
@@ -461,7 +461,7 @@ def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, 
     report = ingest(root, exports=False)
     assert sorted(report.accepted) == sorted([ts["jobId"], py.job_id]) and report.rejected == []
     with catalog(root) as con:
-        assert con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall() == [
+        assert con.execute("SELECT _run_id, event FROM bus.events ORDER BY _run_id, ts").fetchall() == [
             ("py-down", "start"), ("ts-down", "start"), ("ts-down", "end")]
     # and the other way round: TypeScript spools, Python's flush uploads
     ts2 = node(script, "submit", "ts-down-2", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
