@@ -362,7 +362,7 @@ def test_typescript_jobs_on_object_storage_are_pulled_and_ingested(ts_package, s
     assert sorted(report.accepted) == sorted([first["jobId"], down["receipt"]["jobId"]]) and report.rejected == []
     with catalog(root) as con:
         fills = con.execute("SELECT _run_id, ts, symbol, qty, price FROM bus.fills ORDER BY _run_id, ts").fetchall()
-        events = con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall()
+        events = con.execute("SELECT _run_id, event FROM bus.events ORDER BY _run_id, ts").fetchall()
         jobs = con.execute("SELECT job_id, key, producer FROM catalog.jobs ORDER BY job_id").fetchall()
     t0 = datetime(2024, 1, 2, 14, 30)
     want = [(run, t0.replace(second=i), s, 10 * (i + 1), 100.0 + i) for run in ("ts-s3-001", "ts-s3-002")
@@ -380,7 +380,7 @@ def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
     out = node(ts_package / "build-test" / "test" / "fixtures" / "helpers-submit.js", root, cwd=tmp_path)
     ids = {k: r["jobId"] for k, r in out.items()}
     manifests = {k: validate_job(root / "inbox" / i) for k, i in ids.items()}
-    assert manifests["slice"]["key"] == "slice:bars:AAPL,MSFT:2024-01-02T00:00:00Z:2024-01-03T00:00:00Z:1m"
+    assert manifests["slice"]["key"] == "slice:bars:1m:2024-01-02T00:00:00Z/2024-01-03T00:00:00Z:symbols=AAPL,MSFT"
     assert manifests["slice"]["replace"] is True and manifests["features"]["replace"] is True
     assert "replace" not in manifests["sim"]
     assert manifests["slice"]["meta"]["slice"] == {"dataset": "bars", "symbols": ["AAPL", "MSFT"], "universe": None,
@@ -388,7 +388,10 @@ def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
     definition = json.dumps({"window": 20, "field": "close"}, sort_keys=True, separators=(",", ":"))
     import hashlib
     assert manifests["features"]["meta"]["feature_set"] == {
-        "name": "momentum", "version": "2", "definition_hash": "sha256:" + hashlib.sha256(definition.encode()).hexdigest()}
+        "name": "momentum", "version": "2", "definition_hash": "sha256:" + hashlib.sha256(definition.encode()).hexdigest(),
+        "definition": {"window": 20, "field": "close"}}
+    assert [manifests[k]["producer"] for k in ("slice", "features", "sim")] == [
+        "materialiseSlice", "FeatureSetCompiler", "SimulationArtifactWriter"]
     report = ingest(root, exports=False)
     assert sorted(report.accepted) == sorted(ids.values()) and report.rejected == []
     with catalog(root) as con:
@@ -396,9 +399,43 @@ def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
             "AAPL", datetime(2024, 1, 2), 110.0)
         assert con.execute("SELECT count(*) FROM bus.bars").fetchone() == (6,)
         keys = dict(con.execute("SELECT job_id, key FROM catalog.jobs").fetchall())
-        assert keys[ids["features"]] == "feature_set:momentum:2" and keys[ids["sim"]] == "ts-helpers/simulation"
+        assert keys[ids["features"]] == "feature_set:momentum:2" and keys[ids["sim"]] == "simulation:ts-helpers"
         assert [r[0] for r in con.execute("SELECT kind FROM catalog.artifacts WHERE job_id = ? ORDER BY name", [ids["sim"]]).fetchall()] == [
             "events", "fills", "positions"]
+
+
+def test_python_and_typescript_helpers_give_the_same_identity(ts_package, root, tmp_path):
+    "The same slice and feature set from Python and from TypeScript: equal key and meta; TypeScript's slice replaces Python's."
+    from artifact_bus.producers import submit_feature_set, submit_slice
+    root.mkdir()
+    bars = pa.table({"ts": pa.array([datetime(2024, 1, 2, 0, i, 1) for i in range(3)] * 2, pa.timestamp("us")),
+                     "symbol": ["MSFT"] * 3 + ["AAPL"] * 3, "close": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    # the times as the TypeScript fixture spells them (microseconds in a string, a zone offset), symbols repeated
+    py_slice = submit_slice(bars, "bars", start="2024-01-02T00:00:00.000250", end="2024-01-02T19:00:00-05:00", granularity="1m",
+                            symbols=["MSFT", "AAPL", "MSFT"], run_id="py-same", root=root)
+    py_feat = submit_feature_set(pa.table({"symbol": ["AAPL", "MSFT"], "momentum": [0.5, -0.25]}), "momentum", version=2,
+                                 definition={"window": 20, "field": "close", "scale": 1e-05, "big": 1e16, "label": "é"},
+                                 run_id="py-same", root=root)
+    py = {"slice": manifest(py_slice.path), "features": manifest(py_feat.path)}
+    assert py["slice"]["key"] == "slice:bars:1m:2024-01-02T00:00:00.000250Z/2024-01-03T00:00:00Z:symbols=AAPL,MSFT"
+    assert sorted(ingest(root, exports=False).accepted) == sorted([py_slice.job_id, py_feat.job_id])
+
+    out = node(ts_package / "build-test" / "test" / "fixtures" / "helpers-submit.js", root, "same", cwd=tmp_path)
+    ts = {k: validate_job(root / "inbox" / r["jobId"]) for k, r in out.items()}
+    for k in ("slice", "features"):
+        assert (ts[k]["key"], ts[k]["meta"]) == (py[k]["key"], py[k]["meta"]), k
+        assert (ts[k]["producer"], ts[k]["replace"]) == (py[k]["producer"], py[k]["replace"]), k
+
+    report = ingest(root, exports=False)
+    assert sorted(report.accepted) == sorted(r["jobId"] for r in out.values()) and report.rejected == []
+    with catalog(root) as con:
+        status = dict(con.execute("SELECT job_id, status FROM catalog.jobs").fetchall())
+        assert [status[py_slice.job_id], status[py_feat.job_id]] == ["replaced", "replaced"]
+        assert [status[r["jobId"]] for r in out.values()] == ["accepted", "accepted"]
+        # the bus holds TypeScript's slice only (its closes end in .5), not both
+        assert con.execute("SELECT symbol, close FROM bus.bars ORDER BY symbol, ts").fetchall() == [
+            (s, c + 0.5) for s, base in (("AAPL", 110), ("MSFT", 100)) for c in (base, base + 1, base + 2)]
+        assert con.execute("SELECT DISTINCT _run_id FROM bus.features").fetchall() == [("ts-same",)]
 
 
 def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, tmp_path, monkeypatch):
@@ -414,7 +451,7 @@ def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, 
     ts = node(script, "submit", "ts-down", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]
     monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
     with pytest.warns(UserWarning):
-        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "type": ["start"]}), "events", run_id="py-down", root=url)
+        py = submit(pa.table({"ts": pa.array([T0], pa.timestamp("us")), "event": ["start"]}), "events", run_id="py-down", root=url)
     assert (ts["status"], py.status) == ("spooled", "spooled")
     assert Path(ts["path"]).parent == py.path.parent   # one spool folder for the remote, whichever language wrote it
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
@@ -424,7 +461,7 @@ def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, 
     report = ingest(root, exports=False)
     assert sorted(report.accepted) == sorted([ts["jobId"], py.job_id]) and report.rejected == []
     with catalog(root) as con:
-        assert con.execute("SELECT _run_id, type FROM bus.events ORDER BY _run_id, ts").fetchall() == [
+        assert con.execute("SELECT _run_id, event FROM bus.events ORDER BY _run_id, ts").fetchall() == [
             ("py-down", "start"), ("ts-down", "start"), ("ts-down", "end")]
     # and the other way round: TypeScript spools, Python's flush uploads
     ts2 = node(script, "submit", "ts-down-2", cwd=tmp_path, env={**env, "AWS_ENDPOINT_URL": dead})["receipt"]

@@ -8,9 +8,9 @@
 export { submit, job, Job, flush, spooledJobs, SPOOLED_WARNING } from "./job.js";
 export type { JobOptions, AddOptions, SubmitOptions, Receipt, Manifest, ArtifactEntry, Json } from "./job.js";
 export {
-  submitSlice, submitFeatureSet, submitSimulation, sliceIdentity, definitionHash, isoTime, MAX_SLICE_KEY, SIMULATION_COLUMNS,
+  submitSlice, submitFeatureSet, submitSimulation, sliceIdentity, definitionHash, isoTime, SIMULATION_COLUMNS,
 } from "./producers.js";
-export type { Instant, SliceOptions, FeatureSetOptions, SimulationData, SimulationOptions } from "./producers.js";
+export type { Instant, SliceIdentity, SliceOptions, FeatureSetOptions, SimulationData, SimulationOptions } from "./producers.js";
 export {
   BusError, BusUnavailable, ConfigError, ManifestError, KindError, SchemaMismatch, InvalidText, ManifestTooLarge, JobIdError,
 } from "./errors.js";
