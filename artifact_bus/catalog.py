@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from .protocol import KINDS_FILE
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
@@ -224,6 +225,8 @@ def publish(con, config: Config) -> dict:
         con.execute("DETACH __snapshot")
     os.replace(tmp, pub / name)
     pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
+    kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
+    atomic_write(pub / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode())   # for producers (see submit)
     atomic_write(pub / CURRENT, to_json(pointer, indent=1).encode())
     _relink(pub, name)
     _prune(pub, name, config.snapshots_keep)

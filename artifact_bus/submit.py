@@ -5,6 +5,7 @@
 # %% ../nbs/02_submit.ipynb #e53b5032
 from __future__ import annotations
 
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -16,28 +17,59 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
                                new_job_id, utcnow)
-from .protocol import (COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
+from .protocol import (COMMIT, KINDS_FILE, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    lineage, schema_to_json)
 
 # %% auto #0
-__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'Batch', 'batch',
-           'spooled_jobs', 'flush']
+__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'NewKindWarning', 'known_kinds', 'warn_new_kind', 'Receipt', 'SpooledWarning',
+           'Job', 'job', 'submit', 'Batch', 'batch', 'spooled_jobs', 'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
 ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
                   "an object with __arrow_c_stream__, or the path of a Parquet file")
 
-def _from_pandas(df) -> pa.Table:
+def _column_names(df, what: str):
+    "String column names for `df`: a MultiIndex's levels joined with '_', other names as str(), with a warning that says so."
     import pandas as pd
+    cols = list(df.columns)
+    if isinstance(df.columns, pd.MultiIndex):
+        new = ["_".join(str(x) for x in c if x is not None and str(x) != "") for c in cols]
+        how = "a MultiIndex of columns: levels joined with '_'"
+    elif all(isinstance(c, str) for c in cols): return df
+    else:
+        new = [str(c) for c in cols]
+        how = "column names that are not strings: converted with str()"
+    if len(set(new)) != len(new):
+        dup = next(n for n in new if new.count(n) > 1)
+        raise ManifestError(f"{what}: {how} gives the name {dup!r} twice: rename the columns first")
+    shown = ", ".join(f"{c!r} -> {n!r}" for c, n in list(zip(cols, new))[:4]) + (", ..." if len(new) > 4 else "")
+    warnings.warn(f"{what}: {how} ({shown}); rename the columns to choose other names", UserWarning, stacklevel=6)
+    out = df.copy(deep=False); out.columns = new
+    return out
+
+def _from_pandas(df, what: str = "data") -> pa.Table:
+    import pandas as pd
+    if isinstance(df, pd.Series):   # one column, named after the Series
+        df = df.to_frame(name="value" if df.name is None else df.name)
     if not (isinstance(df.index, pd.RangeIndex) and df.index.name is None):
         df = df.reset_index()  # a meaningful index (a DatetimeIndex, a symbol) becomes a column
-    return pa.Table.from_pandas(df, preserve_index=False)
+    df = _column_names(df, what)
+    try: return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        for col in df.columns:   # name the column at fault
+            try: pa.array(df[col], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e2:
+                types = sorted({type(v).__name__ for v in df[col].dropna().head(10_000)})
+                raise ManifestError(f"{what}: column {col!r} cannot be stored as one Arrow type ({str(e2).splitlines()[0][:200]}); "
+                                    f"it holds {', '.join(types)} values: convert it first, e.g. df[{col!r}].astype(str)") from None
+        raise ManifestError(f"{what}: cannot convert the DataFrame to Arrow: {str(e).splitlines()[0][:300]}") from None
 
 class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
@@ -83,10 +115,11 @@ def write_parquet(data, path, what: str = "data") -> dict:
     elif isinstance(data, pa.Table): write = lambda sink: _write_arrow(data, data.schema, sink)
     elif isinstance(data, pa.RecordBatch): write = lambda sink: _write_arrow([data], data.schema, sink)
     elif isinstance(data, pa.RecordBatchReader): write = lambda sink: _write_arrow(data, data.schema, sink)
-    elif mod == "pandas" and type(data).__name__ == "DataFrame":
-        t = _from_pandas(data); write = lambda sink: _write_arrow(t, t.schema, sink)
-    elif mod == "polars" and type(data).__name__ == "DataFrame":
-        t = data.to_arrow(); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif mod == "pandas" and type(data).__name__ in ("DataFrame", "Series"):
+        t = _from_pandas(data, what); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif mod == "polars" and type(data).__name__ in ("DataFrame", "Series"):
+        t = (data if type(data).__name__ == "DataFrame" else data.to_frame(data.name or "value")).to_arrow()
+        write = lambda sink: _write_arrow(t, t.schema, sink)
     elif hasattr(data, "__arrow_c_stream__"):
         r = pa.RecordBatchReader.from_stream(data); write = lambda sink: _write_arrow(r, r.schema, sink)
     else: raise ManifestError(f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}")
@@ -101,6 +134,36 @@ def write_parquet(data, path, what: str = "data") -> dict:
         finally: sink.close()
     return {"rows": md.num_rows, "bytes": sink.size, "checksum": "sha256:" + sink.hash.hexdigest(),
             "schema": md.schema.to_arrow_schema()}
+
+# %% ../nbs/02_submit.ipynb #eea32465
+class NewKindWarning(UserWarning):
+    "A job starts a kind the bus has never published: perhaps a typo."
+
+_WARNED: set = set()
+_KINDS_CACHE: dict = {}
+
+def known_kinds(config: Config) -> list[str] | None:
+    "The kinds of the bus's latest publish, from `published/kinds.json`; None when nothing says (never published, object storage)."
+    p = config.published / KINDS_FILE
+    try: st = os.stat(p)
+    except OSError: return None
+    hit = _KINDS_CACHE.get(p)
+    if hit and hit[0] == (st.st_ino, st.st_mtime_ns, st.st_size): return hit[1]
+    try: kinds = json.loads(p.read_text())["kinds"]
+    except (OSError, ValueError, KeyError, TypeError): return None
+    _KINDS_CACHE[p] = ((st.st_ino, st.st_mtime_ns, st.st_size), kinds)
+    return kinds
+
+def warn_new_kind(config: Config, kind: str) -> None:
+    "Warn once per process and kind when `kind` is not among the bus's published kinds."
+    if (str(config.root), kind) in _WARNED: return
+    known = known_kinds(config)
+    if not known or kind in known: return
+    _WARNED.add((str(config.root), kind))
+    close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"its kinds are {', '.join(known[:10])}" + (", ..." if len(known) > 10 else "")
+    warnings.warn(f"kind {kind!r} is new to the bus at {config.root}: {hint} "
+                  f"(pass new_kind=True to start a new kind without this warning)", NewKindWarning, stacklevel=4)
 
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
@@ -183,10 +246,12 @@ class Job:
             except OSError as e: self._unavailable(e)
         return self._dir
 
-    def add(self, kind: str, data, *, name: str | None = None) -> dict:
-        "Write `data` as an artifact of `kind` into the job; returns its manifest entry."
+    def add(self, kind: str, data: Any, *, name: str | None = None, new_kind: bool = False) -> dict:
+        """Write `data` as an artifact of `kind` into the job; returns its manifest entry. A kind the bus has
+        never published warns once (`NewKindWarning`, naming the close matches) unless `new_kind=True`."""
         if self.receipt is not None: raise ManifestError(f"job {self.job_id} is already committed")
         check_kind(kind)
+        if not new_kind: warn_new_kind(self.config, kind)
         names = {a["name"] for a in self.artifacts}
         if name is None:
             name, n = kind, 1
@@ -298,20 +363,22 @@ def _flush_spool(config: Config) -> None:
         try: deliver_stranded(config)
         except (BusError, OSError): pass  # the next commit or flush() tries again
 
-def _default_producer(lin) -> str:
-    if lin.get("notebook"): return Path(lin["notebook"]).name
-    main = sys.modules.get("__main__")
-    f = getattr(main, "__file__", None)
+def _default_producer(lin: dict) -> str:
+    "The notebook's or the script's file name, else 'python' (a REPL, `python -c`, a kernel whose notebook is unknown)."
+    f = lin.get("notebook") or lin.get("script")
     return Path(f).name if f else "python"
 
-def job(*, run_id=None, producer=None, meta=None, key=None, root=None, required=None) -> Job:
+def job(*, run_id: str | None = None, producer: str | None = None, meta: dict | None = None, key: str | None = None,
+        root: str | os.PathLike | None = None, required: bool | None = None) -> Job:
     "Start one atomic job of several artifacts: `with job(run_id=...) as j: j.add('fills', df)`."
     return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required)
 
-def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None, name=None) -> Receipt:
+def submit(data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
+           key: str | None = None, root: str | os.PathLike | None = None, required: bool | None = None,
+           name: str | None = None, new_kind: bool = False) -> Receipt:
     "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`)."
     with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required) as j:
-        j.add(kind, data, name=name)
+        j.add(kind, data, name=name, new_kind=new_kind)
     return j.receipt
 
 # %% ../nbs/02_submit.ipynb #f1f494e0
@@ -343,10 +410,11 @@ class Batch:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
         return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key)
 
-    def submit(self, data, kind: str, *, run_id=None, producer=None, meta=None, key=None, name=None) -> str:
+    def submit(self, data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
+               key: str | None = None, name: str | None = None, new_kind: bool = False) -> str:
         "Submit one table as a job of one artifact of `kind`; returns its job id (its `Receipt` comes with the flush)."
         with self.job(run_id=run_id, producer=producer, meta=meta, key=key) as j:
-            j.add(kind, data, name=name)
+            j.add(kind, data, name=name, new_kind=new_kind)
         return j.job_id
 
     @property
