@@ -231,7 +231,8 @@ def runner_notebook(pid: int | None = None) -> str | None:
     words = [Path(a).name for a in argv[:3]]
     if not any(r in w for w in words for r in _RUNNERS) and not (len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"):
         return None
-    nbs = [a for a in argv[1:] if a.endswith(".ipynb") and not a.startswith("-")]
+    nbs = [a for prev, a in zip(argv, argv[1:]) if a.endswith(".ipynb") and not a.startswith("-")
+           and prev not in ("--output", "-o")]   # nbconvert's output name is no input
     if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(words)): return None   # several notebooks: which one is ambiguous
     return os.path.normpath(os.path.join(cwd, nbs[0]))
 
