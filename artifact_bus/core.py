@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import re
 import stat
 import tomllib
@@ -25,7 +26,7 @@ __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'BusError', 'ConfigError', 'M
            'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key',
            'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file', 'load_config',
            'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted',
-           'require_mounted', 'utcnow', 'to_json', 'package_dir']
+           'require_mounted', 'utcnow', 'to_json', 'package_dir', 'interactive', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -376,3 +377,25 @@ def package_dir(name: str) -> Path:
     for p in (here / name, here.parent / _CHECKOUT[name]):   # installed, then a development checkout
         if p.is_dir(): return p
     raise NotFound(f"built-in {name} folder is missing from this installation (looked in {here / name})")
+
+# %% ../nbs/00_core.ipynb #4720a127
+class _NoBar:
+    "What `progress_bar` gives when nobody watches: every call does nothing."
+    def update(self, n: int = 1) -> None: pass
+    def close(self) -> None: pass
+
+def interactive() -> bool:
+    "Is someone watching: a notebook kernel, or a terminal on stderr?"
+    ip = sys.modules.get("IPython")
+    shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell": return True
+    try: return sys.stderr.isatty()
+    except (AttributeError, ValueError): return False
+
+def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "job"):
+    """A bar counting to `total` (`update(n)`, `close()`), or one that does nothing: when `progress` is False,
+    when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody watches (see `interactive`) or `total` < 2."""
+    if progress is None: progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
+    if not progress: return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)

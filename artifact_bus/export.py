@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -16,11 +17,11 @@ from pathlib import Path
 import duckdb
 
 from .catalog import WriterLock, sql_str, writer_connection
-from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, to_json, utcnow
+from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, progress_bar, to_json, utcnow
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'PENDING', 'MB_PER_THREAD', 'ExportDef', 'export_folders', 'load_exports', 'export_status',
-           'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'export']
+           'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'ExportResult', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -117,7 +118,7 @@ def export_settings(con, config: Config):
         # the old limit but keeps enforcing the export's. It comes back as DuckDB reports it, to 0.1 of its unit.
         for k in sorted(old, key=lambda k: k != "memory_limit"): con.execute(f"SET {k} = {sql_str(old[k])}")
 
-def run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
+def run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`
     (plus any never written yet), else all. Returns the status of the exports that ran.
     The changed inputs are journaled first, so a writer killed mid-way finishes them on its next run."""
@@ -125,11 +126,11 @@ def run_exports(con, config: Config, *, changed: set | None = None, names=None) 
         changed = set(changed) | (pending_changes(config) or set())
         config.exports_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(config.exports_dir / PENDING, to_json(sorted(changed)).encode())
-    ran = _run_exports(con, config, changed=changed, names=names)
+    ran = _run_exports(con, config, changed=changed, names=names, progress=progress)
     if not names: (config.exports_dir / PENDING).unlink(missing_ok=True)   # what was pending ran (changed=None: everything did)
     return ran
 
-def _run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
+def _run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
     defs = load_exports(config, _kinds(con))
     status = export_status(config)
     if names:
@@ -141,10 +142,13 @@ def _run_exports(con, config: Config, *, changed: set | None = None, names=None)
         todo = [d for d in defs.values() if d.inputs & set(changed) or ("always" in d.inputs and changed)
                 or not (config.exports_dir / f"{d.name}.parquet").exists()]
     config.exports_dir.mkdir(parents=True, exist_ok=True)
-    ran = {}
+    ran = ExportResult()
+    bar = progress_bar(len(todo), "exports", progress, unit="export")
     with export_settings(con, config):
         for d in todo:
             ran[d.name] = status[d.name] = _run_one(con, config, d, status.get(d.name))
+            bar.update()
+    bar.close()
     for gone in set(status) - set(defs): del status[gone]
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
     return ran
@@ -169,9 +173,20 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
         if not out.exists(): entry.update(rows=None, bytes=None, generated_at=None)
     return entry
 
-def export(root=None, names=None, *, config: Config | None = None) -> dict:
-    "Run golden exports by hand (all, or those `names`), as the writer; returns their status."
+class ExportResult(dict):
+    "What `export()` returns: per export name, its status entry (a dict, as before); a notebook shows it as a table."
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(f"<tr><td>{esc(n)}</td><td>{esc(str(e.get('status')))}</td><td style='text-align:right'>"
+                       f"{'' if e.get('rows') is None else e['rows']}</td><td style='text-align:right'>{e.get('duration_s') or ''}</td>"
+                       f"<td>{esc(str(e.get('error') or ''))}</td></tr>" for n, e in sorted(self.items()))
+        return ("<table><tr><th>export</th><th>status</th><th>rows</th><th>seconds</th><th>error</th></tr>"
+                + (rows or "<tr><td colspan=5>no exports ran</td></tr>") + "</table>")
+
+def export(root: str | os.PathLike | None = None, names: str | list[str] | None = None, *, config: Config | None = None,
+           progress: bool | None = None) -> ExportResult:
+    "Run golden exports by hand (all, or those `names`), as the writer; returns their status (`progress`: see `core.progress_bar`)."
     config = config or load_config(root)
     if isinstance(names, str): names = [names]
     with WriterLock(config.lock), writer_connection(config) as con:
-        return run_exports(con, config, names=names or None)
+        return run_exports(con, config, names=names or None, progress=progress)

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
+from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config, progress_bar,
                                new_job_id, utcnow)
 from .protocol import (COMMIT, KINDS_FILE, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    lineage, schema_to_json)
@@ -179,6 +179,15 @@ class Receipt:
     def __repr__(self):
         kinds = ", ".join(f"{a['kind']}:{a['rows']}" for a in self.artifacts)
         return f"Receipt(job_id={self.job_id!r}, status={self.status!r}, artifacts=[{kinds}])"
+
+    def _repr_html_(self) -> str:
+        "A notebook shows the receipt as a small table: the job, its status, each artifact's kind and rows."
+        import html
+        arts = "".join(f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td style='text-align:right'>{a['rows']:,}</td></tr>"
+                       for a in self.artifacts)
+        color = "#2a7" if self.status == "committed" else "#c80"
+        return (f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b style='color:{color}'>{html.escape(self.status)}</b>"
+                f" ({self.rows:,} rows, {self.bytes:,} bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>")
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
 class SpooledWarning(UserWarning):
@@ -467,7 +476,7 @@ def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
     try: return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
     except FileNotFoundError: return []
 
-def flush(root=None, *, config: Config | None = None) -> list[str]:
+def flush(root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None) -> list[str]:
     """Move the jobs spooled on this machine into the bus's inbox; returns their ids. Raises
     `BusUnavailable` if the bus is still unavailable. Safe to run from several processes at once."""
     config = config or load_config(root)
@@ -483,7 +492,9 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return stranded  # another process is flushing this spool
         if config.staged: return stranded + flush_jobs(config, sd / "jobs")   # a remote producer's spool goes to object storage
+        bar = progress_bar(len(jobs), "flush", progress)
         for jid in spooled_jobs(config=config):
+            bar.update()
             src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
             if not os.path.lexists(src / COMMIT): continue
             try:
@@ -501,4 +512,5 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
                                      f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}") from None
             shutil.rmtree(src, ignore_errors=True)
             done.append(jid)
+        bar.close()
     return done
