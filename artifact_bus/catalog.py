@@ -175,7 +175,7 @@ def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> st
             f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None) -> str:
+def view_sql(kind: str, root: Path, files: list, segments: list[str] | tuple[str, ...] = (), db: str = "", rows: int | None = None) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
@@ -245,7 +245,7 @@ def _prune(pub: Path, current: str, keep: int) -> None:
     for p in pub.glob(".snap-*.tmp*"): p.unlink(missing_ok=True)  # left by a crash mid-publish
 
 # %% ../nbs/03_catalog.ipynb #d06ae609
-def catalog(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
+def catalog(root: str | os.PathLike | None = None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection over the latest published snapshot: `catalog.jobs`,
     `catalog.artifacts`, `catalog.rejections`, `catalog.ingest_runs`, `catalog.kinds` and `bus.<kind>`.
     It never blocks the writer. Use it in a `with` block (or close it) when done."""

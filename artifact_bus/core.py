@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ulid import ULID
 
@@ -243,7 +244,7 @@ def _identity(path) -> tuple | None:
 _LOADED: dict = {}   # what load_config read (arguments, environment, config files) -> the Config it made
 _LOADED_MAX = 32
 
-def load_config(root=None, **overrides) -> Config:
+def load_config(root: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Resolve the bus settings for `root` (see the table above); `overrides` win over every file.
     A producer calls this on every submit, so a result is reused while its inputs are unchanged: the
     arguments, the `ARTIFACT_BUS_*` environment, the working folder, the config files it read and the

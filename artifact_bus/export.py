@@ -56,7 +56,8 @@ def export_folders(config: Config) -> list[Path]:
 
 def load_exports(config: Config, kinds=()) -> dict[str, ExportDef]:
     "Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`."
-    plain, per_kind = {}, {}
+    plain: dict[str, ExportDef] = {}
+    per_kind: dict[str, ExportDef] = {}
     for folder in export_folders(config):
         if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
@@ -189,4 +190,4 @@ def export(root: str | os.PathLike | None = None, names: str | list[str] | None 
     config = config or load_config(root)
     if isinstance(names, str): names = [names]
     with WriterLock(config.lock), writer_connection(config) as con:
-        return run_exports(con, config, names=names or None, progress=progress)
+        return ExportResult(run_exports(con, config, names=names or None, progress=progress))

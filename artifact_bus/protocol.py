@@ -153,7 +153,7 @@ def _git_dirs(cwd: str) -> tuple[Path, Path] | None:
 
 def _stamp(*paths) -> tuple:
     "What changes when git writes one of `paths`: inode, size and mtime (None for a missing file)."
-    out = []
+    out: list[tuple[int, int, int] | None] = []
     for p in paths:
         try: st = os.stat(p); out.append((st.st_ino, st.st_size, st.st_mtime_ns))
         except OSError: out.append(None)
@@ -304,7 +304,7 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
         raise rej("protocol_version", f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})", "protocol")
     try: _validator()(manifest)
     except fastjsonschema.JsonSchemaValueException as err:
-        field = err.name.removeprefix("data").lstrip(".") or "manifest"
+        field = (err.name or "").removeprefix("data").lstrip(".") or "manifest"
         code = "kind_invalid" if field.endswith(".kind") else "unsafe_name" if field.endswith(".file") else "manifest_schema"
         msg = err.message.removeprefix("data").lstrip(".")
         raise rej(code, f"manifest.json: {msg[:300]}", field) from None

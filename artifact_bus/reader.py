@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -36,12 +37,12 @@ class TimeTravelUnavailable(BusError):
 def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
-def _in(col: str, values) -> str:
+def _in(col: str, values: str | Sequence[str]) -> str:
     vals = [values] if isinstance(values, str) else list(values)
     if not vals: return "false"
     return f"{col} IN ({', '.join(sql_str(v) for v in vals)})"
 
-def _kinds(con) -> list[str]:
+def _kinds(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'bus' "
                                       "AND database_name = current_database() ORDER BY 1").fetchall()]
 
@@ -150,7 +151,7 @@ ARTIFACT_COLUMNS = ("job_id", "name", "kind", "run_id", "producer", "rows", "byt
 SORTABLE = ARTIFACT_COLUMNS
 _TIMES = ("submitted_at", "ingested_at")
 
-def _bound(v, end: bool = False) -> tuple[datetime | None, bool]:
+def _bound(v: Any, end: bool = False) -> tuple[datetime | None, bool]:
     """A filter bound as an aware datetime, and whether it is exact: a date (or 'YYYY-MM-DD') means its
     whole day, so as an end it becomes the next midnight, excluded; a naive datetime is UTC."""
     if v is None or v == "": return None, False
@@ -159,9 +160,11 @@ def _bound(v, end: bool = False) -> tuple[datetime | None, bool]:
         return datetime(v.year, v.month, v.day, tzinfo=timezone.utc) + timedelta(days=1 if end else 0), False
     return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)), True
 
-def _where(kind=None, run=None, producer=None, since=None, until=None, text=None) -> tuple[str, list]:
+def _where(kind: str | None = None, run: str | None = None, producer: str | None = None, since: Any = None, until: Any = None,
+           text: str | None = None) -> tuple[str, list]:
     "The WHERE clause (fixed SQL fragments) and its bound parameters."
-    sql, params = [], []
+    sql: list[str] = []
+    params: list[Any] = []
     for col, v in (("kind", kind), ("run_id", run), ("producer", producer)):
         if v: sql.append(f"a.{col} = ?"); params.append(v)
     when = "coalesce(a.submitted_at, a.ingested_at)"
@@ -174,21 +177,22 @@ def _where(kind=None, run=None, producer=None, since=None, until=None, text=None
         params.append(word)
     return (" WHERE " + " AND ".join(sql)) if sql else "", params
 
-def list_artifacts(con, kind=None, run=None, producer=None, since=None, until=None, text=None,
+def list_artifacts(con: duckdb.DuckDBPyConnection, kind: str | None = None, run: str | None = None, producer: str | None = None,
+                   since: Any = None, until: Any = None, text: str | None = None,
                    sort: str = "ingested_at", desc: bool = True, page: int = 0, page_size: int = 50) -> tuple[pd.DataFrame, int]:
     """One page of the artifacts matching the filters, sorted by `sort`, and how many match in all.
     Times come back as naive UTC."""
     if sort not in SORTABLE: raise ValueError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
     where, params = _where(kind, run, producer, since, until, text)
     frm = "FROM catalog.artifacts AS a" + (" LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id" if text and text.strip() else "")
-    total = con.execute(f"SELECT count(*) {frm}{where}", params).fetchone()[0]
+    total = con.execute(f"SELECT count(*) {frm}{where}", params).fetchall()[0][0]
     cols = ", ".join(f"timezone('UTC', a.{c}) AS {c}" if c in _TIMES else f"a.{c}" for c in ARTIFACT_COLUMNS)
     d = "DESC" if desc else "ASC"
     df = con.execute(f"SELECT {cols} {frm}{where} ORDER BY a.{sort} {d} NULLS LAST, a.job_id {d}, a.name "
                      f"LIMIT ? OFFSET ?", params + [int(page_size), int(page) * int(page_size)]).df()
     return df, int(total)
 
-def filter_options(con) -> dict:
+def filter_options(con: duckdb.DuckDBPyConnection) -> dict:
     "The values the kind, run and producer filters offer."
     col = lambda c: [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM catalog.artifacts WHERE {c} IS NOT NULL ORDER BY 1").fetchall()]
     return {"kinds": col("kind"), "runs": col("run_id"), "producers": col("producer")}
@@ -196,7 +200,7 @@ def filter_options(con) -> dict:
 # %% ../nbs/18_reader.ipynb #67a113f2
 LINEAGE_FIELDS = ("notebook", "parameters", "git_commit", "git_dirty", "host", "user", "python")
 
-def artifact_detail(con, job_id: str, name: str) -> dict:
+def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> dict:
     "Everything the published catalog says about artifact `name` of job `job_id`."
     rel = con.execute(
         "SELECT a.job_id, a.name, a.kind, a.file, a.path, a.rows, a.bytes, a.checksum, a.schema::VARCHAR AS schema, "
@@ -225,7 +229,7 @@ def time_column(schema: list[dict]) -> str | None:
     return next((f["name"] for f in schema if _TIME_RE.match(f["type"])), None)
 
 # %% ../nbs/18_reader.ipynb #d407a864
-def _artifact_file(config: Config, detail: dict):
+def _artifact_file(config: Config, detail: dict) -> Path:
     p = config.root / detail["path"]
     if not p.is_file():
         raise NotFound(f"{detail['path']} is missing from the store (artifact {detail['name']!r} of job {detail['job_id']}): "
@@ -239,6 +243,6 @@ def read_head(config: Config, detail: dict, n: int = 20) -> pd.DataFrame:
     t = pa.Table.from_batches([batch]) if batch is not None else f.schema_arrow.empty_table()
     return t.slice(0, n).to_pandas()
 
-def preview(con, config: Config, job_id: str, name: str, n: int = 20) -> pd.DataFrame:
+def preview(con: duckdb.DuckDBPyConnection, config: Config, job_id: str, name: str, n: int = 20) -> pd.DataFrame:
     "The first `n` rows of artifact `name` of job `job_id`."
     return read_head(config, artifact_detail(con, job_id, name), n)

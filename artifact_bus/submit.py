@@ -216,7 +216,8 @@ class Job:
         self.job_id = new_job_id()
         self.artifacts: list[dict] = []
         self._dir: Path | None = None
-        self.spooled, self.spool_reason = False, None
+        self.spooled: bool = False
+        self.spool_reason: str | None = None
         self.receipt: Receipt | None = None
 
     # where the job is written: the bus's inbox/.tmp, or the spool
@@ -252,7 +253,7 @@ class Job:
     def _workdir(self) -> Path:
         if self._dir is None:
             try: self._dir = self._bus_dir()
-            except OSError as e: self._unavailable(e)
+            except OSError as e: self._dir = self._unavailable(e)
         return self._dir
 
     def add(self, kind: str, data: Any, *, name: str | None = None, new_kind: bool = False) -> dict:
@@ -328,19 +329,20 @@ class Job:
         finally:
             if held is not None: os.close(held)
 
-    def _committed(self, dest: Path, flush_spool: bool = True) -> Receipt:
+    def _committed(self, dest: Path | str, flush_spool: bool = True) -> Receipt:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
         if self.config.staged and not self.spooled:   # a producer on another machine: hand the job to object storage
             from artifact_bus.remote import deliver
-            outcome, dest, reason = deliver(self.config, dest)
+            outcome, delivered, reason = deliver(self.config, dest)
+            dest = delivered   # an s3:// URL once delivered
             if outcome == "spooled": self.spooled, self.spool_reason = True, reason
         status = "spooled" if self.spooled else "committed"
         self.receipt = Receipt(self.job_id, status, dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
                                sum(a["rows"] for a in self.artifacts), sum(a["bytes"] for a in self.artifacts))
         if self.spooled:
             warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
-                          f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
+                          f"{Path(dest).parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
                           SpooledWarning, stacklevel=4)
         elif flush_spool: _flush_spool(self.config)
         return self.receipt
@@ -441,11 +443,11 @@ class Batch:
         if not jobs: return []
         inbox, moved = self.config.inbox, []
         try:
-            files = [f for j in jobs for f in j._write_commit(j._dir)]
+            files = [f for j in jobs for f in j._write_commit(j._workdir())]   # a queued job has its folder
             fsync_all(files, [j._dir for j in jobs])
             inbox.mkdir(parents=True, exist_ok=True)
             for j in jobs:
-                os.rename(j._dir, inbox / j.job_id)   # each job's own commit point
+                os.rename(j._workdir(), inbox / j.job_id)   # each job's own commit point
                 moved.append(j)
             fsync_dir(inbox)
         except OSError:
@@ -464,7 +466,8 @@ class Batch:
         self.flush()   # the finished jobs are complete: commit them even when the block raised
         return False
 
-def batch(*, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20) -> Batch:
+def batch(*, root: str | os.PathLike | None = None, required: bool | None = None, max_jobs: int = 256,
+          max_bytes: int = 256 << 20) -> Batch:
     """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
     Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
     return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
@@ -487,7 +490,7 @@ def flush(root: str | os.PathLike | None = None, *, config: Config | None = None
         stranded = deliver_stranded(config)
     jobs = spooled_jobs(config=config)
     if not jobs: return stranded
-    done = []
+    done: list[str] = []
     with open(sd / "flush.lock", "a+") as lk:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return stranded  # another process is flushing this spool
