@@ -183,8 +183,9 @@ def cmd_catalog(a, cfg: Config):
             except duckdb.Error as e: raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
             if rel is None: return {"columns": [], "rows": []}, "ok"
             return _out(rel, a)
-        parts = {name: _rows(con.sql(sql)) for name, sql in SUMMARY_SQL.items()}
         fmt = "json" if a.json else a.format
+        if fmt == "table": return {}, "\n".join(f"{name}:\n{con.sql(sql)}" for name, sql in SUMMARY_SQL.items())   # DuckDB's boxes
+        parts = {name: _rows(con.sql(sql)) for name, sql in SUMMARY_SQL.items()}
         if fmt == "json": return {name: d["rows"] for name, d in parts.items()}, to_json({name: d["rows"] for name, d in parts.items()}, indent=1)
         if fmt == "jsonl": return {}, "\n".join(to_json({"section": name, **r}) for name, d in parts.items() for r in d["rows"])
         return {}, "\n\n".join(f"{name}:\n{render(d, fmt)}" for name, d in parts.items())

@@ -86,7 +86,7 @@ a AS (SELECT job_id, list(DISTINCT kind ORDER BY kind) AS kinds FROM catalog.art
 SELECT j.run_id,
        string_agg(DISTINCT j.producer, ', ' ORDER BY j.producer) AS producer,
        arg_max(j.lineage->>'$.notebook', j.submitted_at) AS notebook,
-       arg_max((j.lineage->'$.parameters')::VARCHAR, j.submitted_at) AS parameters,
+       arg_max(j.lineage->'$.parameters', j.submitted_at) AS parameters,
        arg_max(j.lineage->>'$.git_commit', j.submitted_at) AS git_commit,
        bool_or((j.lineage->>'$.git_dirty')::BOOLEAN) AS git_dirty,
        list_sort(list_distinct(flatten(list(a.kinds)))) AS kinds,
@@ -112,7 +112,7 @@ def runs(*, root: str | os.PathLike | None = None, producer: str | None = None, 
     Only accepted jobs count; `producer` keeps the runs of that producer, `limit` the newest N."""
     with catalog(root, config=config) as con:
         df = runs_relation(con, producer=producer, limit=limit).df()
-    df["parameters"] = [None if p is None else json.loads(p) for p in df["parameters"]]
+    df["parameters"] = [json.loads(p) if isinstance(p, str) else p for p in df["parameters"]]
     df["kinds"] = [list(k) for k in df["kinds"]]
     return df
 
@@ -139,10 +139,10 @@ def compare(run_ids: Sequence[str], kind: str, metrics: Mapping[str, str] | Sequ
         except duckdb.Error as e: raise BusError(f"compare {kind!r}: {str(e).splitlines()[0]}") from None
     missing = [r for r in run_ids if r not in set(df["_run_id"])]
     if missing: raise NotFound(f"no rows of {kind!r} for run(s) {', '.join(map(repr, missing))}" + (f" where {where}" if where else ""))
+    df[list(named)] = df[list(named)].astype(object)   # each metric keeps its own type (a count stays an integer)
     long = df.melt(id_vars=[*by, "_run_id"], value_vars=list(named), var_name="metric")
     long["metric"] = pd.Categorical(long["metric"], categories=list(named), ordered=True)
-    wide = long.pivot_table(index=[*by, "metric"], columns="_run_id", values="value", aggfunc="first", observed=True)
-    wide = wide.reindex(columns=run_ids)
+    wide = long.pivot(index=[*by, "metric"], columns="_run_id", values="value").reindex(columns=run_ids)
     wide.columns.name = None
     return wide
 
