@@ -87,3 +87,28 @@ def test_script_lineage(tmp_path):
         "make_results.py", str(repo / "make_results.py"), None)
     assert script["lineage"]["git_commit"] == _head(repo) and script["lineage"]["git_dirty"] is False
     assert (inline["producer"], inline["lineage"]["script"]) == ("python", None)
+
+
+KERNEL_CODE = ("import json, pyarrow as pa\nfrom artifact_bus import submit\n"
+               "r = submit(pa.table({'x': [1]}), 'lineage_check', run_id='ide', new_kind=True)\n")
+
+
+@pytest.mark.parametrize("ide", ["jupyterlab", "vscode"])
+def test_ide_kernel_lineage(tmp_path, ide):
+    """A real ipykernel started the way each front end starts it: Jupyter Server (JupyterLab) puts the notebook's
+    path in the kernel's environment as JPY_SESSION_NAME; VS Code defines `__vsc_ipynb_file__` in the kernel."""
+    from jupyter_client.manager import start_new_kernel
+    repo, root = _repo(tmp_path), tmp_path / "bus"
+    nb = repo / "analysis.ipynb"
+    env = clean_env(ARTIFACT_BUS_ROOT=root)
+    env.pop("JPY_SESSION_NAME", None)
+    if ide == "jupyterlab": env["JPY_SESSION_NAME"] = str(nb)
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(repo))
+    try:
+        code = (f"__vsc_ipynb_file__ = {str(nb)!r}\n" if ide == "vscode" else "") + KERNEL_CODE
+        reply = kc.execute_interactive(code, timeout=HANG_GUARD)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        kc.stop_channels(); km.shutdown_kernel(now=True)
+    (m,) = _manifests(root)
+    assert (m["lineage"]["notebook"], m["producer"], m["lineage"]["git_commit"]) == (str(nb), "analysis.ipynb", _head(repo))
