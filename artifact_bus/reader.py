@@ -86,7 +86,7 @@ a AS (SELECT job_id, list(DISTINCT kind ORDER BY kind) AS kinds FROM catalog.art
 SELECT j.run_id,
        string_agg(DISTINCT j.producer, ', ' ORDER BY j.producer) AS producer,
        arg_max(j.lineage->>'$.notebook', j.submitted_at) AS notebook,
-       arg_max(j.lineage->'$.parameters', j.submitted_at) AS parameters,
+       arg_max(CASE WHEN j.lineage->>'$.parameters' IS NOT NULL THEN j.lineage->'$.parameters' END, j.submitted_at) AS parameters,
        arg_max(j.lineage->>'$.git_commit', j.submitted_at) AS git_commit,
        bool_or((j.lineage->>'$.git_dirty')::BOOLEAN) AS git_dirty,
        list_sort(list_distinct(flatten(list(a.kinds)))) AS kinds,
@@ -107,8 +107,8 @@ def runs_relation(con: duckdb.DuckDBPyConnection, *, producer: str | None = None
 def runs(*, root: str | os.PathLike | None = None, producer: str | None = None, limit: int | None = None,
          config: Config | None = None) -> pd.DataFrame:
     """One row per run (`run_id`; jobs without one form the run None), newest first: its producer(s), the
-    notebook, papermill parameters and git commit of its latest job (and whether any job had uncommitted
-    changes), its kinds, jobs and rows, first and last submission and last ingest (naive UTC).
+    notebook, papermill parameters and git commit of its latest job that has one (a NULL is skipped: a
+    script's job does not hide the notebook's parameters), whether any job had uncommitted changes, its kinds, jobs and rows, first and last submission and last ingest (naive UTC).
     Only accepted jobs count; `producer` keeps the runs of that producer, `limit` the newest N."""
     with catalog(root, config=config) as con:
         df = runs_relation(con, producer=producer, limit=limit).df()
