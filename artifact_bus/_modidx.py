@@ -165,6 +165,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                    'artifact_bus.core.job_sort_key': ('core.html#job_sort_key', 'artifact_bus/core.py'),
                                    'artifact_bus.core.load_config': ('core.html#load_config', 'artifact_bus/core.py'),
                                    'artifact_bus.core.new_job_id': ('core.html#new_job_id', 'artifact_bus/core.py'),
+                                   'artifact_bus.core.notebook_runner': ('core.html#notebook_runner', 'artifact_bus/core.py'),
                                    'artifact_bus.core.package_dir': ('core.html#package_dir', 'artifact_bus/core.py'),
                                    'artifact_bus.core.progress_bar': ('core.html#progress_bar', 'artifact_bus/core.py'),
                                    'artifact_bus.core.project_config_file': ('core.html#project_config_file', 'artifact_bus/core.py'),

@@ -27,7 +27,7 @@ __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'BusError', 'ConfigError', 'M
            'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key',
            'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file', 'load_config',
            'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted',
-           'require_mounted', 'utcnow', 'to_json', 'package_dir', 'interactive', 'progress_bar']
+           'require_mounted', 'utcnow', 'to_json', 'package_dir', 'notebook_runner', 'interactive', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -385,11 +385,27 @@ class _NoBar:
     def update(self, n: int = 1) -> None: pass
     def close(self) -> None: pass
 
+_RUNNERS = ("papermill", "nbconvert", "jupyter-execute", "nbclient")
+
+def notebook_runner(pid: int | None = None) -> tuple[list[str], str] | None:
+    """The command line and working folder of the papermill, `jupyter nbconvert --execute` or `jupyter execute`
+    (nbclient) process `pid` (default: this process's parent, the one that started a kernel); None for any
+    other process, or where `/proc` cannot tell (not Linux)."""
+    pid = pid or os.getppid()
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError: return None
+    words = [Path(a).name for a in argv[:3]]
+    if any(r in w for w in words for r in _RUNNERS) or (len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"):
+        return argv, cwd
+    return None
+
 def interactive() -> bool:
-    "Is someone watching: a notebook kernel, or a terminal on stderr?"
+    "Is someone watching: a notebook kernel that no papermill or nbclient run started, or a terminal on stderr?"
     ip = sys.modules.get("IPython")
     shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
-    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell": return True
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell": return notebook_runner() is None
     try: return sys.stderr.isatty()
     except (AttributeError, ValueError): return False
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import fastjsonschema
 
-from .core import KindError, ManifestError, SchemaMismatch, is_job_id
+from .core import KindError, ManifestError, SchemaMismatch, is_job_id, notebook_runner
 
 # %% auto #0
 __all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'KINDS_FILE', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'DIRTY_TTL',
@@ -218,22 +218,15 @@ def papermill_parameters(shell=None) -> dict | None:
         return params
     return None
 
-_RUNNERS = ("papermill", "nbconvert", "jupyter-execute", "nbclient")
-
 def runner_notebook(pid: int | None = None) -> str | None:
     """The input notebook of the papermill, `jupyter nbconvert --execute` or `jupyter execute` (nbclient)
     command that started this kernel, read from its command line (Linux `/proc`): neither tells the kernel."""
-    pid = pid or os.getppid()
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError: return None
-    words = [Path(a).name for a in argv[:3]]
-    if not any(r in w for w in words for r in _RUNNERS) and not (len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"):
-        return None
+    found = notebook_runner(pid)
+    if found is None: return None
+    argv, cwd = found
     nbs = [a for prev, a in zip(argv, argv[1:]) if a.endswith(".ipynb") and not a.startswith("-")
            and prev not in ("--output", "-o")]   # nbconvert's output name is no input
-    if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(words)): return None   # several notebooks: which one is ambiguous
+    if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(Path(a).name for a in argv[:3])): return None   # several notebooks: ambiguous
     return os.path.normpath(os.path.join(cwd, nbs[0]))
 
 def notebook_path(shell=None) -> str | None:

@@ -22,6 +22,7 @@ CELLS = [
      "first = submit(pa.table({'x': [1]}), 'lineage_check', run_id='nb-run', new_kind=True)", []),
     ("import subprocess\nsubprocess.run(" + repr(GIT) + " + ['commit', '--allow-empty', '-qm', 'second'], check=True)", []),
     ("second = submit(pa.table({'x': [2]}), 'lineage_check', run_id='nb-run', new_kind=True)", []),
+    ("from artifact_bus.core import interactive\nassert not interactive(), 'a scheduled run draws no progress bars'", []),
 ]
 
 
@@ -90,7 +91,8 @@ def test_script_lineage(tmp_path):
 
 
 KERNEL_CODE = ("import json, pyarrow as pa\nfrom artifact_bus import submit\n"
-               "r = submit(pa.table({'x': [1]}), 'lineage_check', run_id='ide', new_kind=True)\n")
+               "r = submit(pa.table({'x': [1]}), 'lineage_check', run_id='ide', new_kind=True)\n"
+               "from artifact_bus.core import interactive\nassert interactive(), 'a notebook someone watches draws progress bars'\n")
 
 
 @pytest.mark.parametrize("ide", ["jupyterlab", "vscode"])
