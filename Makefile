@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test check-nbdev nbtest pytest test-ts docs test-browser bench bench-quick bench-browse clean-data clean
+.PHONY: install demo test typecheck check-nbdev nbtest pytest test-ts docs test-browser bench bench-quick bench-browse clean-data clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ demo: $(STAMP)
 	$(BIN)/python examples/backtest_demo.py --root $(ROOT) --runs 3
 
 ## Install, then check the notebooks and the package agree and run every test.
-test: $(STAMP) check-nbdev nbtest pytest
+test: $(STAMP) check-nbdev typecheck nbtest pytest
+
+## Type-check the package (configuration: [tool.mypy] in pyproject.toml).
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 check-nbdev: $(STAMP)
 	$(BIN)/nbdev-export

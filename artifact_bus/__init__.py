@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING
 _API = {
     **dict.fromkeys(["BusError", "BusUnavailable", "ConfigError", "KindError", "ManifestError", "NotFound",
                      "SchemaMismatch", "WriterBusy", "load_config"], "core"),
-    **dict.fromkeys(["Batch", "Job", "Receipt", "SpooledWarning", "batch", "flush", "job", "submit"], "submit"),
+    **dict.fromkeys(["Batch", "Job", "NewKindWarning", "Receipt", "SpooledWarning", "batch", "flush", "job", "submit"], "submit"),
     **dict.fromkeys(["Report", "ingest"], "ingest"),
     "catalog": "catalog",
+    **dict.fromkeys(["compare", "read", "read_relation", "runs"], "reader"),
     "export": "export",
     "requeue": "quarantine",
 }
@@ -33,9 +34,10 @@ __all__ = sorted(_API)
 if TYPE_CHECKING:   # for type checkers and the docs' API index, in this order
     from artifact_bus.core import (BusError, BusUnavailable, ConfigError, KindError, ManifestError, NotFound,
                                    SchemaMismatch, WriterBusy, load_config)
-    from artifact_bus.submit import Batch, Job, Receipt, SpooledWarning, batch, flush, job, submit
+    from artifact_bus.submit import Batch, Job, NewKindWarning, Receipt, SpooledWarning, batch, flush, job, submit
     from artifact_bus.ingest import Report, ingest
     from artifact_bus.catalog import catalog
+    from artifact_bus.reader import compare, read, read_relation, runs
     from artifact_bus.export import export
     from artifact_bus.quarantine import requeue
 

@@ -27,108 +27,14 @@ from .ingest import ingest
 from .quarantine import requeue
 
 # %% auto #0
-__all__ = ['ARTIFACT_COLUMNS', 'SORTABLE', 'LINEAGE_FIELDS', 'STYLE', 'ANY', 'NONE', 'list_artifacts', 'filter_options',
-           'artifact_detail', 'numeric_columns', 'time_column', 'read_head', 'preview', 'plot_spec', 'plot_svg',
-           'overview', 'rejections_frame', 'exports_frame', 'requeue_job', 'regenerate', 'fmt_bytes', 'fmt_age',
-           'frame_html', 'page_text', 'detail_html', 'overview_html', 'Browser', 'browser']
+__all__ = ['STYLE', 'ANY', 'NONE', 'plot_spec', 'plot_svg', 'overview', 'rejections_frame', 'exports_frame', 'requeue_job',
+           'regenerate', 'fmt_bytes', 'fmt_age', 'frame_html', 'page_text', 'detail_html', 'overview_html', 'Browser',
+           'browser']
 
 # %% ../nbs/13_browse.ipynb #16216e5d
-ARTIFACT_COLUMNS = ("job_id", "name", "kind", "run_id", "producer", "rows", "bytes", "submitted_at", "ingested_at")
-SORTABLE = ARTIFACT_COLUMNS
-_TIMES = ("submitted_at", "ingested_at")
-
-def _bound(v, end: bool = False) -> tuple[datetime | None, bool]:
-    """A filter bound as an aware datetime, and whether it is exact: a date (or 'YYYY-MM-DD') means its
-    whole day, so as an end it becomes the next midnight, excluded; a naive datetime is UTC."""
-    if v is None or v == "": return None, False
-    if isinstance(v, str): v = date.fromisoformat(v) if len(v) == 10 else datetime.fromisoformat(v)
-    if not isinstance(v, datetime):
-        return datetime(v.year, v.month, v.day, tzinfo=timezone.utc) + timedelta(days=1 if end else 0), False
-    return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)), True
-
-def _where(kind=None, run=None, producer=None, since=None, until=None, text=None) -> tuple[str, list]:
-    "The WHERE clause (fixed SQL fragments) and its bound parameters."
-    sql, params = [], []
-    for col, v in (("kind", kind), ("run_id", run), ("producer", producer)):
-        if v: sql.append(f"a.{col} = ?"); params.append(v)
-    when = "coalesce(a.submitted_at, a.ingested_at)"
-    lo, _ = _bound(since)
-    hi, exact = _bound(until, end=True)
-    if lo is not None: sql.append(f"{when} >= ?"); params.append(lo)
-    if hi is not None: sql.append(f"{when} {'<=' if exact else '<'} ?"); params.append(hi)
-    for word in (text or "").lower().split():
-        sql.append("contains(lower(concat_ws(' ', a.job_id, a.name, a.kind, a.run_id, a.producer, j.meta::VARCHAR)), ?)")
-        params.append(word)
-    return (" WHERE " + " AND ".join(sql)) if sql else "", params
-
-def list_artifacts(con, kind=None, run=None, producer=None, since=None, until=None, text=None,
-                   sort: str = "ingested_at", desc: bool = True, page: int = 0, page_size: int = 50) -> tuple[pd.DataFrame, int]:
-    """One page of the artifacts matching the filters, sorted by `sort`, and how many match in all.
-    Times come back as naive UTC."""
-    if sort not in SORTABLE: raise ValueError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
-    where, params = _where(kind, run, producer, since, until, text)
-    frm = "FROM catalog.artifacts AS a" + (" LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id" if text and text.strip() else "")
-    total = con.execute(f"SELECT count(*) {frm}{where}", params).fetchone()[0]
-    cols = ", ".join(f"timezone('UTC', a.{c}) AS {c}" if c in _TIMES else f"a.{c}" for c in ARTIFACT_COLUMNS)
-    d = "DESC" if desc else "ASC"
-    df = con.execute(f"SELECT {cols} {frm}{where} ORDER BY a.{sort} {d} NULLS LAST, a.job_id {d}, a.name "
-                     f"LIMIT ? OFFSET ?", params + [int(page_size), int(page) * int(page_size)]).df()
-    return df, int(total)
-
-def filter_options(con) -> dict:
-    "The values the kind, run and producer filters offer."
-    col = lambda c: [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM catalog.artifacts WHERE {c} IS NOT NULL ORDER BY 1").fetchall()]
-    return {"kinds": col("kind"), "runs": col("run_id"), "producers": col("producer")}
-
-# %% ../nbs/13_browse.ipynb #fb4f232f
-LINEAGE_FIELDS = ("notebook", "parameters", "git_commit", "git_dirty", "host", "user", "python")
-
-def artifact_detail(con, job_id: str, name: str) -> dict:
-    "Everything the published catalog says about artifact `name` of job `job_id`."
-    rel = con.execute(
-        "SELECT a.job_id, a.name, a.kind, a.file, a.path, a.rows, a.bytes, a.checksum, a.schema::VARCHAR AS schema, "
-        "a.run_id, a.producer, timezone('UTC', a.submitted_at) AS submitted_at, timezone('UTC', a.ingested_at) AS ingested_at, "
-        "a.segment, j.key, j.ingest_run, j.meta::VARCHAR AS meta, j.lineage::VARCHAR AS lineage "
-        "FROM catalog.artifacts AS a LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id WHERE a.job_id = ? AND a.name = ?",
-        [job_id, name])
-    row = rel.fetchone()
-    if row is None: raise NotFound(f"no artifact {name!r} in job {job_id!r} in the published catalog")
-    d = dict(zip([c[0] for c in rel.description], row))
-    d["schema"] = json.loads(d["schema"] or "{}").get("fields", [])
-    d["meta"] = json.loads(d["meta"] or "{}")
-    lin = json.loads(d["lineage"] or "{}")
-    d["lineage"] = {"producer": d["producer"], **{k: lin.get(k) for k in LINEAGE_FIELDS}}
-    return d
-
-_NUMERIC_RE = re.compile(r"^(u?int(8|16|32|64)|halffloat|float|double|decimal(32|64|128|256)?\(.*\))$")
-_TIME_RE = re.compile(r"^(timestamp\[.*\]|date32\[day\]|date64\[ms\])$")
-
-def numeric_columns(schema: list[dict]) -> list[str]:
-    "The columns that can be plotted, in schema order."
-    return [f["name"] for f in schema if _NUMERIC_RE.match(f["type"])]
-
-def time_column(schema: list[dict]) -> str | None:
-    "The first timestamp or date column, the x axis of a line plot; None if there is none."
-    return next((f["name"] for f in schema if _TIME_RE.match(f["type"])), None)
-
-# %% ../nbs/13_browse.ipynb #8bb66722
-def _artifact_file(config: Config, detail: dict):
-    p = config.root / detail["path"]
-    if not p.is_file():
-        raise NotFound(f"{detail['path']} is missing from the store (artifact {detail['name']!r} of job {detail['job_id']}): "
-                       f"run `artifact-bus doctor`")
-    return p
-
-def read_head(config: Config, detail: dict, n: int = 20) -> pd.DataFrame:
-    "The first `n` rows of the artifact `detail` describes."
-    f = pq.ParquetFile(_artifact_file(config, detail))
-    batch = next(f.iter_batches(batch_size=max(1, n)), None)
-    t = pa.Table.from_batches([batch]) if batch is not None else f.schema_arrow.empty_table()
-    return t.slice(0, n).to_pandas()
-
-def preview(con, config: Config, job_id: str, name: str, n: int = 20) -> pd.DataFrame:
-    "The first `n` rows of artifact `name` of job `job_id`."
-    return read_head(config, artifact_detail(con, job_id, name), n)
+# the queries need no widgets: they live in artifact_bus.reader and are re-exported here, under the same names
+from .reader import (ARTIFACT_COLUMNS, LINEAGE_FIELDS, SORTABLE, _artifact_file, artifact_detail, filter_options,
+                                 list_artifacts, numeric_columns, preview, read_head, time_column)
 
 # %% ../nbs/13_browse.ipynb #7cdb891b
 def _floats(col) -> np.ndarray:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from .protocol import KINDS_FILE
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, load_config, new_job_id, to_json, utcnow
 
 # %% auto #0
@@ -184,8 +185,8 @@ def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> st
             f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
             f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] = (), db: str = "", rows: int | None = None,
-             hidden: list[str] = ()) -> str:
+def view_sql(kind: str, root: Path, files: list, segments: list[str] | tuple[str, ...] = (), db: str = "", rows: int | None = None,
+             hidden: list[str] | tuple[str, ...] = ()) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
@@ -241,6 +242,8 @@ def publish(con, config: Config) -> dict:
         con.execute("DETACH __snapshot")
     os.replace(tmp, pub / name)
     pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
+    kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
+    atomic_write(pub / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode())   # for producers (see submit)
     atomic_write(pub / CURRENT, to_json(pointer, indent=1).encode())
     _relink(pub, name)
     _prune(pub, name, config.snapshots_keep)
@@ -259,7 +262,7 @@ def _prune(pub: Path, current: str, keep: int) -> None:
     for p in pub.glob(".snap-*.tmp*"): p.unlink(missing_ok=True)  # left by a crash mid-publish
 
 # %% ../nbs/03_catalog.ipynb #d06ae609
-def catalog(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
+def catalog(root: str | os.PathLike | None = None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection over the latest published snapshot: `catalog.jobs`,
     `catalog.artifacts`, `catalog.rejections`, `catalog.ingest_runs`, `catalog.kinds` and `bus.<kind>`.
     It never blocks the writer. Use it in a `with` block (or close it) when done."""

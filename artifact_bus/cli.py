@@ -6,31 +6,53 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from .core import BusError, Config, load_config, to_json
 
 # %% auto #0
-__all__ = ['SUMMARY_SQL', 'COMMANDS', 'build_parser', 'cmd_init', 'cmd_submit', 'cmd_ingest', 'cmd_catalog', 'cmd_export',
-           'cmd_status', 'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'cmd_scan', 'main']
+__all__ = ['FORMATS', 'SUMMARY_SQL', 'COMMANDS', 'build_parser', 'render', 'cmd_init', 'cmd_submit', 'cmd_ingest', 'cmd_catalog',
+           'cmd_runs', 'cmd_read', 'cmd_export', 'cmd_status', 'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon',
+           'cmd_scan', 'main']
 
 # %% ../nbs/10_cli.ipynb #44fcb3e2
+_JSON_ERRORS = False   # set by main() when --json is on the command line: errors are then a JSON object too
+
+def _error_out(message: str, kind: str, code: int) -> None:
+    "Write one error to stderr: an `error: …` line, or with --json a JSON object."
+    if _JSON_ERRORS: sys.stderr.write(json.dumps({"error": message, "type": kind, "exit_code": code}) + "\n")
+    else: sys.stderr.write(f"error: {message}\n")
+
 class _Parser(argparse.ArgumentParser):
     "argparse, but a usage mistake is one `error:` line too."
     def error(self, message):
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
+        _error_out(f"{message} (see `{self.prog} --help`)", "UsageError", 2)
         sys.exit(2)
 
-def _common(p):
-    p.add_argument("--root", help="bus root (default: $ARTIFACT_BUS_ROOT, the project config, or ./data/bus)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+FORMATS = ("table", "csv", "json", "jsonl", "markdown")
+
+def _common(p, top: bool = False):
+    """The options every command takes, before or after the command's name: on the subcommands they default
+    to SUPPRESS, so that a value given before the command is not overwritten by the subcommand's default."""
+    d = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--root", help="bus root (default: $ARTIFACT_BUS_ROOT, the project config, or ./data/bus)", **d)
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout", **d)
+
+def _format_opt(p):
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table; --json means json)")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `artifact-bus` argument parser."
+    from artifact_bus import __version__
     parser = _Parser(prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog.")
+    parser.add_argument("--version", action="version", version=f"artifact-bus {__version__}")
+    _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     p = sub.add_parser("init", help="create a bus at the root",
@@ -57,6 +79,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("catalog", help="query the published catalog (read-only)",
                        description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.")
     p.add_argument("sql", nargs="?", help="SQL to run, e.g. \"SELECT * FROM bus.fills LIMIT 5\"")
+    _format_opt(p)
+    _common(p)
+    p = sub.add_parser("runs", help="list the runs, newest first",
+                       description="One row per run: producer, notebook, parameters, git commit, kinds, jobs, rows, times.")
+    p.add_argument("--producer", help="only the runs of this producer")
+    p.add_argument("--limit", type=int, help="only the newest N runs")
+    _format_opt(p)
+    _common(p)
+    p = sub.add_parser("read", help="read a kind's rows, by run or job",
+                       description="Print the rows of bus.KIND from the latest published snapshot, filtered by run, job and SQL.")
+    p.add_argument("kind", metavar="KIND", help="artifact kind, e.g. fills")
+    p.add_argument("--run-id", action="append", help="only this run (repeat for several)")
+    p.add_argument("--job-id", action="append", help="only this job (repeat for several)")
+    p.add_argument("--where", help="SQL condition on the rows, e.g. \"qty > 100\"")
+    p.add_argument("--columns", help="comma-separated columns to print (default: all)")
+    p.add_argument("--limit", type=int, help="print at most N rows")
+    _format_opt(p)
     _common(p)
     p = sub.add_parser("export", help="regenerate golden exports by hand",
                        description="Run golden exports (all, or those named) as the writer and update _export_status.json.")
@@ -97,8 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/10_cli.ipynb #490b6340
 def _rows(rel) -> dict:
+    "A relation's columns and rows; JSON columns (a job's `lineage`, `meta`) come back as nested objects."
     cols = rel.columns
-    return {"columns": cols, "rows": [dict(zip(cols, r)) for r in rel.fetchall()]}
+    js = [str(t).upper() == "JSON" for t in rel.types]
+    load = lambda v, j: json.loads(v) if j and isinstance(v, str) else v
+    return {"columns": cols, "rows": [{c: load(v, j) for c, v, j in zip(cols, r, js)} for r in rel.fetchall()]}
+
+def _text(v) -> str:
+    if v is None: return ""
+    return to_json(v) if isinstance(v, (dict, list)) else str(v)
+
+def render(data: dict, fmt: str) -> str:
+    "Rows (`{'columns': [...], 'rows': [{...}]}`) as csv, json, jsonl, markdown or an aligned table."
+    cols, rows = data["columns"], data["rows"]
+    if fmt == "json": return to_json(data, indent=1)
+    if fmt == "jsonl": return "\n".join(to_json(r) for r in rows)
+    cells = [[_text(r[c]) for c in cols] for r in rows]
+    if fmt == "csv":
+        buf = io.StringIO(); w = csv.writer(buf, lineterminator="\n"); w.writerow(cols); w.writerows(cells)
+        return buf.getvalue().rstrip("\n")
+    if fmt == "markdown":
+        esc = lambda x: x.replace("|", "\\|").replace("\n", " ")
+        return "\n".join(["| " + " | ".join(map(esc, cols)) + " |", "|" + "---|" * len(cols)]
+                         + ["| " + " | ".join(map(esc, r)) + " |" for r in cells])
+    width = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
+    line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, width)).rstrip()
+    return "\n".join([line(cols), line(["-" * w for w in width]), *map(line, cells)] + ([] if rows else ["(no rows)"]))
+
+def _out(rel, a) -> tuple[dict, str]:
+    data = _rows(rel)
+    return data, render(data, "json" if a.json else a.format)
 
 def _parquet_files(args) -> list[Path]:
     "The files named, a folder standing for the *.parquet files directly inside it."
@@ -154,10 +221,27 @@ def cmd_catalog(a, cfg: Config):
             try: rel = con.sql(a.sql)
             except duckdb.Error as e: raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
             if rel is None: return {"columns": [], "rows": []}, "ok"
-            return _rows(rel), str(rel)
-        parts = {name: con.sql(sql) for name, sql in SUMMARY_SQL.items()}
-        text = "\n".join(f"{name}:\n{rel}" for name, rel in parts.items())
-        return {name: _rows(rel)["rows"] for name, rel in parts.items()}, text
+            return _out(rel, a)
+        fmt = "json" if a.json else a.format
+        if fmt == "table": return {}, "\n".join(f"{name}:\n{con.sql(sql)}" for name, sql in SUMMARY_SQL.items())   # DuckDB's boxes
+        parts = {name: _rows(con.sql(sql)) for name, sql in SUMMARY_SQL.items()}
+        if fmt == "json": return {name: d["rows"] for name, d in parts.items()}, to_json({name: d["rows"] for name, d in parts.items()}, indent=1)
+        if fmt == "jsonl": return {}, "\n".join(to_json({"section": name, **r}) for name, d in parts.items() for r in d["rows"])
+        return {}, "\n\n".join(f"{name}:\n{render(d, fmt)}" for name, d in parts.items())
+
+def cmd_runs(a, cfg: Config):
+    from artifact_bus.catalog import catalog
+    from artifact_bus.reader import runs_relation
+    with catalog(config=cfg) as con:
+        return _out(runs_relation(con, producer=a.producer, limit=a.limit), a)
+
+def cmd_read(a, cfg: Config):
+    from artifact_bus.catalog import catalog
+    from artifact_bus.reader import read_relation
+    cols = [c.strip() for c in a.columns.split(",") if c.strip()] if a.columns else None
+    with catalog(config=cfg) as con:
+        rel = read_relation(con, a.kind, run_id=a.run_id, job_id=a.job_id, where=a.where, columns=cols)
+        return _out(rel.limit(a.limit) if a.limit else rel, a)
 
 def _age(seconds):
     if seconds is None: return "-"
@@ -243,13 +327,25 @@ def cmd_scan(a, cfg):
         raise _Problems(f"{summary}: replace them with the bus calls shown")
     return found, summary
 
-COMMANDS = {"init": cmd_init, "submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "export": cmd_export, "flush": cmd_flush,
-            "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor, "daemon": cmd_daemon, "scan": cmd_scan}
+COMMANDS = {"init": cmd_init, "submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "runs": cmd_runs, "read": cmd_read,
+            "export": cmd_export, "flush": cmd_flush, "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor,
+            "daemon": cmd_daemon, "scan": cmd_scan}
 
 # %% ../nbs/10_cli.ipynb #1ef59afc
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     "Entry point of `artifact-bus`."
+    global _JSON_ERRORS
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _JSON_ERRORS = "--json" in argv
     args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:   # `artifact-bus … | head`: the reader left; end quietly, as SIGPIPE would
+        try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's own flush at exit must not fail again
+        except OSError: pass
+        return 128 + signal.SIGPIPE
+
+def _run(args) -> int:
     try:
         if args.command == "doctor":
             from artifact_bus.core import ConfigError
@@ -263,16 +359,18 @@ def main(argv=None) -> int:
             require_bus(cfg)
         data, text = COMMANDS[args.command](args, cfg)
         print(to_json(data, indent=1) if args.json else text)
+        sys.stdout.flush()
         return 0
+    except BrokenPipeError: raise
     except BusError as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        _error_out(str(e).splitlines()[0] if str(e) else type(e).__name__, type(e).__name__, e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr); return 130
+        _error_out("interrupted", "KeyboardInterrupt", 130); return 130
     except OSError as e:
-        print(f"error: {e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", file=sys.stderr); return 1
+        _error_out(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", type(e).__name__, 1); return 1
     except Exception as e:  # a bug: still one line, with the traceback only on request
         if os.environ.get("ARTIFACT_BUS_DEBUG"): raise
         msg = str(e).splitlines()[0] if str(e) else ""
-        print(f"error: unexpected {type(e).__name__}: {msg} (set ARTIFACT_BUS_DEBUG=1 for the traceback)", file=sys.stderr)
+        _error_out(f"unexpected {type(e).__name__}: {msg} (set ARTIFACT_BUS_DEBUG=1 for the traceback)", type(e).__name__, 1)
         return 1

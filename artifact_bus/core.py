@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import re
 import stat
 import tomllib
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from ulid import ULID
 
@@ -25,7 +27,7 @@ __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'BusError', 'ConfigError', 'M
            'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key',
            'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file', 'load_config',
            'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted',
-           'require_mounted', 'utcnow', 'to_json', 'package_dir']
+           'require_mounted', 'utcnow', 'to_json', 'package_dir', 'notebook_runner', 'interactive', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -242,7 +244,7 @@ def _identity(path) -> tuple | None:
 _LOADED: dict = {}   # what load_config read (arguments, environment, config files) -> the Config it made
 _LOADED_MAX = 32
 
-def load_config(root=None, **overrides) -> Config:
+def load_config(root: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Resolve the bus settings for `root` (see the table above); `overrides` win over every file.
     A producer calls this on every submit, so a result is reused while its inputs are unchanged: the
     arguments, the `ARTIFACT_BUS_*` environment, the working folder, the config files it read and the
@@ -376,3 +378,41 @@ def package_dir(name: str) -> Path:
     for p in (here / name, here.parent / _CHECKOUT[name]):   # installed, then a development checkout
         if p.is_dir(): return p
     raise NotFound(f"built-in {name} folder is missing from this installation (looked in {here / name})")
+
+# %% ../nbs/00_core.ipynb #4720a127
+class _NoBar:
+    "What `progress_bar` gives when nobody watches: every call does nothing."
+    def update(self, n: int = 1) -> None: pass
+    def close(self) -> None: pass
+
+_RUNNERS = ("papermill", "nbconvert", "jupyter-execute", "nbclient")
+
+def notebook_runner(pid: int | None = None) -> tuple[list[str], str] | None:
+    """The command line and working folder of the papermill, `jupyter nbconvert --execute` or `jupyter execute`
+    (nbclient) process `pid` (default: this process's parent, the one that started a kernel); None for any
+    other process, or where `/proc` cannot tell (not Linux)."""
+    pid = pid or os.getppid()
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError: return None
+    words = [Path(a).name for a in argv[:3]]
+    if any(r in w for w in words for r in _RUNNERS) or (len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"):
+        return argv, cwd
+    return None
+
+def interactive() -> bool:
+    "Is someone watching: a notebook kernel that no papermill or nbclient run started, or a terminal on stderr?"
+    ip = sys.modules.get("IPython")
+    shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell": return notebook_runner() is None
+    try: return sys.stderr.isatty()
+    except (AttributeError, ValueError): return False
+
+def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "job"):
+    """A bar counting to `total` (`update(n)`, `close()`), or one that does nothing: when `progress` is False,
+    when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody watches (see `interactive`) or `total` < 2."""
+    if progress is None: progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
+    if not progress: return _NoBar()
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)

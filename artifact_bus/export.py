@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import re
@@ -16,11 +17,11 @@ from pathlib import Path
 import duckdb
 
 from .catalog import WriterLock, sql_str, writer_connection
-from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, to_json, utcnow
+from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, progress_bar, to_json, utcnow
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'PENDING', 'MB_PER_THREAD', 'ExportDef', 'export_folders', 'load_exports', 'export_status',
-           'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'export']
+           'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'ExportResult', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -71,7 +72,8 @@ def load_exports(config: Config, kinds=(), *, broken: dict | None = None) -> dic
     A file that cannot be read or whose name is not a plain file name raises `BusError` naming it — or,
     given a `broken` dict, is recorded there (export name → `(file, error)`), as is a file that is not
     one `SELECT`, and the other files still load."""
-    plain, per_kind = {}, {}
+    plain: dict[str, ExportDef] = {}
+    per_kind: dict[str, ExportDef] = {}
     for folder in export_folders(config):
         if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
@@ -135,7 +137,7 @@ def export_settings(con, config: Config):
         # the old limit but keeps enforcing the export's. It comes back as DuckDB reports it, to 0.1 of its unit.
         for k in sorted(old, key=lambda k: k != "memory_limit"): con.execute(f"SET {k} = {sql_str(old[k])}")
 
-def run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
+def run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`
     (plus any never written yet), else all. Returns the status of the exports that ran.
     The changed inputs are journaled first, so a writer killed mid-way finishes them on its next run."""
@@ -143,12 +145,12 @@ def run_exports(con, config: Config, *, changed: set | None = None, names=None) 
         changed = set(changed) | (pending_changes(config) or set())
         config.exports_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(config.exports_dir / PENDING, to_json(sorted(changed)).encode())
-    ran = _run_exports(con, config, changed=changed, names=names)
+    ran = _run_exports(con, config, changed=changed, names=names, progress=progress)
     if not names: (config.exports_dir / PENDING).unlink(missing_ok=True)   # what was pending ran (changed=None: everything did)
     return ran
 
-def _run_exports(con, config: Config, *, changed: set | None = None, names=None) -> dict:
-    broken = {}
+def _run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
+    broken: dict = {}
     defs = load_exports(config, _kinds(con), broken=broken)
     status = export_status(config)
     if names:
@@ -160,14 +162,17 @@ def _run_exports(con, config: Config, *, changed: set | None = None, names=None)
         todo = [d for d in defs.values() if d.inputs & set(changed) or ("always" in d.inputs and changed)
                 or not (config.exports_dir / f"{d.name}.parquet").exists()]
     config.exports_dir.mkdir(parents=True, exist_ok=True)
-    ran = {}
+    ran = ExportResult()
     for name, (f, err) in broken.items():   # only that export is marked: its last good file stays
         # a broken `{kind}` file marks the per-kind exports it wrote before, too
         for n in [name] + [n for n, e in status.items() if e.get("source") == str(f) and n not in defs and n != name]:
             if not names or n in names: ran[n] = status[n] = _failed(config, n, status.get(n), f, err)
+    bar = progress_bar(len(todo), "exports", progress, unit="export")
     with export_settings(con, config):
         for d in todo:
             ran[d.name] = status[d.name] = _run_one(con, config, d, status.get(d.name))
+            bar.update()
+    bar.close()
     for gone in set(status) - set(defs) - set(broken):   # an entry goes only with its file
         if not Path(status[gone].get("source") or "").is_file(): del status[gone]
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
@@ -200,9 +205,20 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
         entry = _failed(config, d.name, entry, d.source, str(e).splitlines()[0][:500] + hint, now)
     return entry
 
-def export(root=None, names=None, *, config: Config | None = None) -> dict:
-    "Run golden exports by hand (all, or those `names`), as the writer; returns their status."
+class ExportResult(dict):
+    "What `export()` returns: per export name, its status entry (a dict, as before); a notebook shows it as a table."
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = "".join(f"<tr><td>{esc(n)}</td><td>{esc(str(e.get('status')))}</td><td style='text-align:right'>"
+                       f"{'' if e.get('rows') is None else e['rows']}</td><td style='text-align:right'>{e.get('duration_s') or ''}</td>"
+                       f"<td>{esc(str(e.get('error') or ''))}</td></tr>" for n, e in sorted(self.items()))
+        return ("<table><tr><th>export</th><th>status</th><th>rows</th><th>seconds</th><th>error</th></tr>"
+                + (rows or "<tr><td colspan=5>no exports ran</td></tr>") + "</table>")
+
+def export(root: str | os.PathLike | None = None, names: str | list[str] | None = None, *, config: Config | None = None,
+           progress: bool | None = None) -> ExportResult:
+    "Run golden exports by hand (all, or those `names`), as the writer; returns their status (`progress`: see `core.progress_bar`)."
     config = config or load_config(root)
     if isinstance(names, str): names = [names]
     with WriterLock(config.lock), writer_connection(config) as con:
-        return run_exports(con, config, names=names or None)
+        return ExportResult(run_exports(con, config, names=names or None, progress=progress))

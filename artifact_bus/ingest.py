@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import html
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -23,7 +25,7 @@ import pyarrow as pa
 from .catalog import (WriterLock, bump_version, catalog_version, publish, read_current,
                                   refresh_views, sql_str, writer_connection)
 from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is_job_id, job_day,
-                               load_config, require_mounted, to_json, utcnow)
+                               load_config, progress_bar, require_mounted, to_json, utcnow)
 from .contracts import check_contract, load_contracts, merge_type
 from .compact import compact_kinds, remove_orphan_segments
 from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
@@ -92,6 +94,19 @@ class Report:
     warnings: list = field(default_factory=list)  # steps that failed for one kind or export, not for the run
 
     def to_dict(self) -> dict: return asdict(self)
+
+    def _repr_html_(self) -> str:
+        "A notebook shows the report as a small table: the counts, then each rejection and duplicate."
+        esc = html.escape
+        rows = [("accepted", len(self.accepted)), ("rejected", len(self.rejected)), ("duplicates", len(self.duplicates))]
+        if self.remaining: rows.append(("left in the inbox", self.remaining))
+        out = [f"<b>ingest run {self.run_no}</b> ({self.seconds:.2f}s)<table>"]
+        out += [f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows]
+        out += [f"<tr><td>rejected <code>{esc(r['job_id'])}</code></td><td>{esc(r['code'])}: {esc(str(r['message']))}</td></tr>" for r in self.rejected[:20]]
+        out += [f"<tr><td>duplicate <code>{esc(r['job_id'])}</code></td><td>of {esc(str(r['duplicate_of']))}</td></tr>" for r in self.duplicates[:20]]
+        out += [f"<tr><td>export {esc(n)}</td><td>{esc(e['status'])}{'' if e['status'] == 'ok' else ': ' + esc(str(e['error']))}</td></tr>"
+                for n, e in sorted(self.exports.items())]
+        return "".join(out) + "</table>"
 
     def __repr__(self):
         s = (f"ingest run {self.run_no}: {len(self.accepted)} accepted, {len(self.rejected)} rejected, "
@@ -525,13 +540,15 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     report.changed = sorted(set(report.changed) | changed)
 
 # %% ../nbs/04_ingest.ipynb #58302530
-def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, config: Config | None = None,
-           notebook: str | None = None, record_run: bool = False, stop=None) -> Report:
+def ingest(root: str | os.PathLike | None = None, *, max_jobs: int | None = None, exports: bool = True,
+           config: Config | None = None, notebook: str | None = None, record_run: bool = False,
+           stop: Callable[[], bool] | None = None, progress: bool | None = None) -> Report:
     """Ingest the committed jobs waiting in the inbox (at most `max_jobs`) as the single writer, then
     regenerate the golden exports whose inputs changed (unless `exports=False`).
     Returns a `Report` with `accepted`, `rejected` and `duplicates`. Raises `WriterBusy` if another
     writer is running. `stop()` is checked between batches: when it returns True the run ends after
-    the current batch. `notebook` and `record_run` are set by scheduled (papermill) runs."""
+    the current batch. `notebook` and `record_run` are set by scheduled (papermill) runs. `progress` shows
+    a bar per batch (default: when someone watches, see `core.progress_bar`)."""
     config = config or load_config(root)
     t0 = time.perf_counter(); started = utcnow()
     require_mounted(config)
@@ -554,17 +571,20 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
             names, _ = inbox_entries(config)
             if max_jobs is not None: names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
             lake_up = bool(config.ducklake) and _mirror(con, config, report)   # catch up: accepted earlier, not mirrored yet
+            bar = progress_bar(len(names), "ingest", progress)
             for i in range(0, len(names), config.batch_size):
                 if stop is not None and i and stop():
                     report.remaining += len(names) - i; break
                 before = len(report.accepted)
                 _process_batch(con, config, names[i:i + config.batch_size], report.run_no, report)
                 report.batches += 1
+                bar.update(len(names[i:i + config.batch_size]))
                 if lake_up: lake_up = _mirror(con, config, report, report.accepted[before:])   # unreachable: not again this run
                 if i + config.batch_size < len(names):  # more batches to come: readers see this one now
                     report.snapshot = publish(con, config)["snapshot"]
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
                          len(report.accepted), len(report.rejected), len(report.duplicates))
+            bar.close()
             if report.accepted or report.rejected or report.duplicates or report.recovered or record_run:
                 report.seconds = time.perf_counter() - t0
                 _insert_run(con, report.run_no, started, "ok", len(report.accepted), len(report.rejected),
@@ -578,7 +598,7 @@ def ingest(root=None, *, max_jobs: int | None = None, exports: bool = True, conf
                 report.compacted = _compact(con, config, kinds, report)
                 if report.compacted: report.snapshot = publish(con, config)["snapshot"]
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
-                try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None)
+                try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None, progress=progress)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
             elif not exports and report.recovered:   # the interrupted run may have left any export behind: journal them all
                 try: mark_pending(config, set().union(*(d.inputs for d in load_exports(config, _kinds(con), broken={}).values())))

@@ -18,6 +18,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from importlib import metadata, resources
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,18 +27,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import fastjsonschema
 
-from .core import KindError, ManifestError, SchemaMismatch, is_job_id, job_millis
+from .core import KindError, ManifestError, SchemaMismatch, is_job_id, job_millis, notebook_runner
 
 # %% auto #0
-__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'EARLIEST_JOB', 'FUTURE_SLACK',
-           'WHOLE_READ_BYTES', 'manifest_schema', 'Rejection', 'bad_text', 'job_time_problem', 'check_kind',
-           'is_safe_file', 'reserved_clash', 'case_clash', 'check_columns', 'schema_to_json', 'schema_diff',
-           'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'papermill_parameters', 'notebook_path', 'lineage',
-           'read_manifest', 'validate_job']
+__all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'KINDS_FILE', 'MAX_MANIFEST_BYTES', 'RESERVED_COLUMNS', 'EARLIEST_JOB',
+           'FUTURE_SLACK', 'DIRTY_TTL', 'WHOLE_READ_BYTES', 'manifest_schema', 'Rejection', 'bad_text',
+           'job_time_problem', 'check_kind', 'is_safe_file', 'reserved_clash', 'case_clash', 'check_columns',
+           'schema_to_json', 'schema_diff', 'checksum_bytes', 'checksum_fileobj', 'checksum_file', 'git_state',
+           'papermill_parameters', 'runner_notebook', 'notebook_path', 'script_path', 'lineage', 'read_manifest',
+           'validate_job']
 
 # %% ../nbs/01_protocol.ipynb #e66e3343
 PROTOCOL = 1
 MANIFEST, COMMIT = "manifest.json", "COMMIT"
+KINDS_FILE = "kinds.json"   # under published/: the kinds of the latest publish, for producers that never open the database
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest above 1 MiB is rejected unread
 RESERVED_COLUMNS = ("_job_id", "_run_id", "_bus_file")  # matched case-insensitively, as DuckDB matches names
 
@@ -159,9 +162,9 @@ def checksum_file(path) -> str:
     with open(path, "rb") as f: return checksum_fileobj(f)
 
 # %% ../nbs/01_protocol.ipynb #ef8d541c
-def _git(*args):
+def _git(*args, cwd=None):
     try:
-        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5)
+        r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=cwd)
         return r.stdout.strip() if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): return None
 
@@ -170,19 +173,76 @@ def _version(dist):
     except metadata.PackageNotFoundError: return None
 
 @functools.cache
-def _static_lineage(cwd: str) -> dict:
+def _static_lineage() -> dict:
+    "What cannot change while the process runs: host, user, Python and package versions."
     try: user = getpass.getuser()
     except Exception: user = None
     packages = {d: v for d in ("artifact_bus", "pyarrow", "pandas", "polars", "papermill") if (v := _version(d))}
-    commit = _git("rev-parse", "HEAD")
-    dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no"))
     return {"host": socket.gethostname(), "user": user, "language": "python",
-            "python": platform.python_version(), "packages": packages,
-            "git_commit": commit, "git_dirty": dirty, "cwd": cwd}
+            "python": platform.python_version(), "packages": packages}
 
+def _git_dirs(cwd: str) -> tuple[Path, Path] | None:
+    "The repository around `cwd`: (its git dir, the common dir holding refs), following a worktree's `.git` file."
+    for d in (Path(cwd), *Path(cwd).parents):
+        g = d / ".git"
+        try:
+            if g.is_dir(): gd = g
+            elif g.is_file() and (txt := g.read_text()).startswith("gitdir:"): gd = (d / txt[7:].strip()).resolve()
+            else: continue
+            common = (gd / (gd / "commondir").read_text().strip()).resolve() if (gd / "commondir").is_file() else gd
+        except OSError: return None
+        return gd, common
+    return None
+
+def _stamp(*paths) -> tuple:
+    "What changes when git writes one of `paths`: inode, size and mtime (None for a missing file)."
+    out: list[tuple[int, int, int] | None] = []
+    for p in paths:
+        try: st = os.stat(p); out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError: out.append(None)
+    return tuple(out)
+
+_GIT_CACHE: dict = {}
+DIRTY_TTL = 2.0   # seconds: an edit to a tracked file touches nothing under .git, so `git status` is re-asked at most this often
+
+def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
+    """The commit checked out in the repository around `cwd` and whether tracked files differ from it,
+    read at every call but cheaply: the commit is re-read (from HEAD, the ref file, packed-refs; no
+    subprocess) only when one of them or the index changed, and `git status` runs only then or after `DIRTY_TTL`."""
+    cwd = cwd or os.getcwd()
+    dirs = _git_dirs(cwd)
+    if dirs is None: return None, None
+    gd, common = dirs
+    try: head = (gd / "HEAD").read_text().strip()
+    except OSError: return None, None
+    ref = head[5:].strip() if head.startswith("ref:") else None
+    key = (head, _stamp(gd / "HEAD", common / ref if ref else gd / "HEAD", common / "packed-refs", gd / "index"))
+    hit = _GIT_CACHE.get(gd)
+    now = time.monotonic()
+    if hit and hit[0] == key and now - hit[3] < DIRTY_TTL: return hit[1], hit[2]
+    if hit and hit[0] == key: commit = hit[1]
+    else: commit = _read_ref(common, ref) if ref else head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
+    if commit is None and ref: commit = _git("rev-parse", "HEAD", cwd=cwd)   # reftable or another layout: ask git
+    dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no", cwd=cwd))
+    _GIT_CACHE[gd] = (key, commit, dirty, now)
+    return commit, dirty
+
+def _read_ref(common: Path, ref: str) -> str | None:
+    "The commit a branch points to, from its loose ref file or from packed-refs (None for an unborn branch)."
+    try: return (common / ref).read_text().strip() or None
+    except OSError: pass
+    try:
+        for line in (common / "packed-refs").read_text().splitlines():
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")): return line.split(" ", 1)[0]
+    except OSError: pass
+    return None
+
+# %% ../nbs/01_protocol.ipynb #8a06a86f
 def _ipython():
     ip = sys.modules.get("IPython")
     return ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
+
+_PATH_PARAMS = ("PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH")   # what papermill's --inject-paths adds
 
 def papermill_parameters(shell=None) -> dict | None:
     "The parameters papermill injected into the running notebook, read from the kernel's cell history."
@@ -195,25 +255,49 @@ def papermill_parameters(shell=None) -> dict | None:
         except SyntaxError: return None
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                if node.targets[0].id in _PATH_PARAMS: continue
                 try: params[node.targets[0].id] = ast.literal_eval(node.value)
                 except ValueError: params[node.targets[0].id] = ast.unparse(node.value)
         return params
     return None
 
+def runner_notebook(pid: int | None = None) -> str | None:
+    """The input notebook of the papermill, `jupyter nbconvert --execute` or `jupyter execute` (nbclient)
+    command that started this kernel, read from its command line (Linux `/proc`): neither tells the kernel."""
+    found = notebook_runner(pid)
+    if found is None: return None
+    argv, cwd = found
+    nbs = [a for prev, a in zip(argv, argv[1:]) if a.endswith(".ipynb") and not a.startswith("-")
+           and prev not in ("--output", "-o")]   # nbconvert's output name is no input
+    if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(Path(a).name for a in argv[:3])): return None   # several notebooks: ambiguous
+    return os.path.normpath(os.path.join(cwd, nbs[0]))
+
 def notebook_path(shell=None) -> str | None:
-    "Path of the running notebook, when the kernel knows it."
-    if os.environ.get("JPY_SESSION_NAME"): return os.environ["JPY_SESSION_NAME"]
+    """Path of the running notebook, when it can be known: papermill's injected `PAPERMILL_INPUT_PATH`, the
+    papermill or nbclient command that started the kernel, VS Code's `__vsc_ipynb_file__`, Jupyter's
+    `JPY_SESSION_NAME` (`__session__`). None outside a kernel."""
     shell = shell or _ipython()
     if shell is None: return None
     ns = shell.user_ns
-    return ns.get("__session__") or ns.get("__vsc_ipynb_file__")
+    if isinstance(ns.get("PAPERMILL_INPUT_PATH"), str): return ns["PAPERMILL_INPUT_PATH"]
+    if found := runner_notebook(): return found
+    return ns.get("__vsc_ipynb_file__") or ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or None
+
+def script_path() -> str | None:
+    "Absolute path of the running script (`python script.py`, `python -m pkg.mod`); None in a notebook, `python -c` or a REPL."
+    f = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv else None)
+    if "ipykernel" in sys.modules and _ipython() is not None: return None   # a kernel: its argv[0] is ipykernel_launcher
+    if not f or f.startswith(("<", "-")) or not os.path.isfile(f): return None
+    return os.path.abspath(f)
 
 def lineage() -> dict:
-    "Where a job comes from, captured from the running process."
-    d = dict(_static_lineage(os.getcwd()))
-    d["pid"] = os.getpid()
+    "Where a job comes from, captured from the running process at each call (the git state too, see `git_state`)."
+    d = dict(_static_lineage())
+    d["git_commit"], d["git_dirty"] = git_state()
+    d["cwd"], d["pid"] = os.getcwd(), os.getpid()
     d["notebook"] = notebook_path()
     d["parameters"] = papermill_parameters()
+    d["script"] = None if d["notebook"] else script_path()
     return d
 
 # %% ../nbs/01_protocol.ipynb #dabaaf9a
@@ -256,7 +340,7 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
         raise rej("protocol_version", f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})", "protocol")
     try: _validator()(manifest)
     except fastjsonschema.JsonSchemaValueException as err:
-        field = err.name.removeprefix("data").lstrip(".") or "manifest"
+        field = (err.name or "").removeprefix("data").lstrip(".") or "manifest"
         code = "kind_invalid" if field.endswith(".kind") else "unsafe_name" if field.endswith(".file") else "manifest_schema"
         msg = err.message.removeprefix("data").lstrip(".")
         raise rej(code, f"manifest.json: {msg[:300]}", field) from None

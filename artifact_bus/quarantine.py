@@ -66,7 +66,7 @@ def rejections(root=None, *, config: Config | None = None) -> list[dict]:
         out.append({"folder": d.name, **read_reason(d)})
     return sorted(out, key=lambda r: r.get("rejected_at") or "")
 
-def requeue(job_id: str, root=None, *, config: Config | None = None, ingest_now: bool = True) -> "Report | None":
+def requeue(job_id: str, root: str | os.PathLike | None = None, *, config: Config | None = None, ingest_now: bool = True) -> Report | None:
     """Move the rejected job `job_id` back into the inbox and (unless `ingest_now=False`) ingest, so it
     is validated again. Returns the ingest report, or None when it was not run here (`ingest_now=False`,
     or another writer started meanwhile and will ingest it). Raises `NotFound` if no such job is in quarantine."""

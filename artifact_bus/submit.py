@@ -5,6 +5,7 @@
 # %% ../nbs/02_submit.ipynb #e53b5032
 from __future__ import annotations
 
+import difflib
 import errno
 import fcntl
 import hashlib
@@ -16,28 +17,59 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config,
+from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config, progress_bar,
                                new_job_id, utcnow)
-from .protocol import (MAX_MANIFEST_BYTES, bad_text, COMMIT, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
+from .protocol import (MAX_MANIFEST_BYTES, bad_text, COMMIT, KINDS_FILE, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
                                    lineage, schema_to_json)
 
 # %% auto #0
-__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'Receipt', 'SpooledWarning', 'Job', 'job', 'submit', 'Batch', 'batch',
-           'spooled_jobs', 'flush']
+__all__ = ['ACCEPTED_TYPES', 'write_parquet', 'NewKindWarning', 'known_kinds', 'warn_new_kind', 'Receipt', 'SpooledWarning',
+           'Job', 'job', 'submit', 'Batch', 'batch', 'spooled_jobs', 'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
 ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
                   "an object with __arrow_c_stream__, or the path of a Parquet file")
 
-def _from_pandas(df) -> pa.Table:
+def _column_names(df, what: str):
+    "String column names for `df`: a MultiIndex's levels joined with '_', other names as str(), with a warning that says so."
     import pandas as pd
+    cols = list(df.columns)
+    if isinstance(df.columns, pd.MultiIndex):
+        new = ["_".join(str(x) for x in c if x is not None and str(x) != "") for c in cols]
+        how = "a MultiIndex of columns: levels joined with '_'"
+    elif all(isinstance(c, str) for c in cols): return df
+    else:
+        new = [str(c) for c in cols]
+        how = "column names that are not strings: converted with str()"
+    if len(set(new)) != len(new):
+        dup = next(n for n in new if new.count(n) > 1)
+        raise ManifestError(f"{what}: {how} gives the name {dup!r} twice: rename the columns first")
+    shown = ", ".join(f"{c!r} -> {n!r}" for c, n in list(zip(cols, new))[:4]) + (", ..." if len(new) > 4 else "")
+    warnings.warn(f"{what}: {how} ({shown}); rename the columns to choose other names", UserWarning, stacklevel=6)
+    out = df.copy(deep=False); out.columns = new
+    return out
+
+def _from_pandas(df, what: str = "data") -> pa.Table:
+    import pandas as pd
+    if isinstance(df, pd.Series):   # one column, named after the Series
+        df = df.to_frame(name="value" if df.name is None else df.name)
     if not (isinstance(df.index, pd.RangeIndex) and df.index.name is None):
         df = df.reset_index()  # a meaningful index (a DatetimeIndex, a symbol) becomes a column
-    return pa.Table.from_pandas(df, preserve_index=False)
+    df = _column_names(df, what)
+    try: return pa.Table.from_pandas(df, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+        for col in df.columns:   # name the column at fault
+            try: pa.array(df[col], from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e2:
+                types = sorted({type(v).__name__ for v in df[col].dropna().head(10_000)})
+                raise ManifestError(f"{what}: column {col!r} cannot be stored as one Arrow type ({str(e2).splitlines()[0][:200]}); "
+                                    f"it holds {', '.join(types)} values: convert it first, e.g. df[{col!r}].astype(str)") from None
+        raise ManifestError(f"{what}: cannot convert the DataFrame to Arrow: {str(e).splitlines()[0][:300]}") from None
 
 class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
@@ -83,10 +115,11 @@ def write_parquet(data, path, what: str = "data") -> dict:
     elif isinstance(data, pa.Table): write = lambda sink: _write_arrow(data, data.schema, sink)
     elif isinstance(data, pa.RecordBatch): write = lambda sink: _write_arrow([data], data.schema, sink)
     elif isinstance(data, pa.RecordBatchReader): write = lambda sink: _write_arrow(data, data.schema, sink)
-    elif mod == "pandas" and type(data).__name__ == "DataFrame":
-        t = _from_pandas(data); write = lambda sink: _write_arrow(t, t.schema, sink)
-    elif mod == "polars" and type(data).__name__ == "DataFrame":
-        t = data.to_arrow(); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif mod == "pandas" and type(data).__name__ in ("DataFrame", "Series"):
+        t = _from_pandas(data, what); write = lambda sink: _write_arrow(t, t.schema, sink)
+    elif mod == "polars" and type(data).__name__ in ("DataFrame", "Series"):
+        t = (data if type(data).__name__ == "DataFrame" else data.to_frame(data.name or "value")).to_arrow()
+        write = lambda sink: _write_arrow(t, t.schema, sink)
     elif hasattr(data, "__arrow_c_stream__"):
         r = pa.RecordBatchReader.from_stream(data); write = lambda sink: _write_arrow(r, r.schema, sink)
     else: raise ManifestError(f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}")
@@ -102,6 +135,36 @@ def write_parquet(data, path, what: str = "data") -> dict:
     return {"rows": md.num_rows, "bytes": sink.size, "checksum": "sha256:" + sink.hash.hexdigest(),
             "schema": md.schema.to_arrow_schema()}
 
+# %% ../nbs/02_submit.ipynb #eea32465
+class NewKindWarning(UserWarning):
+    "A job starts a kind the bus has never published: perhaps a typo."
+
+_WARNED: set = set()
+_KINDS_CACHE: dict = {}
+
+def known_kinds(config: Config) -> list[str] | None:
+    "The kinds of the bus's latest publish, from `published/kinds.json`; None when nothing says (never published, object storage)."
+    p = config.published / KINDS_FILE
+    try: st = os.stat(p)
+    except OSError: return None
+    hit = _KINDS_CACHE.get(p)
+    if hit and hit[0] == (st.st_ino, st.st_mtime_ns, st.st_size): return hit[1]
+    try: kinds = json.loads(p.read_text())["kinds"]
+    except (OSError, ValueError, KeyError, TypeError): return None
+    _KINDS_CACHE[p] = ((st.st_ino, st.st_mtime_ns, st.st_size), kinds)
+    return kinds
+
+def warn_new_kind(config: Config, kind: str) -> None:
+    "Warn once per process and kind when `kind` is not among the bus's published kinds."
+    if (str(config.root), kind) in _WARNED: return
+    known = known_kinds(config)
+    if not known or kind in known: return
+    _WARNED.add((str(config.root), kind))
+    close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"its kinds are {', '.join(known[:10])}" + (", ..." if len(known) > 10 else "")
+    warnings.warn(f"kind {kind!r} is new to the bus at {config.root}: {hint} "
+                  f"(pass new_kind=True to start a new kind without this warning)", NewKindWarning, stacklevel=4)
+
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
 class Receipt:
@@ -116,6 +179,15 @@ class Receipt:
     def __repr__(self):
         kinds = ", ".join(f"{a['kind']}:{a['rows']}" for a in self.artifacts)
         return f"Receipt(job_id={self.job_id!r}, status={self.status!r}, artifacts=[{kinds}])"
+
+    def _repr_html_(self) -> str:
+        "A notebook shows the receipt as a small table: the job, its status, each artifact's kind and rows."
+        import html
+        arts = "".join(f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td style='text-align:right'>{a['rows']:,}</td></tr>"
+                       for a in self.artifacts)
+        color = "#2a7" if self.status == "committed" else "#c80"
+        return (f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b style='color:{color}'>{html.escape(self.status)}</b>"
+                f" ({self.rows:,} rows, {self.bytes:,} bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>")
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
 class SpooledWarning(UserWarning):
@@ -148,7 +220,8 @@ class Job:
         self.job_id = new_job_id()
         self.artifacts: list[dict] = []
         self._dir: Path | None = None
-        self.spooled, self.spool_reason = False, None
+        self.spooled: bool = False
+        self.spool_reason: str | None = None
         self.receipt: Receipt | None = None
 
     # where the job is written: the bus's inbox/.tmp, or the spool
@@ -184,13 +257,15 @@ class Job:
     def _workdir(self) -> Path:
         if self._dir is None:
             try: self._dir = self._bus_dir()
-            except OSError as e: self._unavailable(e)
+            except OSError as e: self._dir = self._unavailable(e)
         return self._dir
 
-    def add(self, kind: str, data, *, name: str | None = None) -> dict:
-        "Write `data` as an artifact of `kind` into the job; returns its manifest entry."
+    def add(self, kind: str, data: Any, *, name: str | None = None, new_kind: bool = False) -> dict:
+        """Write `data` as an artifact of `kind` into the job; returns its manifest entry. A kind the bus has
+        never published warns once (`NewKindWarning`, naming the close matches) unless `new_kind=True`."""
         if self.receipt is not None: raise ManifestError(f"job {self.job_id} is already committed")
         check_kind(kind)
+        if not new_kind: warn_new_kind(self.config, kind)
         names = {a["name"] for a in self.artifacts}
         if name is None:
             name, n = kind, 1
@@ -262,19 +337,20 @@ class Job:
         finally:
             if held is not None: os.close(held)
 
-    def _committed(self, dest: Path, flush_spool: bool = True) -> Receipt:
+    def _committed(self, dest: Path | str, flush_spool: bool = True) -> Receipt:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
         if self.config.staged and not self.spooled:   # a producer on another machine: hand the job to object storage
             from artifact_bus.remote import deliver
-            outcome, dest, reason = deliver(self.config, dest)
+            outcome, delivered, reason = deliver(self.config, dest)
+            dest = delivered   # an s3:// URL once delivered
             if outcome == "spooled": self.spooled, self.spool_reason = True, reason
         status = "spooled" if self.spooled else "committed"
         self.receipt = Receipt(self.job_id, status, dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
                                sum(a["rows"] for a in self.artifacts), sum(a["bytes"] for a in self.artifacts))
         if self.spooled:
             warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
-                          f"{dest.parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
+                          f"{Path(dest).parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
                           SpooledWarning, stacklevel=4)
         elif flush_spool: _flush_spool(self.config)
         return self.receipt
@@ -306,22 +382,23 @@ def _flush_spool(config: Config) -> None:
         try: deliver_stranded(config)
         except (BusError, OSError): pass  # the next commit or flush() tries again
 
-def _default_producer(lin) -> str:
-    if lin.get("notebook"): return Path(lin["notebook"]).name
-    main = sys.modules.get("__main__")
-    f = getattr(main, "__file__", None)
+def _default_producer(lin: dict) -> str:
+    "The notebook's or the script's file name, else 'python' (a REPL, `python -c`, a kernel whose notebook is unknown)."
+    f = lin.get("notebook") or lin.get("script")
     return Path(f).name if f else "python"
 
-def job(*, run_id=None, producer=None, meta=None, key=None, root=None, required=None, replace: bool = False) -> Job:
+def job(*, run_id: str | None = None, producer: str | None = None, meta: dict | None = None, key: str | None = None,
+        root: str | os.PathLike | None = None, required: bool | None = None, replace: bool = False) -> Job:
     """Start one atomic job of several artifacts: `with job(run_id=...) as j: j.add('fills', df)`.
     `replace=True` (with a `key`): the job replaces the accepted job(s) with the same key once ingested."""
     return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace)
 
-def submit(data, kind: str, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None, name=None,
-           replace: bool = False) -> Receipt:
+def submit(data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
+           key: str | None = None, root: str | os.PathLike | None = None, required: bool | None = None,
+           name: str | None = None, new_kind: bool = False, replace: bool = False) -> Receipt:
     "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`). See `job` for `replace`."
     with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace) as j:
-        j.add(kind, data, name=name)
+        j.add(kind, data, name=name, new_kind=new_kind)
     return j.receipt
 
 # %% ../nbs/02_submit.ipynb #f1f494e0
@@ -357,10 +434,12 @@ class Batch:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
         return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key, replace=replace)
 
-    def submit(self, data, kind: str, *, run_id=None, producer=None, meta=None, key=None, name=None, replace: bool = False) -> str:
+    def submit(self, data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
+               key: str | None = None, name: str | None = None, new_kind: bool = False,
+               replace: bool = False) -> str:
         "Submit one table as a job of one artifact of `kind`; returns its job id (its `Receipt` comes with the flush)."
         with self.job(run_id=run_id, producer=producer, meta=meta, key=key, replace=replace) as j:
-            j.add(kind, data, name=name)
+            j.add(kind, data, name=name, new_kind=new_kind)
         return j.job_id
 
     @property
@@ -378,11 +457,11 @@ class Batch:
         if not jobs: return []
         inbox, moved = self.config.inbox, []
         try:
-            files = [f for j in jobs for f in j._write_commit(j._dir)]
+            files = [f for j in jobs for f in j._write_commit(j._workdir())]   # a queued job has its folder
             fsync_all(files, [j._dir for j in jobs])
             inbox.mkdir(parents=True, exist_ok=True)
             for j in jobs:
-                os.rename(j._dir, inbox / j.job_id)   # each job's own commit point
+                os.rename(j._workdir(), inbox / j.job_id)   # each job's own commit point
                 moved.append(j)
             fsync_dir(inbox)
         except OSError:
@@ -401,7 +480,8 @@ class Batch:
         self.flush()   # the finished jobs are complete: commit them even when the block raised
         return False
 
-def batch(*, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20) -> Batch:
+def batch(*, root: str | os.PathLike | None = None, required: bool | None = None, max_jobs: int = 256,
+          max_bytes: int = 256 << 20) -> Batch:
     """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
     Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
     return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
@@ -413,7 +493,7 @@ def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
     try: return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
     except FileNotFoundError: return []
 
-def flush(root=None, *, config: Config | None = None) -> list[str]:
+def flush(root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None) -> list[str]:
     """Move the jobs spooled on this machine into the bus's inbox; returns their ids. Raises
     `BusUnavailable` if the bus is still unavailable. Safe to run from several processes at once."""
     config = config or load_config(root)
@@ -424,12 +504,14 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
         stranded = deliver_stranded(config)
     jobs = spooled_jobs(config=config)
     if not jobs: return stranded
-    done = []
+    done: list[str] = []
     with open(sd / "flush.lock", "a+") as lk:
         try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: return stranded  # another process is flushing this spool
         if config.staged: return stranded + flush_jobs(config, sd / "jobs")   # a remote producer's spool goes to object storage
+        bar = progress_bar(len(jobs), "flush", progress)
         for jid in spooled_jobs(config=config):
+            bar.update()
             src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
             if not os.path.lexists(src / COMMIT): continue
             try:
@@ -447,4 +529,5 @@ def flush(root=None, *, config: Config | None = None) -> list[str]:
                                      f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}") from None
             shutil.rmtree(src, ignore_errors=True)
             done.append(jid)
+        bar.close()
     return done

@@ -159,7 +159,9 @@ def test_ingest_while_another_writer_runs_exits_3_and_names_it(cli, root, py):
         expect_line(holder, "locked")
         line = assert_error(cli("ingest", "--root", root), 3)
         assert f"pid {holder.pid}" in line
-        assert_error(cli("ingest", "--root", root, "--json"), 3)
+        p = cli("ingest", "--root", root, "--json")   # with --json the error is one JSON object on stderr
+        err = json.loads(p.stderr)
+        assert (p.returncode, err["type"], err["exit_code"]) == (3, "WriterBusy", 3) and f"pid {holder.pid}" in err["error"]
     finally:
         stop(holder)
     assert ok_json(cli("ingest", "--root", root, "--json"))["accepted"]
