@@ -34,6 +34,8 @@ from artifact_bus.catalog import writer_connection
 from artifact_bus.core import load_config
 from artifact_bus.submit import spool_dir, spooled_jobs
 
+pytestmark = pytest.mark.scale_out   # `make test-duckdb2` deselects these: the extension wheels need duckdb 1.5.5
+
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
 
 PRODUCER = """
