@@ -5,9 +5,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test typecheck check-nbdev nbtest pytest test-ts docs test-browser bench bench-quick bench-browse clean-data clean
+.PHONY: install demo test typecheck check-nbdev nbtest pytest test-duckdb2 test-ts docs test-browser bench bench-quick bench-browse clean-data clean
 
-$(STAMP): pyproject.toml requirements/dev.txt
+$(STAMP): pyproject.toml requirements/dev.txt requirements/common.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt -e '.[dev]'
@@ -57,6 +57,24 @@ nbtest: $(STAMP) $(CLICKHOUSE_STAMP)
 pytest: $(STAMP) $(DOCS_STAMP) $(CLICKHOUSE_STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# The second DuckDB line: the newest duckdb 2.x (what a plain `pip install artifact_bus` resolves), in a venv of its own.
+VENV2  := .venv-duckdb2
+BIN2   := $(VENV2)/bin
+STAMP2 := $(VENV2)/.installed
+
+$(STAMP2): pyproject.toml requirements/duckdb2.txt requirements/common.txt
+	test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
+	$(BIN2)/python -m pip install --quiet --upgrade pip
+	$(BIN2)/python -m pip install --quiet -r requirements/duckdb2.txt -e '.[dev]'
+	touch $(STAMP2)
+
+## The notebooks and the tests again on duckdb 2.x, less the DuckLake ones (their extension wheels exist for duckdb 1.5.5 only).
+test-duckdb2: $(STAMP2)
+	@$(BIN2)/python -c "import duckdb, sys; print('duckdb', duckdb.__version__); sys.exit(duckdb.__version__.split('.')[0] != '2')" || \
+	  (echo "error: $(VENV2) does not hold duckdb 2.x: delete it and run make test-duckdb2 again" >&2; exit 1)
+	$(BIN2)/nbdev-test --n-workers 2 --skip-file-re '^([_.]|15_lake)'
+	$(BIN2)/python -m pytest -q -m 'not scale_out' tests
+
 ## Install the TypeScript producer from its lock file, build it, and run its tests (node's test runner).
 test-ts:
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm test
@@ -87,4 +105,4 @@ clean-data:
 	rm -rf $(ROOT)
 
 clean: clean-data
-	rm -rf $(VENV) _site .cache
+	rm -rf $(VENV) $(VENV2) _site .cache

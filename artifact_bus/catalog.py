@@ -71,7 +71,8 @@ ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 def ensure_schema(con) -> None:
     "Create the bus's schemas and tables in `con`'s database if missing; touch nothing else."
     con.execute(DDL); con.execute(MIGRATIONS); con.execute(KINDS_VIEW.format(db=""))
-    got = con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchone()
+    # fetchall, never a lone fetchone: on duckdb 2.x an unfinished result blocks the connection's other work
+    got = (con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchall() or [None])[0]
     if got is None:
         con.execute("INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)])
     elif int(got[0]) > SCHEMA_VERSION:
@@ -79,7 +80,7 @@ def ensure_schema(con) -> None:
 
 def catalog_version(con) -> int:
     "The counter the writer bumps in every transaction that changes the catalog."
-    return int(con.execute("SELECT value FROM catalog.bus_info WHERE key = 'catalog_version'").fetchone()[0])
+    return int(con.execute("SELECT value FROM catalog.bus_info WHERE key = 'catalog_version'").fetchall()[0][0])
 
 def bump_version(con) -> int:
     "Increase the catalog version (inside the writer's transaction)."

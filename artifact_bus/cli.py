@@ -218,7 +218,10 @@ def cmd_catalog(a, cfg: Config):
     from artifact_bus.catalog import catalog
     with catalog(config=cfg) as con:
         if a.sql:
-            try: rel = con.sql(a.sql)
+            try:   # a relation runs when it is read (on duckdb 2.x even more lazily), so reading is inside the try
+                rel = con.sql(a.sql)
+                if rel is None: return {"columns": [], "rows": []}, "ok"
+                return _rows(rel), str(rel)
             except duckdb.Error as e: raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
             if rel is None: return {"columns": [], "rows": []}, "ok"
             return _out(rel, a)

@@ -59,7 +59,7 @@ def _manifest_kinds(folder: Path) -> set:
 def _last_failed(con) -> dict | None:
     cur = con.execute("SELECT run_no, finished_at, error FROM catalog.ingest_runs WHERE outcome = 'failed' "
                       "ORDER BY run_no DESC LIMIT 1")
-    row = cur.fetchone()
+    row = (cur.fetchall() or [None])[0]   # read to the end: on duckdb 2.x a half-read result blocks the connection
     if row is None: return None
     out = dict(zip([d[0] for d in cur.description], row))
     out["finished_at"] = out["finished_at"].isoformat() if out["finished_at"] is not None else None
@@ -89,12 +89,12 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
     if st["published"]:
         st["published"]["age_s"] = _age(st["published"]["published_at"])
         with catalog(config=config) as con:
-            rel = con.sql("SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
-                          "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1")
+            rel = con.execute("SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
+                              "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1")
             row = rel.fetchone()
-            st["last_run"] = dict(zip(rel.columns, row)) if row else None
-            st["jobs"] = con.sql("SELECT count(*) FROM catalog.jobs").fetchone()[0]
-            st["rejected"] = con.sql("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0]
+            st["last_run"] = dict(zip([d[0] for d in rel.description], row)) if row else None
+            st["jobs"] = con.execute("SELECT count(*) FROM catalog.jobs").fetchone()[0]
+            st["rejected"] = con.execute("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0]
             st["last_failed"] = _last_failed(con)
     for name, e in export_status(config).items():
         st["exports"][name] = {"status": e.get("status"), "rows": e.get("rows"), "generated_at": e.get("generated_at"),
@@ -220,7 +220,7 @@ def _check_published(config, version):
         return [Finding("snapshot", "problem", f"the published snapshot is behind the catalog (version {cur['catalog_version']} < {version})",
                         "run `artifact-bus ingest`: it republishes")]
     try:
-        with catalog(config=config) as con: con.sql("SELECT count(*) FROM catalog.jobs").fetchone()
+        with catalog(config=config) as con: con.execute("SELECT count(*) FROM catalog.jobs").fetchone()
     except (duckdb.Error, BusError) as e:
         return [Finding("snapshot", "problem", f"the published snapshot cannot be read: {e}", "run `artifact-bus ingest` to publish a new one")]
     return [Finding("snapshot", "ok", f"{cur['snapshot']} is current")]

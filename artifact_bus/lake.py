@@ -23,8 +23,8 @@ from .remote import s3_options
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'EXTENSION_WHEELS', 'lake_url', 'lake_data', 'extension_dir', 'load_extensions', 'lake_connection',
-           'lake_reader', 'mirror', 'mirror_all']
+__all__ = ['log', 'EXTENSION_WHEELS', 'WHEELS_DUCKDB', 'lake_url', 'lake_data', 'extension_dir', 'load_extensions',
+           'lake_connection', 'lake_reader', 'mirror', 'mirror_all']
 
 # %% ../nbs/15_lake.ipynb #c3fef610
 def lake_url(ducklake: str) -> str:
@@ -46,6 +46,7 @@ def _redact(s: str) -> str:
 
 # %% ../nbs/15_lake.ipynb #40c9b117
 EXTENSION_WHEELS = {"ducklake": "ducklake", "postgres_scanner": "postgres", "httpfs": "httpfs"}  # DuckDB name → wheel
+WHEELS_DUCKDB = "1.5.5"   # the one duckdb these wheels exist for on PyPI (the `scale` extra pins it)
 
 def extension_dir() -> Path:
     "Where DuckDB extensions are installed from their wheels: inside the Python environment, else the user's cache."
@@ -63,6 +64,9 @@ def _install(con, name: str) -> None:
         from duckdb_extensions import import_extension
         import_extension(wheel, con=con)
     except ModuleNotFoundError:
+        if duckdb.__version__ != WHEELS_DUCKDB:
+            raise BusError(f"the DuckDB extension '{name}' is not installed, and its wheel exists for duckdb {WHEELS_DUCKDB} only "
+                           f"(this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'") from None
         raise BusError(f"the DuckDB extension '{name}' is not installed: {pip} duckdb-extensions=={duckdb.__version__}") from None
     except (duckdb.Error, OSError, RuntimeError) as e:
         raise BusError(f"cannot install the DuckDB extension '{name}' for duckdb {duckdb.__version__} "

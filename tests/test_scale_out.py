@@ -34,6 +34,8 @@ from artifact_bus.catalog import writer_connection
 from artifact_bus.core import load_config
 from artifact_bus.submit import spool_dir, spooled_jobs
 
+pytestmark = pytest.mark.scale_out   # `make test-duckdb2` deselects these: the extension wheels need duckdb 1.5.5
+
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
 
 PRODUCER = """
@@ -150,8 +152,8 @@ def _assert_lake_equals_bus(config) -> dict:
     "Every lake table equals bus.<kind> (EXCEPT ALL both ways, _job_id and _run_id included); returns rows per kind."
     counts = {}
     with catalog(config.root) as c, lake.lake_reader(config=config) as lk:
-        kinds = [r[0] for r in c.sql("SELECT kind FROM catalog.kinds").fetchall()]
-        tables = {r[0] for r in lk.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall()}
+        kinds = [r[0] for r in c.execute("SELECT kind FROM catalog.kinds").fetchall()]
+        tables = {r[0] for r in lk.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall()}
         assert tables == set(kinds)
         for kind in kinds:
             rows = c.sql(f"SELECT * FROM bus.{kind}").to_arrow_table()
@@ -159,23 +161,23 @@ def _assert_lake_equals_bus(config) -> dict:
             lk.register("bus_rows", rows)
             cols = ", ".join(f'"{n}"' for n in rows.column_names)
             for a, b in ((f"lake.main.{kind}", "bus_rows"), ("bus_rows", f"lake.main.{kind}")):
-                extra = lk.sql(f"SELECT count(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b})").fetchone()[0]
+                extra = lk.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b})").fetchone()[0]
                 assert extra == 0, f"{kind}: {extra} rows of {a} are not in {b}"
             lk.unregister("bus_rows")
             counts[kind] = rows.num_rows
-        files = sum(lk.sql(f"SELECT count(*) FROM ducklake_list_files('lake', '{k}')").fetchone()[0] for k in kinds)
-        assert files == c.sql("SELECT count(*) FROM catalog.artifacts").fetchone()[0]   # one lake file per artifact, none twice
+        files = sum(lk.execute(f"SELECT count(*) FROM ducklake_list_files('lake', '{k}')").fetchone()[0] for k in kinds)
+        assert files == c.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0]   # one lake file per artifact, none twice
     return counts
 
 
 def _assert_cataloged_once(config, acked: dict) -> None:
     with catalog(config.root) as c:
-        jobs = c.sql("SELECT job_id, status FROM catalog.jobs").fetchall()
+        jobs = c.execute("SELECT job_id, status FROM catalog.jobs").fetchall()
         assert len(jobs) == len({j for j, _ in jobs}) == len(acked), (len(jobs), len(acked))
         assert {j for j, s in jobs if s == "accepted"} == set(acked)
-        assert c.sql("SELECT count(*) FROM catalog.rejections").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0] == 0
         got = {}
-        for kind, job_id, n in c.sql("SELECT kind, job_id, sum(rows) FROM catalog.artifacts GROUP BY ALL").fetchall():
+        for kind, job_id, n in c.execute("SELECT kind, job_id, sum(rows) FROM catalog.artifacts GROUP BY ALL").fetchall():
             got.setdefault(job_id, {})[kind] = n
         assert got == acked
     assert remote.remote_jobs(config) == {}
@@ -223,7 +225,7 @@ def test_producers_writer_and_readers_everywhere(bus, seaweedfs, tmp_path):
     batches = [rec["accepted"] for rec in map(json.loads, (tmp_path / "writer.log").read_text().splitlines()) if rec["accepted"]]
     assert max(len(b) for b in batches) <= config.batch_size
     with lake.lake_reader(config=config) as lk:
-        snaps = lk.sql("SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' ORDER BY 1").fetchall()
+        snaps = lk.execute("SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' ORDER BY 1").fetchall()
         assert [m.split()[0] for _, m in snaps] == ["ingest:"] * len(snaps)
         assert [m.split()[1:] for _, m in snaps] == batches
         so_far = {}
@@ -231,7 +233,7 @@ def test_producers_writer_and_readers_everywhere(bus, seaweedfs, tmp_path):
             for j in batch:
                 for kind, n in acked[j].items(): so_far[kind] = so_far.get(kind, 0) + n
             for kind, n in so_far.items():
-                assert lk.sql(f"SELECT count(*) FROM {kind} AT (VERSION => {sid})").fetchone()[0] == n, (sid, kind)
+                assert lk.execute(f"SELECT count(*) FROM {kind} AT (VERSION => {sid})").fetchone()[0] == n, (sid, kind)
 
 
 def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch):
@@ -357,7 +359,7 @@ def test_writer_killed_mid_mirror_and_migration(bus, seaweedfs, tmp_path):
     lake.lake_connection(config).close()
     kills, rnd, delay = 0, 0, 0.3
     with lake.lake_reader(config=config) as lk:
-        snapshots = lambda: lk.sql("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
+        snapshots = lambda: lk.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
         while (rnd < 3 or not kills) and rnd < 10:   # three writers, or more until one was cut short
             before = snapshots()
             w = spawn(MIRROR_WRITER, config.root, cwd=tmp_path, env=seaweedfs.env)
@@ -374,8 +376,8 @@ def test_writer_killed_mid_mirror_and_migration(bus, seaweedfs, tmp_path):
     _assert_cataloged_once(config, acked)
     _assert_lake_equals_bus(config)
     with writer_connection(config) as con:
-        assert con.sql("SELECT count(*) FILTER (snapshot_id IS NULL), count(*) FROM catalog.lake_files").fetchone() == (0, 20)
+        assert con.execute("SELECT count(*) FILTER (snapshot_id IS NULL), count(*) FROM catalog.lake_files").fetchone() == (0, 20)
     with lake.lake_reader(config=config) as lk:   # each job in exactly one snapshot's commit message
-        jobs = [j for (m,) in lk.sql("SELECT commit_message FROM lake.snapshots() WHERE author = 'artifact_bus'").fetchall()
+        jobs = [j for (m,) in lk.execute("SELECT commit_message FROM lake.snapshots() WHERE author = 'artifact_bus'").fetchall()
                 for j in m.split()[1:]]
         assert sorted(jobs) == sorted(acked)

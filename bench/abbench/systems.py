@@ -38,7 +38,7 @@ class Floor:
         self.i += 1
     def close(self): pass
     def count(self) -> int:
-        return duckdb.sql(f"SELECT count(*) FROM read_parquet({sql_str(self.d / '*.parquet')})").fetchone()[0]
+        return duckdb.execute(f"SELECT count(*) FROM read_parquet({sql_str(self.d / '*.parquet')})").fetchone()[0]
 
 
 class DuckDBDirect:
@@ -137,7 +137,7 @@ class Protocol:
         fsync_dir(self.inbox)
     def close(self): pass
     def count(self) -> int:
-        return duckdb.sql(f"SELECT count(*) FROM read_parquet({sql_str(self.inbox / '*' / '*.parquet')})").fetchone()[0]
+        return duckdb.execute(f"SELECT count(*) FROM read_parquet({sql_str(self.inbox / '*' / '*.parquet')})").fetchone()[0]
 
 
 class Bus:
