@@ -356,7 +356,7 @@ def _run(args) -> int:
             except ConfigError as e:
                 print(f"PROBLEM config: {e}\n        fix: fix the file and key named")
                 raise _Problems("doctor found 1 problem(s): config") from None
-        else: cfg = None if args.command == "scan" else load_config(args.root)   # scan reads code, not a bus
+        else: cfg = None if args.command == "scan" else load_config(args.root)  # type: ignore[assignment]   # scan reads code, not a bus
         if args.command in ("status", "catalog", "doctor"):   # readers never take a mistyped root for an empty bus
             from artifact_bus.health import require_bus
             require_bus(cfg)

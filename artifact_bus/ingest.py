@@ -169,7 +169,7 @@ def _undo_layout1(config: Config, m: dict) -> int:
     return 1
 
 # %% ../nbs/04_ingest.ipynb #ae7605c6
-@dataclass
+@dataclass(eq=False)   # compared and hashed by identity: one object per inbox entry
 class _Entry:
     "One inbox entry on its way through a batch."
     name: str

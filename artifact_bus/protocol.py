@@ -115,7 +115,7 @@ def reserved_clash(names) -> list[str]:
 
 def case_clash(names) -> tuple[str, str] | None:
     "The first two column names that are one name to DuckDB (equal ignoring case), or None."
-    seen = {}
+    seen: dict[str, str] = {}
     for n in names:
         if (k := n.lower()) in seen: return seen[k], n
         seen[k] = n

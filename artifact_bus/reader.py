@@ -208,7 +208,7 @@ def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> d
         "a.segment, j.key, j.ingest_run, j.meta::VARCHAR AS meta, j.lineage::VARCHAR AS lineage "
         "FROM catalog.artifacts AS a LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id WHERE a.job_id = ? AND a.name = ?",
         [job_id, name])
-    row = (rel.fetchall() or [None])[0]   # not fetchone: on duckdb 2.x it would leave `con` busy for the caller
+    row = next(iter(rel.fetchall()), None)   # not fetchone: on duckdb 2.x it would leave `con` busy for the caller
     if row is None: raise NotFound(f"no artifact {name!r} in job {job_id!r} in the published catalog")
     d = dict(zip([c[0] for c in rel.description], row))
     d["schema"] = json.loads(d["schema"] or "{}").get("fields", [])

@@ -41,9 +41,9 @@ def measure(n: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "bus"
         subprocess.run([sys.executable, "-c", textwrap.dedent(FILL), root, str(n)], check=True)
-        out = subprocess.run([sys.executable, "-c", textwrap.dedent(INGEST), root], check=True,
-                             capture_output=True, text=True).stdout
-        got = json.loads(out.strip().splitlines()[-1])
+        p = subprocess.run([sys.executable, "-c", textwrap.dedent(INGEST), root], capture_output=True, text=True)
+        if p.returncode: raise SystemExit(f"error: ingest of {n} jobs failed:\n{p.stderr[-3000:]}")
+        got = json.loads(p.stdout.strip().splitlines()[-1])
         assert got["accepted"] == n, got
         return got
 
