@@ -221,10 +221,8 @@ def cmd_catalog(a, cfg: Config):
             try:   # a relation runs when it is read (on duckdb 2.x even more lazily), so reading is inside the try
                 rel = con.sql(a.sql)
                 if rel is None: return {"columns": [], "rows": []}, "ok"
-                return _rows(rel), str(rel)
+                return _out(rel, a)
             except duckdb.Error as e: raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
-            if rel is None: return {"columns": [], "rows": []}, "ok"
-            return _out(rel, a)
         fmt = "json" if a.json else a.format
         if fmt == "table": return {}, "\n".join(f"{name}:\n{con.sql(sql)}" for name, sql in SUMMARY_SQL.items())   # DuckDB's boxes
         parts = {name: _rows(con.sql(sql)) for name, sql in SUMMARY_SQL.items()}
