@@ -244,6 +244,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.ingest._as_run_error': ('ingest.html#_as_run_error', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._backfill_reader_schema': ( 'ingest.html#_backfill_reader_schema',
                                                                                       'artifact_bus/ingest.py'),
+                                     'artifact_bus.ingest._batch_kinds': ('ingest.html#_batch_kinds', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._check_files': ('ingest.html#_check_files', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._check_with_duckdb': ('ingest.html#_check_with_duckdb', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._clean': ('ingest.html#_clean', 'artifact_bus/ingest.py'),

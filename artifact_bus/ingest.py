@@ -580,8 +580,11 @@ def ingest(root: str | os.PathLike | None = None, *, max_jobs: int | None = None
                 report.batches += 1
                 bar.update(len(names[i:i + config.batch_size]))
                 if lake_up: lake_up = _mirror(con, config, report, report.accepted[before:])   # unreachable: not again this run
-                if i + config.batch_size < len(names):  # more batches to come: readers see this one now
+                if i + config.batch_size < len(names):  # more batches to come: readers see this one now,
                     report.snapshot = publish(con, config)["snapshot"]
+                    # and its small files are compacted before the next: a backlog never piles up loose files, so
+                    # memory and the cost of each view stay bounded by the batch size, not by the inbox
+                    report.compacted += _compact(con, config, _batch_kinds(con, report.accepted[before:]), report)
                 log.info("batch %d: %d accepted, %d rejected, %d duplicates so far", report.batches,
                          len(report.accepted), len(report.rejected), len(report.duplicates))
             bar.close()
@@ -595,8 +598,9 @@ def ingest(root: str | os.PathLike | None = None, *, max_jobs: int | None = None
                 report.snapshot = publish(con, config)["snapshot"]   # the data is queryable from here on
             kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
             if kinds and not (stop is not None and stop()):
-                report.compacted = _compact(con, config, kinds, report)
-                if report.compacted: report.snapshot = publish(con, config)["snapshot"]
+                made = _compact(con, config, kinds, report)
+                report.compacted += made
+                if made: report.snapshot = publish(con, config)["snapshot"]
             if exports and (report.changed or report.recovered or pending_changes(config) is not None):
                 try: report.exports = run_exports(con, config, changed=set(report.changed) if not report.recovered else None, progress=progress)
                 except BusError as e: log.error("exports not run: %s", e)  # the ingest itself stands
@@ -629,6 +633,11 @@ def _mirror(con, config, report, job_ids=None) -> bool:
     except BusError as e:
         log.error("%s", e); return False
     return True
+
+def _batch_kinds(con, job_ids: list[str]) -> set[str]:
+    "The kinds of these accepted jobs."
+    if not job_ids: return set()
+    return {r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts WHERE job_id = ANY(?)", [job_ids]).fetchall()}
 
 def _compact(con, config: Config, kinds: set, report: Report) -> int:
     "Compact each kind on its own: a kind whose compaction fails stays uncompacted (and queryable), the run goes on."
