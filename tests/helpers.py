@@ -4,10 +4,19 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 # A guard against hangs, never a timing assertion: generous enough for a slow, busy machine.
 HANG_GUARD = 180
+
+
+def cli_argv() -> list[str]:
+    "The installed console script next to the interpreter, else the same entry point through -c."
+    script = Path(sys.executable).parent / "artifact-bus"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from artifact_bus.cli import main; sys.exit(main())"]
 
 
 def clean_env(**extra) -> dict:

@@ -18,21 +18,15 @@ import pytest
 from artifact_bus import catalog, ingest, submit
 from artifact_bus.core import is_job_id
 from artifact_bus.testing import fills_table
-from helpers import HANG_GUARD, HOLDER, clean_env, expect_line, stop
+from helpers import HANG_GUARD, HOLDER, clean_env, cli_argv, expect_line, stop
 
 
-def _cli_argv() -> list[str]:
-    "The installed console script next to the interpreter, else the same entry point through -c."
-    script = Path(sys.executable).parent / "artifact-bus"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from artifact_bus.cli import main; sys.exit(main())"]
 
 
 @pytest.fixture
 def cli(tmp_path):
     def run(*args, env=None, cwd=None):
-        return subprocess.run([*_cli_argv(), *map(str, args)], cwd=cwd or tmp_path, env=clean_env(**(env or {})),
+        return subprocess.run([*cli_argv(), *map(str, args)], cwd=cwd or tmp_path, env=clean_env(**(env or {})),
                               capture_output=True, text=True, timeout=HANG_GUARD)
     return run
 

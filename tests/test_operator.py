@@ -21,14 +21,9 @@ import pyarrow as pa
 import pytest
 
 from artifact_bus import submit
-from helpers import HANG_GUARD, clean_env
+from helpers import HANG_GUARD, clean_env, cli_argv
 
 
-def cli_argv() -> list[str]:
-    script = Path(sys.executable).parent / "artifact-bus"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "import sys; from artifact_bus.cli import main; sys.exit(main())"]
 
 
 @pytest.fixture
