@@ -22,6 +22,8 @@ $(DOCS_STAMP): $(STAMP) docs/requirements.txt
 	touch $(DOCS_STAMP)
 
 ## Build the docs site into _site/, offline; --strict: a broken link or an undocumented fact fails the build.
+## The notebook pages show the outputs of a run of each notebook, made here and kept in .cache/ until the
+## notebook or the package changes (cold: a minute or two; then seconds). A notebook that fails fails the build.
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d _site
 

@@ -6,7 +6,7 @@ commit or clean up. Each generated page is made from the source of truth it docu
 
 | site page | made from |
 |---|---|
-| `modules/*.ipynb` | the nbdev notebooks `nbs/*.ipynb` and `nbs/ops/*.ipynb` (rendered by mkdocs-jupyter, not executed) |
+| `modules/*.ipynb` | the nbdev notebooks `nbs/*.ipynb`, executed by the build (`nbs/ops/*.ipynb` shown as written), rendered by mkdocs-jupyter |
 | `reference/api/*.md` | the package's docstrings (mkdocstrings), one page per module |
 | `reference/cli.md` | `artifact_bus.cli.build_parser()`: the `--help` of every command |
 | `reference/config.md` | `artifact_bus.core.CONFIG_KEYS` and the settings table of `nbs/00_core.ipynb` |
@@ -25,13 +25,18 @@ makes from that file. A link to anything the site does not hold stays broken, an
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
+import hashlib
 import importlib
 import json
 import logging
 import os
 import posixpath
 import re
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -446,6 +451,141 @@ def rewrite_links(markdown: str, src_uri: str) -> str:
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------- the notebooks, executed
+
+# The notebooks are committed without outputs; their pages show the outputs of a run made by the build.
+# Each notebook runs the way `nbdev-test` runs it (execnb's in-process shell, from the notebook's folder,
+# `IN_TEST` set, cells flagged with a `tst_flags` directive skipped), in a process of its own; then nbdev's
+# own processors keep what a reader should see: `#| hide` cells dropped, `#| hide_line` lines dropped,
+# the `#|` directive lines stripped. The result is kept in EXECUTED (gitignored), named after a hash of
+# the notebook, the package's source and this file, so a build re-runs only what changed.
+EXECUTED = REPO / ".cache" / "executed-notebooks"
+NOT_EXECUTED = {   # folders of nbs/ whose notebooks the build shows as written, and why (said on their pages)
+    "ops": "This is an operational notebook: run, it acts on a real bus (ingest, or the browser's widgets), "
+           "so the docs build shows it as written, without outputs.",
+}
+NB_TIMEOUT = int(os.environ.get("DOCS_NB_TIMEOUT", "600"))   # seconds per notebook
+_ANSI = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
+NB_WORKERS = int(os.environ.get("DOCS_NB_WORKERS", "2"))      # notebooks executed at once
+
+
+def _package_hash() -> str:
+    "A hash of what every notebook's run depends on besides itself: the package, its built-in files, this file."
+    h = hashlib.sha256()
+    folders = ["artifact_bus", "exports", "contracts", "nbs/ops"]   # the package and the folders core.package_dir serves
+    for p in [Path(__file__).resolve(), REPO / "pyproject.toml",
+              *sorted(p for f in folders for p in (REPO / f).rglob("*") if p.is_file() and "__pycache__" not in p.parts)]:
+        h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def not_executed_reason(nb: Path) -> str | None:
+    return NOT_EXECUTED.get(nb.relative_to(NBS).parts[0]) if len(nb.relative_to(NBS).parts) > 1 else None
+
+
+def execute_notebook(src: Path, dst: Path) -> None:
+    "Run notebook `src` as nbdev-test does, keep what a reader should see, write it to `dst` (runs in a child process)."
+    from execnb.shell import CaptureShell
+    from fastcore.nbio import write_nb
+    from fastcore.xtras import working_directory
+    from nbdev.config import get_config
+    from nbdev.process import NBProcessor
+    from nbdev.processors import hide_, hide_line, rm_header_dash
+    os.environ["IN_TEST"] = "1"
+    flags = set(str(get_config().get("tst_flags", "")).split())
+    nb = NBProcessor(src, rm_directives=False).nb
+    shell = CaptureShell(src)
+    with working_directory(src.parent):
+        try:
+            shell.run_all(nb, exc_stop=True, cell_timeout=NB_TIMEOUT,
+                          preproc=lambda c: c.cell_type != "code" or bool(flags & c.directives_.keys()))
+        except BaseException:
+            sys.stderr.write(shell.prettytb(fname=src) or f"{src}: {shell.exc!r}")
+            raise SystemExit(1)
+
+    def strip_ansi(cell):   # nbdev's strip_ansi expects a stream's text as one string; execnb may give a list
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                o["text"] = _ANSI.sub("", "".join(o["text"]) if isinstance(o["text"], list) else o["text"])
+
+    def drop_empty(cell):   # a cell left empty by the directives' removal (`#| default_exp`), with nothing to show
+        if cell.cell_type == "code" and not cell.source.strip() and not cell.get("outputs"): del cell["source"]
+
+    NBProcessor(nb=nb, procs=[hide_, hide_line, rm_header_dash, strip_ansi, drop_empty], rm_directives=True).process()
+    n = 0
+    for cell in nb.cells:   # nothing of the run's clock in the page; the prompts numbered as shown, hidden cells left out
+        cell.get("metadata", {}).pop("execution", None)
+        if cell.cell_type == "code" and cell.get("execution_count") is not None:
+            n += 1
+            cell.execution_count = n
+            for o in cell.get("outputs", []):
+                if "execution_count" in o: o["execution_count"] = n
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    write_nb(nb, tmp)
+    tmp.replace(dst)
+
+
+def shown_as_written(nb: Path, dst: Path, note: str) -> None:
+    "The notebook unexecuted, `#| hide` cells and directive lines dropped, with `note` under its title."
+    from fastcore.nbio import mk_cell, write_nb
+    from nbdev.process import NBProcessor
+    from nbdev.processors import hide_, hide_line, rm_header_dash
+    nb_ = NBProcessor(nb, procs=[hide_, hide_line, rm_header_dash], rm_directives=True, process=True).nb
+    nb_.cells = [c for c in nb_.cells if c.cell_type != "code" or c.source.strip()]
+    nb_.cells.insert(1 if nb_.cells and nb_.cells[0].cell_type == "markdown" else 0,
+                     mk_cell(f"> **Shown without outputs.** {note}", "markdown"))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_nb(nb_, dst)
+
+
+def executed_notebooks(nbs: list[Path]) -> dict[Path, Path]:
+    "Each notebook and the copy its page is made from: executed (or taken from the cache), or shown as written."
+    key = _package_hash()
+    out, todo = {}, []
+    for nb in nbs:
+        rel = nb.relative_to(NBS)
+        h = hashlib.sha256((key + hashlib.sha256(nb.read_bytes()).hexdigest()).encode()).hexdigest()[:16]
+        dst = EXECUTED / rel.parent / f"{nb.stem}.{h}" / nb.name   # the page's download keeps the notebook's name
+        out[nb] = dst
+        if dst.is_file(): continue
+        if (reason := not_executed_reason(nb)):
+            shown_as_written(nb, dst, reason)
+        else:
+            todo.append((nb, dst))
+
+    def run(item):
+        nb, dst = item
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "execute", str(nb), str(dst)], cwd=REPO,
+                           capture_output=True, text=True, timeout=NB_TIMEOUT + 60)
+        return nb, dst, p, time.perf_counter() - t0
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, NB_WORKERS)) as pool:
+        for nb, dst, p, seconds in pool.map(run, todo):
+            rel = nb.relative_to(REPO)
+            if p.returncode == 0:
+                log.info("executed %s in %.1fs", rel, seconds)
+                continue
+            # not cached: the next build runs it again
+            out[nb] = dst.parent.with_name(f"{nb.stem}.unexecuted") / nb.name
+            missing = re.search(r"ModuleNotFoundError: No module named '([\w.]+)'", p.stderr)
+            if missing:   # an optional extra this environment lacks: show the notebook as written, and say why
+                log.info("%s needs the module %s, not installed here: its page shows it without outputs", rel, missing.group(1))
+                shown_as_written(nb, out[nb], f"The docs were built without the `{missing.group(1)}` module this notebook "
+                                              "needs (an optional extra), so it is shown without outputs.")
+            else:
+                log.warning("%s failed when the docs build ran it (its page shows it without outputs):\n%s", rel,
+                            "\n".join(l for l in p.stderr.splitlines() if "[IPKernelApp]" not in l)[-3000:])
+                shown_as_written(nb, out[nb], "This notebook failed when the docs were built, so it is shown without outputs.")
+    used = set(out.values())
+    for old in list(EXECUTED.rglob("*.ipynb")):   # copies no notebook uses any more
+        if old not in used:
+            old.unlink()
+            with contextlib.suppress(OSError): old.parent.rmdir()
+    return out
+
+
 # ---------------------------------------------------------------- mkdocs events
 
 def _generated(config, files: Files, src_uri: str, content: str | None = None, abs_src_path: str | None = None,
@@ -457,9 +597,9 @@ def _generated(config, files: Files, src_uri: str, content: str | None = None, a
 
 @event_priority(100)   # before mkdocs-jupyter, so it renders the notebooks added here
 def on_files(files: Files, config) -> Files:
-    # the notebooks: the module documentation, shown as committed (never executed here)
-    for nb in notebooks():
-        _generated(config, files, "modules/" + nb.relative_to(NBS).as_posix(), abs_src_path=str(nb))
+    # the notebooks: the module documentation, with the outputs of a run made now (see executed_notebooks)
+    for nb, shown in executed_notebooks(notebooks()).items():
+        _generated(config, files, "modules/" + nb.relative_to(NBS).as_posix(), abs_src_path=str(shown))
     # reference pages made from the code
     pages = {"reference/cli.md": cli_page, "reference/config.md": config_page, "reference/catalog.md": catalog_page,
              "reference/manifest-schema.md": manifest_page, "reference/exports.md": exports_page,
@@ -559,3 +699,17 @@ def on_post_page(output: str, page, config) -> str:
                 log.warning("%s: mkdocs-jupyter's %s block was not found: check the page for CDN references",
                             page.file.src_uri, "MathJax" if block is _CDN_BLOCKS[0] else "Mermaid")
     return output
+
+
+def on_post_build(config):
+    # the page's download link serves the notebook as committed (its hidden set-up cells included), not the
+    # copy the page was made from
+    site = Path(config["site_dir"])
+    for nb in notebooks():
+        rel = nb.relative_to(NBS)
+        target = site / "modules" / rel.parent / nb.stem / nb.name
+        if target.is_file(): target.write_bytes(nb.read_bytes())
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "execute":
+    execute_notebook(Path(sys.argv[2]), Path(sys.argv[3]))

@@ -8,6 +8,9 @@
   module has an API page and a notebook page; the guarantees page names only tests that exist.
 - The code on the home page and in the tutorial runs, in order, as written.
 - No page loads anything from outside: no CDN script, stylesheet, font or image.
+- The notebook pages show the outputs of a run the build made (the notebooks are committed without
+  outputs), and leave out `#| hide` cells and nbdev's `#|` directive lines; the operational notebooks
+  under nbs/ops/ are shown as written and say so.
 - In headless Chromium: every page loads without a console error or a failed request, the navigation
   links lead to their pages, the search finds a page for a known word, and a screenshot of the home
   page is kept in tests/output/.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import html
+import importlib.util
 import json
 import os
 import re
@@ -187,6 +191,74 @@ def test_no_page_loads_anything_from_outside(site):
     for f in (site / "assets" / "stylesheets").rglob("*.css"):
         if re.search(r"url\([\"']?https?://", f.read_text()): found.append(f"{f.relative_to(site)}: external url()")
     assert not found, "pages load from outside:\n" + "\n".join(found[:20])
+
+
+# ---------------------------------------------------------------- the notebook pages: run by the build, cleaned as nbdev does
+
+def output_areas(site: Path, page: str) -> list[tuple[str, str]]:
+    "(mime type, visible text) of each output of a notebook page, in order."
+    raw = (site / page / "index.html").read_text()
+    out = []
+    for m in re.finditer(r'<div class="[^"]*\bjp-OutputArea-output\b[^"]*"[^>]*data-mime-type="([^"]+)"[^>]*>(.*?)</div>\s*</div>', raw, re.S):
+        out.append((m.group(1), " ".join(html.unescape(re.sub(r"<[^>]+>", " ", m.group(2))).split())))
+    return out
+
+
+def shown_code(site: Path, page: str) -> list[str]:
+    "The source of each code cell a notebook page shows (the text its copy button copies)."
+    raw = (site / page / "index.html").read_text()
+    return [html.unescape(c) for c in re.findall(r'<div class="clipboard-copy-txt"[^>]*>(.*?)</div>', raw, re.S)]
+
+
+def notebook_pages() -> list[tuple[Path, str]]:
+    return [(nb, "modules/" + nb.relative_to(REPO / "nbs").with_suffix("").as_posix())
+            for nb in sorted((REPO / "nbs").rglob("*.ipynb")) if ".ipynb_checkpoints" not in nb.parts]
+
+
+def test_notebook_pages_show_the_outputs_of_a_run(site):
+    # the notebooks are committed without outputs: what the pages show comes from the build's own run
+    for nb, _ in notebook_pages():
+        assert not any(c.get("outputs") for c in json.loads(nb.read_text())["cells"]), f"{nb.relative_to(REPO)} is committed with outputs"
+    # 04_ingest's example ends with `rep`, the Report of the ingest it ran: its HTML repr is under the cell
+    outs = output_areas(site, "modules/04_ingest")
+    report = [t for mime, t in outs if mime == "text/html" and t.startswith("ingest run 1")]
+    assert report, f"modules/04_ingest shows no Report under its example; outputs: {outs[:5]}"
+    assert re.search(r"\baccepted 2 rejected 0 duplicates 0\b", report[0]), report[0]
+    # 10_cli prints the CLI's --help: the usage line is under the cell
+    assert any(t.startswith("usage: artifact-bus") for _, t in output_areas(site, "modules/10_cli")), "modules/10_cli shows no --help"
+    # every module notebook ran to the end (a failure shows the page without outputs, and says so)
+    for nb, page in notebook_pages():
+        text = " ".join(page_text(site, page).split())
+        if nb.parent.name == "ops":
+            assert "Shown without outputs. This is an operational notebook" in text, f"{page} does not say why it was not run"
+            assert not output_areas(site, page), f"{page}: an operational notebook was run by the docs build"
+        elif m := re.search(r"Shown without outputs\. The docs were built without the (\S+) module", text):
+            # allowed only for an optional extra this environment really lacks (chdb for the ClickHouse notebook)
+            assert importlib.util.find_spec(m.group(1)) is None, f"{page} was not run, yet {m.group(1)} is installed"
+        else:
+            assert "Shown without outputs" not in text, f"{page} was not run by the docs build"
+            assert re.search(r"In\s*\[\s*1\s*\]", text), f"{page} shows no executed cell"
+
+
+def test_notebook_pages_leave_out_hidden_cells_and_directives(site):
+    checked = 0
+    for nb, page in notebook_pages():
+        cells = json.loads(nb.read_text())["cells"]
+        src = lambda c: "".join(c["source"])
+        hidden = [src(c) for c in cells if c["cell_type"] == "code" and re.search(r"^#\|\s*hide\s*$", src(c), re.M)]
+        elsewhere = {line.strip() for c in cells if src(c) not in hidden for line in src(c).splitlines()}
+        code = shown_code(site, page)
+        assert code, f"{page} shows no code"
+        for c in code:
+            assert not re.search(r"^\s*#\|", c, re.M), f"{page} shows an nbdev directive:\n{c[:300]}"
+        shown = {line.strip() for c in code for line in c.splitlines()}
+        for cell in hidden:
+            for line in cell.splitlines():
+                line = line.strip()
+                if line.startswith("#") or len(line) < 12 or line in elsewhere: continue
+                assert line not in shown, f"{page} shows a line of a `#| hide` cell: {line}"
+                checked += 1
+    assert checked > 20, "no hidden line was checked: do the notebooks still have `#| hide` cells?"
 
 
 # ---------------------------------------------------------------- the code on the pages runs
