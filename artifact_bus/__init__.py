@@ -8,7 +8,7 @@ Four API functions share their name with the module that defines them: `submit`,
 `catalog` and `export`. On the package, that name is always the function, even after the module
 itself was imported (`import artifact_bus.catalog` binds the function on the package, as
 `from artifact_bus import catalog` does). To reach a module, import from it
-(`from artifact_bus.catalog import WriterLock`) or use `importlib.import_module("artifact_bus.catalog")`.
+(`from artifact_bus.export import load_exports`) or use `importlib.import_module("artifact_bus.catalog")`.
 """
 __version__ = "0.1.0"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog import WriterLock, bump_version, publish, refresh_views, sql_str, writer_connection
-from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, utcnow
+from .catalog_db import WriterLock, bump_version, publish, refresh_views, writer_connection
+from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, utcnow, sql_str
 
 # %% auto #0
 __all__ = ['SEGMENTS', 'remove_orphan_segments', 'compact_kinds', 'compact']

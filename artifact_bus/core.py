@@ -15,7 +15,7 @@ import stat
 import tomllib
 from importlib import resources
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ from typing import Any
 from ulid import ULID
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'BusError', 'ConfigError', 'ManifestError', 'KindError', 'SchemaMismatch',
-           'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis', 'job_sort_key',
-           'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file', 'load_config',
-           'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir', 'root_unmounted',
-           'require_mounted', 'utcnow', 'to_json', 'package_dir', 'notebook_runner', 'interactive', 'progress_bar']
+__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'CURRENT', 'BusError', 'ConfigError', 'ManifestError', 'KindError',
+           'SchemaMismatch', 'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis',
+           'job_sort_key', 'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file',
+           'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir',
+           'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'sql_str', 'read_current', 'to_utc', 'package_dir',
+           'notebook_runner', 'interactive', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -367,6 +368,28 @@ def to_json(obj, **kw) -> str:
         if hasattr(o, "item"): return o.item()
         return str(o)
     return json.dumps(obj, default=default, **kw)
+
+# %% ../nbs/00_core.ipynb #a5b15400
+def sql_str(s: str) -> str:
+    "A SQL string literal."
+    return "'" + str(s).replace("'", "''") + "'"
+
+CURRENT = "CURRENT"
+
+def read_current(config: Config) -> dict | None:
+    "The pointer to the newest published snapshot, or None before the first publish."
+    try: return json.loads((config.published / CURRENT).read_text())
+    except FileNotFoundError: return None
+
+def to_utc(t, what: str = "time") -> datetime:
+    "A `datetime`, `date` or ISO 8601 string as an aware UTC datetime (naive means UTC)."
+    if isinstance(t, str):
+        try: t = datetime.fromisoformat(t)
+        except ValueError: raise ManifestError(f"{what} {t!r} is not an ISO 8601 time") from None
+    if isinstance(t, date) and not isinstance(t, datetime): t = datetime(t.year, t.month, t.day)
+    if not isinstance(t, datetime): raise ManifestError(f"{what} must be a datetime, a date or an ISO 8601 string, got {type(t).__name__}")
+    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=timezone.utc)   # a pandas Timestamp becomes a plain datetime
 
 # %% ../nbs/00_core.ipynb #1b634300
 _CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops", "producer_contracts": "contracts"}

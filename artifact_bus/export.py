@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 
-from .catalog import WriterLock, sql_str, writer_connection
-from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, progress_bar, to_json, utcnow
+from .catalog_db import WriterLock, writer_connection
+from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, progress_bar, to_json, utcnow, sql_str
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'PENDING', 'MB_PER_THREAD', 'ExportDef', 'export_folders', 'load_exports', 'export_status',

@@ -16,10 +16,11 @@ import duckdb
 
 import json
 
-from .catalog import WriterLock, catalog, lock_holder, publish, read_current, writer_connection, catalog_version
+from .catalog import catalog
+from .catalog_db import WriterLock, lock_holder, publish, writer_connection, catalog_version
 from .contracts import load_contracts
 from .protocol import checksum_file
-from .core import BusError, Config, ConfigError, NotFound, WriterBusy, is_job_id, job_millis, load_config
+from .core import BusError, Config, ConfigError, NotFound, WriterBusy, is_job_id, job_millis, load_config, read_current
 from .export import export_status, load_exports, run_exports
 from .ingest import INTENT, inbox_entries
 from .schedule import DAEMON_LOCK

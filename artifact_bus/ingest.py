@@ -22,10 +22,9 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from .catalog import (WriterLock, bump_version, catalog_version, publish, read_current,
-                                  refresh_views, sql_str, writer_connection)
+from .catalog_db import WriterLock, bump_version, catalog_version, publish, refresh_views, writer_connection
 from .core import (BusError, BusUnavailable, Config, atomic_write, fsync_dir, is_job_id, job_day,
-                               load_config, progress_bar, require_mounted, to_json, utcnow)
+                               load_config, progress_bar, require_mounted, to_json, utcnow, read_current, sql_str)
 from .contracts import check_contract, load_contracts, merge_type
 from .compact import compact_kinds, remove_orphan_segments
 from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
@@ -620,7 +619,7 @@ def ingest(root: str | os.PathLike | None = None, *, max_jobs: int | None = None
 
 def _pull(con, config, report, max_jobs=None) -> None:
     "Bring the jobs committed on object storage into the inbox; an unreachable store is logged, the local inbox still ingested."
-    from artifact_bus.remote import pull
+    from artifact_bus.pull import pull
     try: report.pulled = pull(config, con, max_jobs=max_jobs)
     except BusUnavailable as e: log.error("%s", e)
 

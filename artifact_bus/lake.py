@@ -16,9 +16,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from .catalog import WriterLock, sql_str, writer_connection
-from .core import BusError, BusUnavailable, Config, ConfigError, NotFound, is_url, job_sort_key, load_config, utcnow
-from .remote import s3_options
+from .catalog_db import WriterLock, writer_connection
+from .core import BusError, BusUnavailable, Config, ConfigError, NotFound, is_url, job_sort_key, load_config, utcnow, sql_str
+from .objstore import s3_options
 
 log = logging.getLogger("artifact_bus")
 

@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from .catalog import catalog, sql_str
-from .core import Config, ManifestError, NotFound
+from .catalog import catalog
+from .core import Config, ManifestError, NotFound, sql_str, to_utc
 
 # %% auto #0
 __all__ = ['Slice', 'slices', 'Coverage', 'slice_coverage', 'FeatureSet', 'feature_sets', 'read_feature_set']
@@ -97,7 +97,6 @@ def _extend(out: list, a, b, *extra) -> None:
 def slice_coverage(dataset: str, start, end, *, symbols=None, universe=None, granularity: str | None = None,
                    root=None, config: Config | None = None) -> Coverage:
     "Which current slices of `dataset` cover [`start`, `end`), with the gaps and the overlaps."
-    from artifact_bus.producers import to_utc   # producers' light helpers; it imports no writer
     lo, hi = to_utc(start, "start"), to_utc(end, "end")
     if not lo < hi: raise ManifestError(f"start {lo} is not before end {hi}")
     hit = tuple(s for s in slices(dataset, granularity=granularity, root=root, config=config)

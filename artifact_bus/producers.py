@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import textwrap
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,14 +21,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .contracts import check_contract, contracts_dir, load_contract
-from .core import ConfigError, ManifestError, SchemaMismatch, atomic_write, load_config, package_dir
+from .core import ConfigError, ManifestError, to_utc, SchemaMismatch, atomic_write, load_config, package_dir
 from .protocol import check_kind, lineage
 from .submit import Job, Receipt, job, submit
 
 # %% auto #0
-__all__ = ['SIMULATION_KINDS', 'to_utc', 'utc_iso', 'slice_identity', 'slice_key', 'check_slice', 'submit_slice',
-           'definition_text', 'definition_hash', 'submit_feature_set', 'shipped_contracts', 'install_contracts',
-           'submit_simulation', 'produces', 'submit_clickhouse']
+__all__ = ['SIMULATION_KINDS', 'utc_iso', 'slice_identity', 'slice_key', 'check_slice', 'submit_slice', 'definition_text',
+           'definition_hash', 'submit_feature_set', 'shipped_contracts', 'install_contracts', 'submit_simulation',
+           'produces', 'submit_clickhouse']
 
 # %% ../nbs/17_producers.ipynb #6d02fc5b
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -39,16 +39,6 @@ def _name(value, what: str) -> str:
     return value
 
 def _sha256(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()
-
-def to_utc(t, what: str = "time") -> datetime:
-    "A `datetime`, `date` or ISO 8601 string as an aware UTC datetime (naive means UTC)."
-    if isinstance(t, str):
-        try: t = datetime.fromisoformat(t)
-        except ValueError: raise ManifestError(f"{what} {t!r} is not an ISO 8601 time") from None
-    if isinstance(t, date) and not isinstance(t, datetime): t = datetime(t.year, t.month, t.day)
-    if not isinstance(t, datetime): raise ManifestError(f"{what} must be a datetime, a date or an ISO 8601 string, got {type(t).__name__}")
-    t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    return t.replace(tzinfo=timezone.utc)   # a pandas Timestamp becomes a plain datetime
 
 def utc_iso(t, what: str = "time") -> str:
     "`t` as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (UTC), the form keys and meta use."

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog import WriterLock, bump_version, publish, writer_connection
+from .catalog_db import WriterLock, bump_version, publish, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, to_json
 
 if TYPE_CHECKING: from artifact_bus.ingest import Report

@@ -18,8 +18,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .catalog import catalog, sql_str
-from .core import BusError, Config, NotFound
+from .catalog import catalog
+from .core import BusError, Config, NotFound, sql_str
 from .protocol import check_kind
 
 if TYPE_CHECKING:

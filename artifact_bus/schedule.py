@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from .catalog import WriterLock, catalog, lock_holder
+from .catalog import catalog
+from .catalog_db import WriterLock, lock_holder
 from .core import BusError, Config, NotFound, WriterBusy, load_config, package_dir, require_mounted, utcnow
 from .export import export_status, pending_changes
 from .ingest import INTENT, inbox_entries, ingest, record_run
@@ -227,7 +228,7 @@ def has_work(config: Config) -> bool:
     "True when the inbox (or object storage, for a bus with a `remote`) holds committed jobs, or a crashed batch waits to be recovered."
     if inbox_entries(config)[0] or (config.root / INTENT).exists(): return True
     if not config.remote: return False
-    from artifact_bus.remote import has_remote_work
+    from artifact_bus.pull import has_remote_work
     return has_remote_work(config)
 
 # %% ../nbs/06_schedule.ipynb #a0fdf4a9

@@ -341,7 +341,7 @@ class Job:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
         if self.config.staged and not self.spooled:   # a producer on another machine: hand the job to object storage
-            from artifact_bus.remote import deliver
+            from artifact_bus.upload import deliver
             outcome, delivered, reason = deliver(self.config, dest)
             dest = delivered   # an s3:// URL once delivered
             if outcome == "spooled": self.spooled, self.spool_reason = True, reason
@@ -378,7 +378,7 @@ def _flush_spool(config: Config) -> None:
         try: flush(config=config)
         except BusError: pass  # the spool stays for the next try
     elif config.staged:
-        from artifact_bus.remote import deliver_stranded
+        from artifact_bus.upload import deliver_stranded
         try: deliver_stranded(config)
         except (BusError, OSError): pass  # the next commit or flush() tries again
 
@@ -500,7 +500,7 @@ def flush(root: str | os.PathLike | None = None, *, config: Config | None = None
     sd = spool_dir(config)
     stranded = []
     if config.staged:   # a remote producer: first the jobs committed here whose producer died before uploading them
-        from artifact_bus.remote import deliver_stranded, flush_jobs
+        from artifact_bus.upload import deliver_stranded, flush_jobs
         stranded = deliver_stranded(config)
     jobs = spooled_jobs(config=config)
     if not jobs: return stranded

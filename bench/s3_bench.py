@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))   # the test servers
 from servers import SKIP, PostgreSQL, SeaweedFS   # noqa: E402
 
-from artifact_bus import catalog, ingest, lake, remote, submit   # noqa: E402
+from artifact_bus import catalog, ingest, lake, objstore, submit   # noqa: E402
 from artifact_bus.core import load_config   # noqa: E402
 from artifact_bus.testing import fills_table   # noqa: E402
 from abbench.systems import _Phases   # noqa: E402  (the main harness's timing of ingest()'s phases, from the outside)
@@ -94,7 +94,7 @@ class Bench:
                           "mb_per_s": nbytes / MB / seconds if nbytes and seconds else None, "note": note})
 
     def floor(self, name: str, tables) -> float:
-        fs = remote.s3fs(load_config(self.work, remote=f"s3://{self.s3.bucket}/{name}"))
+        fs = objstore.s3fs(load_config(self.work, remote=f"s3://{self.s3.bucket}/{name}"))
         t0 = time.perf_counter()
         for i, t in enumerate(tables): pq.write_table(t, f"{self.s3.bucket}/{name}/{i:06d}.parquet", filesystem=fs)
         return time.perf_counter() - t0

@@ -201,7 +201,7 @@ def config_page() -> str:
 def catalog_columns() -> dict[str, list[tuple]]:
     "Per relation of the `catalog` schema: its columns (name, type, nullable, default), from a fresh in-memory catalog."
     import duckdb
-    from artifact_bus.catalog import ensure_schema
+    from artifact_bus.catalog_db import ensure_schema
     con = duckdb.connect()
     try:
         ensure_schema(con)
@@ -215,24 +215,24 @@ def catalog_columns() -> dict[str, list[tuple]]:
 
 
 def catalog_page() -> str:
-    from artifact_bus.catalog import TABLES
+    from artifact_bus.catalog_db import TABLES
     descriptions = tomllib.loads((DOCS / "reference" / "catalog-columns.toml").read_text())
-    _, rows, _ = md_table("03_catalog.ipynb", "table")
+    _, rows, _ = md_table("21_catalog_db.ipynb", "table")
     per = {unticked(r[0]).removeprefix("catalog.").split("`")[0]: r[1] for r in rows}
     cols = catalog_columns()
-    out = [GENERATED_NOTE.format(src="the DDL in artifact_bus.catalog, nbs/03_catalog.ipynb and docs/reference/catalog-columns.toml"),
+    out = [GENERATED_NOTE.format(src="the DDL in artifact_bus.catalog_db, nbs/21_catalog_db.ipynb and docs/reference/catalog-columns.toml"),
            "# Catalog tables\n",
            "The writer's DuckDB file holds two schemas the bus owns: `catalog` (these tables) and `bus` (one view per kind). "
            "Readers see the same tables and views in every published snapshot (`catalog()`, `artifact-bus catalog`, "
            "`duckdb -readonly <root>/published/latest.duckdb`). Paths are relative to the bus root; times are UTC "
            "(`TIMESTAMP WITH TIME ZONE`). The columns below are read from a fresh catalog created by "
-           "`artifact_bus.catalog.ensure_schema`, so they are the real ones.\n",
+           "`artifact_bus.catalog_db.ensure_schema`, so they are the real ones.\n",
            "| table | one row per |", "|---|---|"]
     for t in cols:
         out.append(f"| [`catalog.{t}`](#catalog-{t}) | {per.get(t, '')} |")
     for t, c in cols.items():
         kind = "view" if t not in TABLES else "table"
-        if t not in per: log.warning("catalog.%s is not in the tables table of nbs/03_catalog.ipynb: document it there", t)
+        if t not in per: log.warning("catalog.%s is not in the tables table of nbs/21_catalog_db.ipynb: document it there", t)
         desc = descriptions.get(t, {})
         out += ["", f"## `catalog.{t}` {{#catalog-{t}}}\n", f"A {kind}, one row per {per.get(t, '…')}.", "",
                 "| column | type | null | meaning |", "|---|---|---|---|"]

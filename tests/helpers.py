@@ -54,7 +54,7 @@ def sha256(path) -> str:
 # A process that takes the real writer lock at sys.argv[1], says "locked" and holds it until killed.
 HOLDER = """
 import sys, time
-from artifact_bus.catalog import WriterLock
+from artifact_bus.catalog_db import WriterLock
 with WriterLock(sys.argv[1]):
     print("locked", flush=True)
     while True:

@@ -20,7 +20,7 @@ from helpers import expect_line, stop  # noqa: E402
 
 HOLD_LOCK = """
 import sys
-from artifact_bus.catalog import WriterLock
+from artifact_bus.catalog_db import WriterLock
 with WriterLock(sys.argv[1]):
     print("locked", flush=True)
     sys.stdin.readline()

@@ -4,7 +4,7 @@ import json
 import re
 from pathlib import Path
 
-from artifact_bus.catalog import TABLES
+from artifact_bus.catalog_db import TABLES
 from artifact_bus.cli import build_parser
 from artifact_bus.core import CONFIG_KEYS, package_dir
 
@@ -30,7 +30,7 @@ def test_every_config_key_is_documented():
 
 
 def test_every_catalog_table_is_documented():
-    documented = set(re.findall(r"`catalog\.(\w+)`", markdown("03_catalog.ipynb")))
+    documented = set(re.findall(r"`catalog\.(\w+)`", markdown("21_catalog_db.ipynb")))
     assert set(TABLES) | {"kinds"} <= documented
 
 

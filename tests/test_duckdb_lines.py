@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from artifact_bus import catalog, ingest, submit
-from artifact_bus.catalog import catalog_version
+from artifact_bus.catalog_db import catalog_version
 from artifact_bus.core import load_config
 from artifact_bus.testing import submit_backtest
 from helpers import HANG_GUARD, clean_env

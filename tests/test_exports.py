@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from artifact_bus import catalog, ingest, submit
-from artifact_bus.catalog import WriterLock, writer_connection
+from artifact_bus.catalog_db import WriterLock, writer_connection
 from artifact_bus.core import load_config
 from artifact_bus.export import run_exports
 from artifact_bus.testing import fills_table, submit_backtest

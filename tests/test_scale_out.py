@@ -29,8 +29,8 @@ from reliability_helpers import finish, kill, read_line, spawn
 from servers import SeaweedFS, postgres, seaweedfs  # noqa: F401 (fixtures: they skip, or fail under SERVER_TESTS=required)
 
 from artifact_bus import catalog, flush, ingest, submit
-from artifact_bus import lake, remote
-from artifact_bus.catalog import writer_connection
+from artifact_bus import lake, pull, upload
+from artifact_bus.catalog_db import writer_connection
 from artifact_bus.core import load_config
 from artifact_bus.submit import spool_dir, spooled_jobs
 
@@ -71,9 +71,9 @@ print("done", flush=True)
 # The writer loop: each ingest() pulls, ingests one batch and mirrors it; ends once the producers are done and nothing is left.
 WRITER = """
 import json, os, sys, time
-from artifact_bus import remote
 from artifact_bus.core import load_config
 from artifact_bus.ingest import ingest
+from artifact_bus.pull import remote_jobs
 root, log, producers_done = sys.argv[1], sys.argv[2], sys.argv[3]
 cfg = load_config(root)
 print("ready", flush=True)
@@ -83,7 +83,7 @@ with open(log, "a") as out:
         rep = ingest(config=cfg, max_jobs=cfg.batch_size, exports=False)
         out.write(json.dumps({"pulled": rep.pulled, "accepted": rep.accepted, "rejected": rep.rejected,
                               "snapshots": rep.lake_snapshots}) + "\\n"); out.flush()
-        if done and not (rep.pulled or rep.accepted or rep.rejected or rep.remaining or remote.remote_jobs(cfg)): break
+        if done and not (rep.pulled or rep.accepted or rep.rejected or rep.remaining or remote_jobs(cfg)): break
         if not (rep.pulled or rep.accepted): time.sleep(0.05)
 print("finished", flush=True)
 """
@@ -180,7 +180,7 @@ def _assert_cataloged_once(config, acked: dict) -> None:
         for kind, job_id, n in c.execute("SELECT kind, job_id, sum(rows) FROM catalog.artifacts GROUP BY ALL").fetchall():
             got.setdefault(job_id, {})[kind] = n
         assert got == acked
-    assert remote.remote_jobs(config) == {}
+    assert pull.remote_jobs(config) == {}
     assert not any(config.tmp.iterdir()) and not any(p for p in config.inbox.iterdir() if p.name != ".tmp")
 
 
@@ -261,12 +261,12 @@ def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch
         server.start()
         flush(config=producer)
         assert spooled_jobs(config=producer) == []
-        assert sorted(remote.remote_jobs(producer)) == sorted([first[0], second[0]])
+        assert sorted(pull.remote_jobs(producer)) == sorted([first[0], second[0]])
 
         writer = load_config(bus.root, remote=url)
         rep = ingest(config=writer)
         assert rep.pulled == rep.accepted == [first[0], second[0]]
-        assert remote.remote_jobs(writer) == {}
+        assert pull.remote_jobs(writer) == {}
     finally:
         server.stop()
 
@@ -278,16 +278,16 @@ def test_a_job_left_by_a_dead_producer_goes_with_the_next_submit(seaweedfs, tmp_
     producer = load_config(url)
     producer.root.mkdir(parents=True, exist_ok=True)
     def die(*a, **kw): raise KeyboardInterrupt("killed before the upload")
-    real = remote.deliver
-    monkeypatch.setattr(remote, "deliver", die)
+    real = upload.deliver
+    monkeypatch.setattr(upload, "deliver", die)
     with pytest.raises(KeyboardInterrupt):
         submit(pa.table({"qty": [1]}), "fills", root=url, run_id="dead")
     (left,) = [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"]   # committed here, not uploaded
-    assert remote.remote_jobs(producer) == {}
-    monkeypatch.setattr(remote, "deliver", real)
+    assert pull.remote_jobs(producer) == {}
+    monkeypatch.setattr(upload, "deliver", real)
     r = submit(pa.table({"qty": [2]}), "fills", root=url, run_id="next")
     assert r.status == "committed"
-    assert sorted(remote.remote_jobs(producer)) == sorted([left, r.job_id])
+    assert sorted(pull.remote_jobs(producer)) == sorted([left, r.job_id])
     assert [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"] == []
 
 

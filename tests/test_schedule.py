@@ -19,7 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from artifact_bus.catalog import catalog, lock_holder
+from artifact_bus.catalog import catalog
+from artifact_bus.catalog_db import lock_holder
 from artifact_bus.core import load_config
 from artifact_bus.ingest import INTENT, ingest
 from artifact_bus.schedule import RUN_NAME, RunFailed, daemon_lock, ingest_notebook, run_notebook
@@ -308,7 +309,7 @@ def test_daemon_survives_a_busy_writer(root, daemons, tmp_path):
     "A manual ingest holding the writer lock makes the daemon log and retry, not die."
     root.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom artifact_bus.catalog import WriterLock\n"
+        [sys.executable, "-c", "import sys\nfrom artifact_bus.catalog_db import WriterLock\n"
                                f"with WriterLock({str(root / 'writer.lock')!r}):\n"
                                "    print('locked', flush=True); sys.stdin.readline()"],
         env=clean_env(), text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

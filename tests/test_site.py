@@ -109,7 +109,7 @@ def test_config_reference_documents_every_key_and_variable(site):
 
 def test_catalog_reference_documents_every_table_and_column(site):
     import duckdb
-    from artifact_bus.catalog import TABLES, ensure_schema
+    from artifact_bus.catalog_db import TABLES, ensure_schema
     con = duckdb.connect()
     ensure_schema(con)
     rels = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'catalog'").fetchall()]

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artifact_bus.catalog import sql_str
+from artifact_bus.core import sql_str
 from artifact_bus.core import fsync_all, fsync_dir, fsync_file
 
 def ducklake_connection() -> duckdb.DuckDBPyConnection:

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from artifact_bus.catalog import sql_str
+from artifact_bus.core import sql_str
 
 from .common import BUS_LABEL, BUS_SYSTEMS, GROUP_BY, SLOW_S, SYSTEMS, progress, total_rows
 from .report import Results
