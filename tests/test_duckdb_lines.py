@@ -87,10 +87,12 @@ def test_catalog_on_a_real_bus(bus):
 
 def test_catalog_query_that_fails_while_running_is_one_error_line(bus):
     "The cast binds and fails only when the query runs (on 2.x a relation runs lazily, at the first fetch)."
-    for args in ([], ["--json"]):
-        p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills", *args)
-        assert p.returncode != 0 and p.stderr.startswith("error: query failed") and len(p.stderr.splitlines()) == 1, \
-            f"{LINE}\n{p.stdout}\n{p.stderr}"
+    p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills")
+    assert p.returncode != 0 and p.stderr.startswith("error: query failed") and len(p.stderr.splitlines()) == 1, \
+        f"{LINE}\n{p.stdout}\n{p.stderr}"
+    p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills", "--json")   # under --json: one JSON object
+    err = json.loads(p.stderr)
+    assert p.returncode == err["exit_code"] != 0 and err["error"].startswith("query failed"), f"{LINE}\n{p.stderr}"
 
 
 def test_helpers_leave_the_callers_connection_usable(bus):
