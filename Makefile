@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ROOT   ?= data/bus
 
-.PHONY: install demo test typecheck check-nbdev nbtest pytest test-duckdb2 test-ts docs test-browser bench bench-quick bench-browse clean-data clean
+.PHONY: install demo test lint typecheck check-nbdev nbtest pytest test-duckdb2 test-ts docs test-browser bench bench-quick bench-browse clean-data clean
 
 $(STAMP): pyproject.toml requirements/dev.txt requirements/common.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,14 @@ demo: $(STAMP)
 	$(BIN)/python examples/backtest_demo.py --root $(ROOT) --runs 3
 
 ## Install, then check the notebooks and the package agree and run every test.
-test: $(STAMP) check-nbdev typecheck nbtest pytest
+test: $(STAMP) lint check-nbdev typecheck nbtest pytest
+
+## Lint the notebooks (the source), the package, the tests and the benchmarks (configuration: [tool.ruff] in
+## pyproject.toml); `ruff format nbs tests bench` lays them out as the check expects. The generated package
+## follows the notebooks' layout, so only its lint is checked.
+lint: $(STAMP)
+	$(BIN)/ruff format --check nbs tests bench
+	$(BIN)/ruff check nbs artifact_bus tests bench
 
 ## Type-check the package (configuration: [tool.mypy] in pyproject.toml).
 typecheck: $(STAMP)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import duckdb
 import ipywidgets as widgets
@@ -20,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .catalog import catalog
-from .core import BusError, Config, NotFound, WriterBusy, load_config
+from .core import BusError, Config, WriterBusy, load_config
 from .export import export, export_status, load_exports
 from .health import status
 from .ingest import ingest
@@ -33,37 +32,65 @@ __all__ = ['STYLE', 'ANY', 'NONE', 'plot_spec', 'plot_svg', 'overview', 'rejecti
 
 # %% ../nbs/13_browse.ipynb #16216e5d
 # the queries need no widgets: they live in artifact_bus.reader and are re-exported here, under the same names
-from .reader import (ARTIFACT_COLUMNS, LINEAGE_FIELDS, SORTABLE, _artifact_file, artifact_detail, filter_options,
-                                 list_artifacts, numeric_columns, preview, read_head, time_column)
+from artifact_bus.reader import (  # noqa: F401 (re-exported)
+    ARTIFACT_COLUMNS,
+    LINEAGE_FIELDS,
+    SORTABLE,
+    _artifact_file,
+    artifact_detail,
+    filter_options,
+    list_artifacts,
+    numeric_columns,
+    preview,
+    read_head,
+    time_column,
+)
 
 # %% ../nbs/13_browse.ipynb #7cdb891b
 def _floats(col) -> np.ndarray:
     return pc.fill_null(col.cast(pa.float64()), float("nan")).to_numpy()
 
+
 def _millis(col) -> np.ndarray:
     "Milliseconds since the epoch of a timestamp or date column (NaN for nulls)."
     t = col.type
-    if pa.types.is_timestamp(t): return _floats(col.cast(pa.int64())) * {"s": 1e3, "ms": 1.0, "us": 1e-3, "ns": 1e-6}[t.unit]
-    if pa.types.is_date32(t): return _floats(col.cast(pa.int32())) * 86_400_000.0
+    if pa.types.is_timestamp(t):
+        return _floats(col.cast(pa.int64())) * {"s": 1e3, "ms": 1.0, "us": 1e-3, "ns": 1e-6}[t.unit]
+    if pa.types.is_date32(t):
+        return _floats(col.cast(pa.int32())) * 86_400_000.0
     return _floats(col.cast(pa.int64()))
+
 
 def plot_spec(config: Config, detail: dict, column: str, *, max_points: int = 1000, bins: int = 30) -> dict:
     "What to draw for `column`: {'type': 'line', x (ms), y} over the time column, else {'type': 'hist', edges, counts}."
     if column not in numeric_columns(detail["schema"]):
-        raise ValueError(f"column {column!r} of {detail['name']!r} is not numeric "
-                         f"(numeric columns: {', '.join(numeric_columns(detail['schema'])) or 'none'})")
+        raise ValueError(
+            f"column {column!r} of {detail['name']!r} is not numeric "
+            f"(numeric columns: {', '.join(numeric_columns(detail['schema'])) or 'none'})"
+        )
     t = time_column(detail["schema"])
     tbl = pq.read_table(_artifact_file(config, detail), columns=[t, column] if t else [column])
     y = _floats(tbl[column])
     if t:
-        x = _millis(tbl[t]); ok = np.isfinite(x) & np.isfinite(y)
-        x, y = x[ok], y[ok]; order = np.argsort(x, kind="stable"); x, y = x[order], y[order]
+        x = _millis(tbl[t])
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
         if len(x) > max_points:
-            keep = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int)); x, y = x[keep], y[keep]
-        return {"type": "line" if len(x) else "empty", "x": x.tolist(), "y": y.tolist(), "x_label": t, "y_label": column,
-                "n": int(ok.sum())}
+            keep = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
+            x, y = x[keep], y[keep]
+        return {
+            "type": "line" if len(x) else "empty",
+            "x": x.tolist(),
+            "y": y.tolist(),
+            "x_label": t,
+            "y_label": column,
+            "n": int(ok.sum()),
+        }
     y = y[np.isfinite(y)]
-    if not len(y): return {"type": "empty", "x_label": column, "n": 0}
+    if not len(y):
+        return {"type": "empty", "x_label": column, "n": 0}
     counts, edges = np.histogram(y, bins=max(1, min(bins, len(np.unique(y)))))
     return {"type": "hist", "edges": edges.tolist(), "counts": counts.tolist(), "x_label": column, "n": int(len(y))}
 
@@ -71,39 +98,60 @@ def plot_spec(config: Config, detail: dict, column: str, *, max_points: int = 10
 def _num(v: float) -> str:
     return f"{v:,.0f}" if abs(v) >= 1e5 and float(v).is_integer() else f"{v:.4g}"
 
+
 def _when(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
 
 def plot_svg(spec: dict, width: int = 560, height: int = 240) -> str:
     "The plot as an inline SVG string (deterministic: the same spec gives the same bytes)."
     L, R, T, B = 64, 16, 26, 34
     w, h = width - L - R, height - T - B
     esc = html.escape
-    title = (f"{spec['y_label']} over {spec['x_label']}" if spec["type"] == "line"
-             else f"{spec['x_label']}: histogram" if spec["type"] == "hist" else f"{spec.get('x_label', '')}: nothing to plot")
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ab-plot-svg" data-plot="{spec["type"]}" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
-           f'<title>{esc(title)}</title><text x="{L}" y="16" font-size="12" font-weight="bold">{esc(title)} '
-           f'({spec.get("n", 0):,} values)</text>',
-           f'<line x1="{L}" y1="{T + h}" x2="{L + w}" y2="{T + h}" stroke="#666"/><line x1="{L}" y1="{T}" x2="{L}" y2="{T + h}" stroke="#666"/>']
+    title = (
+        f"{spec['y_label']} over {spec['x_label']}"
+        if spec["type"] == "line"
+        else f"{spec['x_label']}: histogram"
+        if spec["type"] == "hist"
+        else f"{spec.get('x_label', '')}: nothing to plot"
+    )
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="ab-plot-svg" data-plot="{spec["type"]}" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
+        f'<title>{esc(title)}</title><text x="{L}" y="16" font-size="12" font-weight="bold">{esc(title)} '
+        f'({spec.get("n", 0):,} values)</text>',
+        f'<line x1="{L}" y1="{T + h}" x2="{L + w}" y2="{T + h}" stroke="#666"/><line x1="{L}" y1="{T}" x2="{L}" y2="{T + h}" stroke="#666"/>',
+    ]
     span = lambda lo, hi: (lo, hi) if hi > lo else (lo - 1, hi + 1)
+
     def labels(x0, x1, y0, y1, fmt_x):
-        return [f'<text x="{L - 4}" y="{T + h}" text-anchor="end">{esc(_num(y0))}</text>',
-                f'<text x="{L - 4}" y="{T + 10}" text-anchor="end">{esc(_num(y1))}</text>',
-                f'<text x="{L}" y="{T + h + 14}">{esc(fmt_x(x0))}</text>',
-                f'<text x="{L + w}" y="{T + h + 14}" text-anchor="end">{esc(fmt_x(x1))}</text>']
+        return [
+            f'<text x="{L - 4}" y="{T + h}" text-anchor="end">{esc(_num(y0))}</text>',
+            f'<text x="{L - 4}" y="{T + 10}" text-anchor="end">{esc(_num(y1))}</text>',
+            f'<text x="{L}" y="{T + h + 14}">{esc(fmt_x(x0))}</text>',
+            f'<text x="{L + w}" y="{T + h + 14}" text-anchor="end">{esc(fmt_x(x1))}</text>',
+        ]
+
     if spec["type"] == "line":
         (x0, x1), (y0, y1) = span(min(spec["x"]), max(spec["x"])), span(min(spec["y"]), max(spec["y"]))
-        pts = " ".join(f"{L + (x - x0) / (x1 - x0) * w:.1f},{T + h - (y - y0) / (y1 - y0) * h:.1f}" for x, y in zip(spec["x"], spec["y"]))
-        out.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>' if len(spec["x"]) > 1 else
-                   f'<circle cx="{pts.split(",")[0]}" cy="{pts.split(",")[1]}" r="3" fill="#1f77b4"/>')
+        pts = " ".join(
+            f"{L + (x - x0) / (x1 - x0) * w:.1f},{T + h - (y - y0) / (y1 - y0) * h:.1f}"
+            for x, y in zip(spec["x"], spec["y"])
+        )
+        out.append(
+            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>'
+            if len(spec["x"]) > 1
+            else f'<circle cx="{pts.split(",")[0]}" cy="{pts.split(",")[1]}" r="3" fill="#1f77b4"/>'
+        )
         out += labels(x0, x1, y0, y1, _when)
     elif spec["type"] == "hist":
         e, c = spec["edges"], spec["counts"]
         (x0, x1), top = span(e[0], e[-1]), max(c) or 1
         for lo, hi, n in zip(e, e[1:], c):
             bx, bw, bh = L + (lo - x0) / (x1 - x0) * w, max(1.0, (hi - lo) / (x1 - x0) * w - 1), n / top * h
-            out.append(f'<rect x="{bx:.1f}" y="{T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" fill="#1f77b4"><title>{n}</title></rect>')
+            out.append(
+                f'<rect x="{bx:.1f}" y="{T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" fill="#1f77b4"><title>{n}</title></rect>'
+            )
         out += labels(x0, x1, 0, top, _num)
     else:
         out.append(f'<text x="{L + w / 2}" y="{T + h / 2}" text-anchor="middle">no finite values</text>')
@@ -116,18 +164,29 @@ def overview(config: Config, runs: int = 10) -> dict:
     st["runs"], st["kinds"] = [], []
     if st["published"]:
         with catalog(config=config) as con:
-            q = lambda sql, *p: (lambda r: [dict(zip([c[0] for c in r.description], row)) for row in r.fetchall()])(con.execute(sql, list(p)))
-            st["runs"] = q("SELECT run_no, timezone('UTC', started_at) AS started_at, timezone('UTC', finished_at) AS finished_at, "
-                           "outcome, accepted, rejected, duplicates, host, notebook, error FROM catalog.ingest_runs "
-                           "ORDER BY run_no DESC LIMIT ?", runs)
-            st["kinds"] = q("SELECT kind, jobs, artifacts, rows, bytes, timezone('UTC', last_ingested) AS last_ingested FROM catalog.kinds")
+            q = lambda sql, *p: (lambda r: [dict(zip([c[0] for c in r.description], row)) for row in r.fetchall()])(
+                con.execute(sql, list(p))
+            )
+            st["runs"] = q(
+                "SELECT run_no, timezone('UTC', started_at) AS started_at, timezone('UTC', finished_at) AS finished_at, "
+                "outcome, accepted, rejected, duplicates, host, notebook, error FROM catalog.ingest_runs "
+                "ORDER BY run_no DESC LIMIT ?",
+                runs,
+            )
+            st["kinds"] = q(
+                "SELECT kind, jobs, artifacts, rows, bytes, timezone('UTC', last_ingested) AS last_ingested FROM catalog.kinds"
+            )
     return st
+
 
 def rejections_frame(con) -> pd.DataFrame:
     "The jobs waiting in quarantine according to the snapshot, oldest first; `folder` is what `requeue()` takes."
-    return con.execute("SELECT regexp_replace(path, '^rejected/', '') AS folder, job_id, timezone('UTC', rejected_at) AS rejected_at, "
-                       "code, field, message, run_id, producer FROM catalog.rejections WHERE status = 'rejected' "
-                       "ORDER BY rejected_at, job_id").df()
+    return con.execute(
+        "SELECT regexp_replace(path, '^rejected/', '') AS folder, job_id, timezone('UTC', rejected_at) AS rejected_at, "
+        "code, field, message, run_id, producer FROM catalog.rejections WHERE status = 'rejected' "
+        "ORDER BY rejected_at, job_id"
+    ).df()
+
 
 def exports_frame(config: Config, kinds=()) -> pd.DataFrame:
     "Every golden export defined for the bus (per-kind ones for `kinds`) with its status, rows, age and last error."
@@ -137,145 +196,265 @@ def exports_frame(config: Config, kinds=()) -> pd.DataFrame:
     for n in names:
         e = st.get(n, {})
         gen = datetime.fromisoformat(e["generated_at"]) if e.get("generated_at") else None
-        rows.append({"export": n, "status": e.get("status", "never generated"), "rows": e.get("rows"), "bytes": e.get("bytes"),
-                     "generated_at": gen.astimezone(timezone.utc).replace(tzinfo=None) if gen else None,
-                     "age_s": (now - gen).total_seconds() if gen else None, "error": e.get("error")})
+        rows.append(
+            {
+                "export": n,
+                "status": e.get("status", "never generated"),
+                "rows": e.get("rows"),
+                "bytes": e.get("bytes"),
+                "generated_at": gen.astimezone(timezone.utc).replace(tzinfo=None) if gen else None,
+                "age_s": (now - gen).total_seconds() if gen else None,
+                "error": e.get("error"),
+            }
+        )
     return pd.DataFrame(rows, columns=["export", "status", "rows", "bytes", "generated_at", "age_s", "error"])
 
 # %% ../nbs/13_browse.ipynb #6bd77d07
 def requeue_job(config: Config, folder: str) -> str:
     "Requeue the rejected job in `rejected/<folder>` and ingest it; one line saying what happened."
-    try: requeue(folder, config=config, ingest_now=False)
-    except WriterBusy as e: return f"writer busy: {e}; {folder} stays in quarantine, try again when it is done"
-    except BusError as e: return f"could not requeue {folder}: {e}"
-    try: rep = ingest(config=config)
-    except WriterBusy as e: return f"{folder} is back in the inbox; the running writer will ingest it ({e})"
+    try:
+        requeue(folder, config=config, ingest_now=False)
+    except WriterBusy as e:
+        return f"writer busy: {e}; {folder} stays in quarantine, try again when it is done"
+    except BusError as e:
+        return f"could not requeue {folder}: {e}"
+    try:
+        rep = ingest(config=config)
+    except WriterBusy as e:
+        return f"{folder} is back in the inbox; the running writer will ingest it ({e})"
     job = folder.split("~")[0]
-    if job in rep.accepted: return f"requeued {job}: accepted"
-    if (r := next((r for r in rep.rejected if r["job_id"] == job), None)):
+    if job in rep.accepted:
+        return f"requeued {job}: accepted"
+    if r := next((r for r in rep.rejected if r["job_id"] == job), None):
         return f"requeued {job}: rejected again: {r['code']}: {r['message']}"
-    if (r := next((r for r in rep.duplicates if r["job_id"] == job), None)):
+    if r := next((r for r in rep.duplicates if r["job_id"] == job), None):
         return f"requeued {job}: a duplicate of {r['duplicate_of']} (key {r['key']!r})"
     return f"requeued {job}: ingest run {rep.run_no}"
 
+
 def regenerate(config: Config, names=None) -> str:
     "Regenerate the golden exports `names` (default: all) as the writer; one line saying what happened."
-    try: ran = export(config=config, names=names or None)
-    except WriterBusy as e: return f"writer busy: {e}; try again when it is done"
-    except BusError as e: return f"could not regenerate: {e}"
+    try:
+        ran = export(config=config, names=names or None)
+    except WriterBusy as e:
+        return f"writer busy: {e}; try again when it is done"
+    except BusError as e:
+        return f"could not regenerate: {e}"
     bad = {n: e for n, e in ran.items() if e["status"] != "ok"}
     msg = f"regenerated {len(ran) - len(bad)} of {len(ran)} exports"
     return msg + "".join(f"; {n}: {e['status']}: {e['error']}" for n, e in sorted(bad.items()))
 
 # %% ../nbs/13_browse.ipynb #951357bb
 def fmt_bytes(n) -> str:
-    if n is None or n != n: return ""
+    if n is None or n != n:
+        return ""
     for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB": return f"{n:,.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
 
+
 def fmt_age(s) -> str:
-    if s is None or s != s: return ""
+    if s is None or s != s:
+        return ""
     for limit, div, unit in ((90, 1, "s"), (5400, 60, "min"), (129600, 3600, "h")):
-        if s < limit: return f"{s / div:.0f} {unit}"
+        if s < limit:
+            return f"{s / div:.0f} {unit}"
     return f"{s / 86400:.0f} d"
 
+
 def _fmt(v, max_chars: int = 80) -> str:
-    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT: return ""
-    if isinstance(v, (pd.Timestamp, datetime)): s = v.strftime("%Y-%m-%d %H:%M:%S")
-    elif isinstance(v, (float, np.floating)): s = f"{v:.6g}"
-    elif isinstance(v, (int, np.integer)) and not isinstance(v, bool): s = f"{v:,}" if abs(v) >= 10_000 else str(v)
-    elif isinstance(v, (dict, list)): s = json.dumps(v, default=str)
-    else: s = str(v)
-    return html.escape(s if len(s) <= max_chars else s[:max_chars - 1] + "…")
+    if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+        return ""
+    if isinstance(v, (pd.Timestamp, datetime)):
+        s = v.strftime("%Y-%m-%d %H:%M:%S")
+    elif isinstance(v, (float, np.floating)):
+        s = f"{v:.6g}"
+    elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        s = f"{v:,}" if abs(v) >= 10_000 else str(v)
+    elif isinstance(v, (dict, list)):
+        s = json.dumps(v, default=str)
+    else:
+        s = str(v)
+    return html.escape(s if len(s) <= max_chars else s[: max_chars - 1] + "…")
 
-STYLE = ("<style>.ab-t{border-collapse:collapse;font-size:12px}.ab-t th,.ab-t td{padding:2px 8px;text-align:left;"
-         "border-bottom:1px solid #ddd;white-space:nowrap}.ab-t th{background:#f3f3f3}.ab-ok{color:#1a7f37}"
-         ".ab-bad{color:#c62828;font-weight:bold}.ab-h{font-weight:bold;margin:8px 0 2px}</style>")
 
-def frame_html(df: pd.DataFrame, *, formats: dict | None = None, sort: str | None = None, desc: bool = True,
-               max_chars: int = 80, empty: str = "nothing to show", cls: str = "ab-t") -> str:
+STYLE = (
+    "<style>.ab-t{border-collapse:collapse;font-size:12px}.ab-t th,.ab-t td{padding:2px 8px;text-align:left;"
+    "border-bottom:1px solid #ddd;white-space:nowrap}.ab-t th{background:#f3f3f3}.ab-ok{color:#1a7f37}"
+    ".ab-bad{color:#c62828;font-weight:bold}.ab-h{font-weight:bold;margin:8px 0 2px}</style>"
+)
+
+
+def frame_html(
+    df: pd.DataFrame,
+    *,
+    formats: dict | None = None,
+    sort: str | None = None,
+    desc: bool = True,
+    max_chars: int = 80,
+    empty: str = "nothing to show",
+    cls: str = "ab-t",
+) -> str:
     "A DataFrame as an escaped HTML table; `formats` maps a column to a function returning plain text."
-    if df is None or not len(df): return f'<div class="ab-empty"><i>{html.escape(empty)}</i></div>'
+    if df is None or not len(df):
+        return f'<div class="ab-empty"><i>{html.escape(empty)}</i></div>'
     formats = formats or {}
     head = "".join(f"<th>{html.escape(str(c))}{(' ▼' if desc else ' ▲') if c == sort else ''}</th>" for c in df.columns)
     cell = lambda c, v: html.escape(formats[c](v)) if c in formats else _fmt(v, max_chars)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c, v)}</td>" for c, v in zip(df.columns, r)) + "</tr>"
-                   for r in df.itertuples(index=False, name=None))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(c, v)}</td>" for c, v in zip(df.columns, r)) + "</tr>"
+        for r in df.itertuples(index=False, name=None)
+    )
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
+
 def page_text(page: int, page_size: int, total: int) -> str:
-    if not total: return "no artifacts match"
+    if not total:
+        return "no artifacts match"
     lo, hi = page * page_size + 1, min(total, (page + 1) * page_size)
     return f"{lo:,}–{hi:,} of {total:,} artifacts (page {page + 1} of {-(-total // page_size)})"
 
 # %% ../nbs/13_browse.ipynb #8ebf9c7e
 def _kv(pairs) -> str:
-    return '<table class="ab-t">' + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v, 120)}</td></tr>" for k, v in pairs) + "</table>"
+    return (
+        '<table class="ab-t">'
+        + "".join(f"<tr><th>{html.escape(k)}</th><td>{_fmt(v, 120)}</td></tr>" for k, v in pairs)
+        + "</table>"
+    )
+
 
 def detail_html(d: dict) -> str:
     "The artifact panel: facts, lineage and meta side by side, then the schema."
-    facts = [("artifact", d["name"]), ("kind", d["kind"]), ("job", d["job_id"]), ("run", d["run_id"]),
-             ("rows", d["rows"]), ("size", fmt_bytes(d["bytes"])), ("submitted", d["submitted_at"]),
-             ("ingested", d["ingested_at"]), ("ingest run", d["ingest_run"]), ("key", d["key"]),
-             ("file", d["path"]), ("segment", d["segment"])]
+    facts = [
+        ("artifact", d["name"]),
+        ("kind", d["kind"]),
+        ("job", d["job_id"]),
+        ("run", d["run_id"]),
+        ("rows", d["rows"]),
+        ("size", fmt_bytes(d["bytes"])),
+        ("submitted", d["submitted_at"]),
+        ("ingested", d["ingested_at"]),
+        ("ingest run", d["ingest_run"]),
+        ("key", d["key"]),
+        ("file", d["path"]),
+        ("segment", d["segment"]),
+    ]
     lin = d["lineage"]
     lineage = [(k, v) for k, v in lin.items() if k not in ("git_dirty",)]
-    if lin.get("git_dirty"): lineage = [(k, f"{v} (dirty)" if k == "git_commit" else v) for k, v in lineage]
-    schema = pd.DataFrame([(f["name"], f["type"], f["nullable"]) for f in d["schema"]], columns=["column", "type", "nullable"])
+    if lin.get("git_dirty"):
+        lineage = [(k, f"{v} (dirty)" if k == "git_commit" else v) for k, v in lineage]
+    schema = pd.DataFrame(
+        [(f["name"], f["type"], f["nullable"]) for f in d["schema"]], columns=["column", "type", "nullable"]
+    )
     box = '<div style="display:inline-block;vertical-align:top;margin-right:24px">'
-    return (f'{STYLE}<div class="ab-detail-body">{box}<div class="ab-h">Artifact</div>{_kv(facts)}</div>'
-            f'{box}<div class="ab-h">Lineage</div>{_kv(lineage)}<div class="ab-h">Meta</div>{_kv(d["meta"].items())}</div>'
-            f'{box}<div class="ab-h">Schema</div>{frame_html(schema)}</div></div>')
+    return (
+        f'{STYLE}<div class="ab-detail-body">{box}<div class="ab-h">Artifact</div>{_kv(facts)}</div>'
+        f'{box}<div class="ab-h">Lineage</div>{_kv(lineage)}<div class="ab-h">Meta</div>{_kv(d["meta"].items())}</div>'
+        f'{box}<div class="ab-h">Schema</div>{frame_html(schema)}</div></div>'
+    )
+
 
 def overview_html(ov: dict) -> str:
     "The Overview tab."
     ib, w, pub = ov["inbox"], ov["writer"], ov["published"]
-    facts = [("bus", ov["root"]), ("inbox: committed", ib["committed"]), ("inbox: in progress", ib["in_progress"]),
-             ("oldest waiting", fmt_age(ib["oldest_age_s"]) or "none waiting"),
-             ("writer", f"pid {w.get('pid')}, host {w.get('host')}, since {w.get('since')}" if w else "idle (lock free)"),
-             ("snapshot", f"{pub['snapshot']} (catalog version {pub['catalog_version']}, {fmt_age(pub.get('age_s'))} old)" if pub
-              else "nothing published yet"),
-             ("jobs cataloged", ov["jobs"]), ("jobs in quarantine", ov["rejected"]), ("spooled on this machine", ov["spooled_here"])]
-    runs = pd.DataFrame(ov["runs"], columns=["run_no", "started_at", "finished_at", "outcome", "accepted", "rejected",
-                                             "duplicates", "host", "notebook", "error"])
-    ex = pd.DataFrame([{"export": n, "status": e["status"], "rows": e["rows"], "age": fmt_age(e["age_s"]), "error": e["error"]}
-                       for n, e in sorted(ov["exports"].items())], columns=["export", "status", "rows", "age", "error"])
+    facts = [
+        ("bus", ov["root"]),
+        ("inbox: committed", ib["committed"]),
+        ("inbox: in progress", ib["in_progress"]),
+        ("oldest waiting", fmt_age(ib["oldest_age_s"]) or "none waiting"),
+        ("writer", f"pid {w.get('pid')}, host {w.get('host')}, since {w.get('since')}" if w else "idle (lock free)"),
+        (
+            "snapshot",
+            f"{pub['snapshot']} (catalog version {pub['catalog_version']}, {fmt_age(pub.get('age_s'))} old)"
+            if pub
+            else "nothing published yet",
+        ),
+        ("jobs cataloged", ov["jobs"]),
+        ("jobs in quarantine", ov["rejected"]),
+        ("spooled on this machine", ov["spooled_here"]),
+    ]
+    runs = pd.DataFrame(
+        ov["runs"],
+        columns=[
+            "run_no",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "accepted",
+            "rejected",
+            "duplicates",
+            "host",
+            "notebook",
+            "error",
+        ],
+    )
+    ex = pd.DataFrame(
+        [
+            {"export": n, "status": e["status"], "rows": e["rows"], "age": fmt_age(e["age_s"]), "error": e["error"]}
+            for n, e in sorted(ov["exports"].items())
+        ],
+        columns=["export", "status", "rows", "age", "error"],
+    )
     kinds = pd.DataFrame(ov["kinds"], columns=["kind", "jobs", "artifacts", "rows", "bytes", "last_ingested"])
-    return (f'{STYLE}<div class="ab-overview-body"><div class="ab-h">Bus</div>{_kv(facts)}'
-            f'<div class="ab-h">Last ingest runs</div>{frame_html(runs, empty="no ingest run yet", cls="ab-t ab-runs")}'
-            f'<div class="ab-h">Kinds</div>{frame_html(kinds, formats={"bytes": fmt_bytes}, empty="no artifact yet", cls="ab-t ab-kinds")}'
-            f'<div class="ab-h">Golden exports</div>{frame_html(ex, empty="no export written yet", cls="ab-t ab-freshness")}</div>')
+    return (
+        f'{STYLE}<div class="ab-overview-body"><div class="ab-h">Bus</div>{_kv(facts)}'
+        f'<div class="ab-h">Last ingest runs</div>{frame_html(runs, empty="no ingest run yet", cls="ab-t ab-runs")}'
+        f'<div class="ab-h">Kinds</div>{frame_html(kinds, formats={"bytes": fmt_bytes}, empty="no artifact yet", cls="ab-t ab-kinds")}'
+        f'<div class="ab-h">Golden exports</div>{frame_html(ex, empty="no export written yet", cls="ab-t ab-freshness")}</div>'
+    )
 
 # %% ../nbs/13_browse.ipynb #c42222ef
-ANY = ("(all)", "")                    # "" not None: a Dropdown shows a None value as no selection at all
+ANY = ("(all)", "")  # "" not None: a Dropdown shows a None value as no selection at all
 NONE = ("(choose an artifact)", "")
 
+
 def _tag(w, name):
-    w.add_class(f"ab-{name}"); return w
+    w.add_class(f"ab-{name}")
+    return w
+
 
 class Browser(widgets.VBox):
     "The widget browser over one bus: Overview, Jobs and artifacts, Rejections, Exports."
+
     def __init__(self, root=None, *, config: Config | None = None, page_size: int = 50, preview_rows: int = 20):
         self.config = config or load_config(root)
         self.page_size, self.preview_rows, self.page, self.total = page_size, preview_rows, 0, 0
-        self.current, self.detail_data = None, None   # the selected (job_id, name) and its artifact_detail()
+        self.current, self.detail_data = None, None  # the selected (job_id, name) and its artifact_detail()
         self._quiet = False
         W, lay = widgets, widgets.Layout
         self.message = _tag(W.HTML(), "message")
         # Overview
-        self.refresh_button = _tag(W.Button(description="refresh", icon="refresh", tooltip="read the newest snapshot"), "refresh")
+        self.refresh_button = _tag(
+            W.Button(description="refresh", icon="refresh", tooltip="read the newest snapshot"), "refresh"
+        )
         self.overview = _tag(W.HTML(), "overview")
         # Jobs and artifacts
         self.kind = _tag(W.Dropdown(description="kind", options=[ANY], layout=lay(width="220px")), "kind")
-        self.run = _tag(W.Combobox(description="run", placeholder="any run", continuous_update=False, layout=lay(width="220px")), "run")
-        self.producer = _tag(W.Combobox(description="producer", placeholder="any producer", continuous_update=False,
-                                        layout=lay(width="260px")), "producer")
+        self.run = _tag(
+            W.Combobox(description="run", placeholder="any run", continuous_update=False, layout=lay(width="220px")),
+            "run",
+        )
+        self.producer = _tag(
+            W.Combobox(
+                description="producer", placeholder="any producer", continuous_update=False, layout=lay(width="260px")
+            ),
+            "producer",
+        )
         self.since = _tag(W.DatePicker(description="from", layout=lay(width="220px")), "since")
         self.until = _tag(W.DatePicker(description="to", layout=lay(width="220px")), "until")
-        self.text = _tag(W.Text(description="search", placeholder="words in id, name, run, producer, meta",
-                                continuous_update=False, layout=lay(width="440px")), "text")
-        self.sort = _tag(W.Dropdown(description="sort by", options=SORTABLE, value="ingested_at", layout=lay(width="220px")), "sort")
+        self.text = _tag(
+            W.Text(
+                description="search",
+                placeholder="words in id, name, run, producer, meta",
+                continuous_update=False,
+                layout=lay(width="440px"),
+            ),
+            "text",
+        )
+        self.sort = _tag(
+            W.Dropdown(description="sort by", options=SORTABLE, value="ingested_at", layout=lay(width="220px")), "sort"
+        )
         self.ascending = _tag(W.ToggleButton(description="ascending", value=False, icon="sort-amount-asc"), "ascending")
         self.prev = _tag(W.Button(description="prev", icon="chevron-left"), "prev")
         self.next = _tag(W.Button(description="next", icon="chevron-right"), "next")
@@ -286,24 +465,39 @@ class Browser(widgets.VBox):
         self.preview = _tag(W.HTML(layout=lay(overflow="auto")), "preview")
         self.column = _tag(W.Dropdown(description="plot", options=[], layout=lay(width="260px")), "column")
         self.plot = _tag(W.HTML(), "plot")
-        self.artifact_panel = W.VBox([self.detail, W.HTML('<div class="ab-h">First rows</div>'), self.preview, self.column, self.plot],
-                                     layout=lay(display="none"))   # shown while an artifact is selected
+        self.artifact_panel = W.VBox(
+            [self.detail, W.HTML('<div class="ab-h">First rows</div>'), self.preview, self.column, self.plot],
+            layout=lay(display="none"),
+        )  # shown while an artifact is selected
         # Rejections
         self.rejections = _tag(W.HTML(), "rejections")
         self.rejected = _tag(W.Dropdown(description="job", options=[], layout=lay(width="520px")), "rejected")
         self.requeue_button = _tag(W.Button(description="requeue", icon="repeat", button_style="warning"), "requeue")
         # Exports
         self.exports = _tag(W.HTML(), "exports")
-        self.export_name = _tag(W.Dropdown(description="export", options=[ANY], layout=lay(width="320px")), "export-name")
+        self.export_name = _tag(
+            W.Dropdown(description="export", options=[ANY], layout=lay(width="320px")), "export-name"
+        )
         self.regenerate_button = _tag(W.Button(description="regenerate", icon="cogs"), "regenerate")
         box, row = W.VBox, W.HBox
-        views = [box([self.refresh_button, self.overview]),
-                 box([row([self.kind, self.run, self.producer]), row([self.since, self.until, self.text]),
-                      row([self.sort, self.ascending, self.prev, self.next, self.page_label]), self.table,
-                      self.artifact, self.artifact_panel]),
-                 box([self.rejections, row([self.rejected, self.requeue_button])]),
-                 box([self.exports, row([self.export_name, self.regenerate_button])])]
-        self.tabs = _tag(W.Tab(children=views, titles=("Overview", "Jobs and artifacts", "Rejections", "Exports")), "tabs")
+        views = [
+            box([self.refresh_button, self.overview]),
+            box(
+                [
+                    row([self.kind, self.run, self.producer]),
+                    row([self.since, self.until, self.text]),
+                    row([self.sort, self.ascending, self.prev, self.next, self.page_label]),
+                    self.table,
+                    self.artifact,
+                    self.artifact_panel,
+                ]
+            ),
+            box([self.rejections, row([self.rejected, self.requeue_button])]),
+            box([self.exports, row([self.export_name, self.regenerate_button])]),
+        ]
+        self.tabs = _tag(
+            W.Tab(children=views, titles=("Overview", "Jobs and artifacts", "Rejections", "Exports")), "tabs"
+        )
         super().__init__([W.HTML(STYLE), self.message, self.tabs])
         self.add_class("ab-browser")
         for w in (self.kind, self.run, self.producer, self.since, self.until, self.text, self.sort, self.ascending):
@@ -324,20 +518,27 @@ class Browser(widgets.VBox):
     @contextlib.contextmanager
     def _quietly(self):
         old, self._quiet = self._quiet, True
-        try: yield
-        finally: self._quiet = old
+        try:
+            yield
+        finally:
+            self._quiet = old
 
     def say(self, text: str = "", error: bool = False) -> None:
         "Show one line above the tabs."
-        self.message.value = f'<span class="{"ab-bad" if error else "ab-ok"}">{html.escape(text)}</span>' if text else ""
+        self.message.value = (
+            f'<span class="{"ab-bad" if error else "ab-ok"}">{html.escape(text)}</span>' if text else ""
+        )
 
     def _act(self, fn, *args) -> bool:
-        try: fn(*args); return True
+        try:
+            fn(*args)
+            return True
         except (BusError, duckdb.Error, OSError, ValueError) as e:
-            self.say(str(e), error=True); return False
+            self.say(str(e), error=True)
+            return False
 
     def _set_options(self, w, options, value=None):
-        options = [o if isinstance(o, tuple) else (str(o), o) for o in options]   # never mix plain values and pairs
+        options = [o if isinstance(o, tuple) else (str(o), o) for o in options]  # never mix plain values and pairs
         values = [o[1] for o in options]
         with self._quietly():
             w.options = options
@@ -346,8 +547,14 @@ class Browser(widgets.VBox):
     # the views
     def filters(self) -> dict:
         "The current filter values, as `list_artifacts` takes them."
-        return {"kind": self.kind.value or None, "run": self.run.value.strip() or None, "producer": self.producer.value.strip() or None,
-                "since": self.since.value, "until": self.until.value, "text": self.text.value.strip() or None}
+        return {
+            "kind": self.kind.value or None,
+            "run": self.run.value.strip() or None,
+            "producer": self.producer.value.strip() or None,
+            "since": self.since.value,
+            "until": self.until.value,
+            "text": self.text.value.strip() or None,
+        }
 
     def _snapshot(self, con=None):
         "The connection a refresh shares between its views, else a fresh `catalog()` for this action alone."
@@ -363,84 +570,114 @@ class Browser(widgets.VBox):
         with catalog(config=self.config) as con:
             for show in (self.show_options, self.show_table, self.show_rejections, self.show_exports):
                 show(con)
-            if self.current is not None: self.show_artifact(con)
+            if self.current is not None:
+                self.show_artifact(con)
 
     def show_overview(self):
         self.overview.value = overview_html(overview(self.config))
 
     def show_options(self, con=None):
-        with self._snapshot(con) as c: o = filter_options(c)
+        with self._snapshot(con) as c:
+            o = filter_options(c)
         self._set_options(self.kind, [ANY] + o["kinds"], self.kind.value)
         self.run.options, self.producer.options = o["runs"], o["producers"]
 
     def _filters_changed(self):
-        self.page = 0; self.show_table()
+        self.page = 0
+        self.show_table()
 
     def _go(self, step: int):
-        self.page = max(0, self.page + step); self._act(self.show_table)
+        self.page = max(0, self.page + step)
+        self._act(self.show_table)
 
     def show_table(self, con=None):
         "Query the current page with the current filters and sort."
         f, desc = self.filters(), not self.ascending.value
         with self._snapshot(con) as con:
-            df, total = list_artifacts(con, **f, sort=self.sort.value, desc=desc, page=self.page, page_size=self.page_size)
-            if not len(df) and total:   # the page ran past the end (fewer matches than before)
+            df, total = list_artifacts(
+                con, **f, sort=self.sort.value, desc=desc, page=self.page, page_size=self.page_size
+            )
+            if not len(df) and total:  # the page ran past the end (fewer matches than before)
                 self.page = (total - 1) // self.page_size
-                df, total = list_artifacts(con, **f, sort=self.sort.value, desc=desc, page=self.page, page_size=self.page_size)
+                df, total = list_artifacts(
+                    con, **f, sort=self.sort.value, desc=desc, page=self.page, page_size=self.page_size
+                )
         self.total = total
         opts = [(f"{n} · {k} · {r or '-'} · {j}", (j, n)) for j, n, k, r in zip(df.job_id, df.name, df.kind, df.run_id)]
         if self.current is not None and self.current not in [o[1] for o in opts]:
             opts.append((f"{self.current[1]} · {self.current[0]} (not on this page)", self.current))
         self._set_options(self.artifact, [NONE] + opts, self.current)
-        self.table.value = frame_html(df, formats={"bytes": fmt_bytes}, sort=self.sort.value, desc=desc, empty="no artifacts match")
+        self.table.value = frame_html(
+            df, formats={"bytes": fmt_bytes}, sort=self.sort.value, desc=desc, empty="no artifacts match"
+        )
         self.prev.disabled, self.next.disabled = self.page == 0, (self.page + 1) * self.page_size >= total
-        self.page_label.value = html.escape(page_text(self.page, self.page_size, total))   # last: the sign the table is done
+        self.page_label.value = html.escape(
+            page_text(self.page, self.page_size, total)
+        )  # last: the sign the table is done
 
     def show_artifact(self, con=None):
         "Show the selected artifact: its detail, first rows and a plot."
         self.current = self.artifact.value or None
         self.artifact_panel.layout.display = "none" if self.current is None else None
         if self.current is None:
-            self.detail.value = self.preview.value = self.plot.value = ""; self._set_options(self.column, []); return
+            self.detail.value = self.preview.value = self.plot.value = ""
+            self._set_options(self.column, [])
+            return
         with self._snapshot(con) as c:
             self.detail_data = d = artifact_detail(c, *self.current)
         self.preview.value = self.plot.value = ""
         try:
-            self.preview.value = frame_html(read_head(self.config, d, self.preview_rows), empty="the artifact has no rows")
+            self.preview.value = frame_html(
+                read_head(self.config, d, self.preview_rows), empty="the artifact has no rows"
+            )
             cols = numeric_columns(d["schema"])
             self._set_options(self.column, cols or [("(no numeric column)", "")], self.column.value)
             self.show_plot()
         finally:
-            self.detail.value = detail_html(d)   # last (even when its file is missing): the sign the panel is done
+            self.detail.value = detail_html(d)  # last (even when its file is missing): the sign the panel is done
 
     def show_plot(self):
         col = self.column.value
-        self.plot.value = (plot_svg(plot_spec(self.config, self.detail_data, col)) if col
-                           else "<i>no numeric column to plot</i>")
+        self.plot.value = (
+            plot_svg(plot_spec(self.config, self.detail_data, col)) if col else "<i>no numeric column to plot</i>"
+        )
 
     def show_rejections(self, con=None):
-        with self._snapshot(con) as c: df = rejections_frame(c)
-        shown = df.drop(columns="folder") if (df.folder == df.job_id).all() else df   # a folder differs for a job id seen twice
+        with self._snapshot(con) as c:
+            df = rejections_frame(c)
+        shown = (
+            df.drop(columns="folder") if (df.folder == df.job_id).all() else df
+        )  # a folder differs for a job id seen twice
         self.rejections.value = frame_html(shown, max_chars=120, empty="no job in quarantine")
-        self._set_options(self.rejected, [(f"{j} · {c} · {r or '-'}", f) for f, j, c, r in zip(df.folder, df.job_id, df.code, df.run_id)],
-                          self.rejected.value)
+        self._set_options(
+            self.rejected,
+            [(f"{j} · {c} · {r or '-'}", f) for f, j, c, r in zip(df.folder, df.job_id, df.code, df.run_id)],
+            self.rejected.value,
+        )
         self.requeue_button.disabled = not len(df)
 
     def show_exports(self, con=None):
-        with self._snapshot(con) as c: kinds = filter_options(c)["kinds"]
+        with self._snapshot(con) as c:
+            kinds = filter_options(c)["kinds"]
         df = exports_frame(self.config, kinds)
-        self.exports.value = frame_html(df, formats={"bytes": fmt_bytes, "age_s": fmt_age}, max_chars=160, empty="no golden export defined")
+        self.exports.value = frame_html(
+            df, formats={"bytes": fmt_bytes, "age_s": fmt_age}, max_chars=160, empty="no golden export defined"
+        )
         self._set_options(self.export_name, [ANY] + list(df.export), self.export_name.value)
 
     def requeue_selected(self):
-        if not self.rejected.value: return self.say("choose a rejected job first", error=True)
+        if not self.rejected.value:
+            return self.say("choose a rejected job first", error=True)
         msg = requeue_job(self.config, self.rejected.value)
-        self.refresh(); self.say(msg, error=not msg.endswith(": accepted"))
+        self.refresh()
+        self.say(msg, error=not msg.endswith(": accepted"))
 
     def regenerate_selected(self):
         name = self.export_name.value
         msg = regenerate(self.config, [name] if name else None)
-        self.refresh(); self.say(msg, error=not msg.startswith("regenerated") or ";" in msg)
+        self.refresh()
+        self.say(msg, error=not msg.startswith("regenerated") or ";" in msg)
+
 
 def browser(root=None, *, config: Config | None = None, page_size: int = 50) -> Browser:
     "The bus browser for `root` (default: `ARTIFACT_BUS_ROOT`, the project config, `./data/bus`); display it in a notebook."

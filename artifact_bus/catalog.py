@@ -24,8 +24,10 @@ def catalog(root: str | os.PathLike | None = None, *, config: Config | None = No
         cur = read_current(config)
         if cur is None:
             raise NotFound(f"nothing published yet under {config.root}: run `artifact-bus ingest` (or ingest()) first")
-        try: return duckdb.connect(str(config.published / cur["snapshot"]), read_only=True)
+        try:
+            return duckdb.connect(str(config.published / cur["snapshot"]), read_only=True)
         except duckdb.IOException:
-            if (config.published / cur["snapshot"]).exists(): raise
+            if (config.published / cur["snapshot"]).exists():
+                raise
             continue  # pruned between reading CURRENT and opening it: read CURRENT again
     raise BusError(f"could not open a published snapshot under {config.root}: snapshots keep changing")

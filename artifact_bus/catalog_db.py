@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from .core import CURRENT, BusError, Config, WriterBusy, atomic_write, new_job_id, sql_str, to_json, utcnow
 from .protocol import KINDS_FILE
-from .core import BusError, CURRENT, Config, WriterBusy, atomic_write, new_job_id, sql_str, to_json, utcnow
 
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS', 'ensure_schema',
@@ -68,101 +68,152 @@ ALTER TABLE catalog.jobs ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 """
 
+
 def ensure_schema(con) -> None:
     "Create the bus's schemas and tables in `con`'s database if missing; touch nothing else."
-    con.execute(DDL); con.execute(MIGRATIONS); con.execute(KINDS_VIEW.format(db=""))
+    con.execute(DDL)
+    con.execute(MIGRATIONS)
+    con.execute(KINDS_VIEW.format(db=""))
     # fetchall, never a lone fetchone: on duckdb 2.x an unfinished result blocks the connection's other work
     got = (con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchall() or [None])[0]
     if got is None:
-        con.execute("INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)])
+        con.execute(
+            "INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)]
+        )
     elif int(got[0]) > SCHEMA_VERSION:
-        raise BusError(f"catalog schema version {got[0]} is newer than this artifact_bus understands ({SCHEMA_VERSION}): upgrade artifact_bus")
+        raise BusError(
+            f"catalog schema version {got[0]} is newer than this artifact_bus understands ({SCHEMA_VERSION}): upgrade artifact_bus"
+        )
+
 
 def catalog_version(con) -> int:
     "The counter the writer bumps in every transaction that changes the catalog."
     return int(con.execute("SELECT value FROM catalog.bus_info WHERE key = 'catalog_version'").fetchall()[0][0])
 
+
 def bump_version(con) -> int:
     "Increase the catalog version (inside the writer's transaction)."
-    return int(con.execute("UPDATE catalog.bus_info SET value = (value::BIGINT + 1)::VARCHAR "
-                           "WHERE key = 'catalog_version' RETURNING value").fetchone()[0])
+    return int(
+        con.execute(
+            "UPDATE catalog.bus_info SET value = (value::BIGINT + 1)::VARCHAR "
+            "WHERE key = 'catalog_version' RETURNING value"
+        ).fetchone()[0]
+    )
 
 # %% ../nbs/21_catalog_db.ipynb #d14873cb
 def _describe(info: dict | None) -> str:
-    if not info: return "holder unknown: it is starting up"
+    if not info:
+        return "holder unknown: it is starting up"
     return f"pid {info.get('pid')}, host {info.get('host')}, since {info.get('since')}"
 
+
 def _read_info(path) -> dict | None:
-    try: return json.loads(Path(path).read_text() or "null")
-    except (OSError, ValueError): return None
+    try:
+        return json.loads(Path(path).read_text() or "null")
+    except (OSError, ValueError):
+        return None
+
 
 class WriterLock:
     "The single writer's exclusive lock; records pid, host and start time in the lock file."
+
     def __init__(self, path):
         self.path, self.fd, self.info = Path(path), None, None
 
     def acquire(self) -> "WriterLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             info = None
             for _ in range(20):  # the holder writes its details right after locking
-                if (info := _read_info(self.path)): break
+                if info := _read_info(self.path):
+                    break
                 time.sleep(0.01)
             raise WriterBusy(f"writer already running ({_describe(info)})") from None
-        self.info = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow().isoformat(timespec="seconds"),
-                     "command": " ".join(sys.argv)[:300]}
+        self.info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": utcnow().isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv)[:300],
+        }
         data = to_json(self.info).encode()
-        os.ftruncate(fd, 0); os.pwrite(fd, data, 0); os.fsync(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
         self.fd = fd
         return self
 
     def release(self) -> None:
-        if self.fd is None: return
-        try: os.ftruncate(self.fd, 0)
+        if self.fd is None:
+            return
+        try:
+            os.ftruncate(self.fd, 0)
         finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN); os.close(self.fd); self.fd = None
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
-    def __enter__(self): return self.acquire()
-    def __exit__(self, *exc): self.release()
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
 
 def lock_holder(path) -> dict | None:
     """Who holds the writer lock, from the record it wrote; None when no live process holds it.
     Reads the record only: it never touches the lock itself, so it cannot disturb a writer."""
     info = _read_info(path)
-    if not info: return None
+    if not info:
+        return None
     if info.get("host") == socket.gethostname():
-        try: os.kill(int(info["pid"]), 0)
-        except ProcessLookupError: return None  # a record left by a writer killed -9: the kernel released its lock
-        except (PermissionError, ValueError, TypeError): pass
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return None  # a record left by a writer killed -9: the kernel released its lock
+        except (PermissionError, ValueError, TypeError):
+            pass
     return info
 
 # %% ../nbs/21_catalog_db.ipynb #4962c558
 def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
     "Open the catalog database read-write (the writer only) and make sure the bus's schemas exist."
     config.catalog.parent.mkdir(parents=True, exist_ok=True)
-    try: con = duckdb.connect(str(config.catalog))
+    try:
+        con = duckdb.connect(str(config.catalog))
     except duckdb.IOException as e:
         if "lock" in str(e).lower():
-            raise BusError(f"catalog database {config.catalog} is held open by another process "
-                           f"({str(e).split('(')[-1].rstrip(')').strip() if 'PID' in str(e) else 'see lsof'}); "
-                           f"readers should use artifact_bus.catalog() instead of opening it") from None
+            raise BusError(
+                f"catalog database {config.catalog} is held open by another process "
+                f"({str(e).split('(')[-1].rstrip(')').strip() if 'PID' in str(e) else 'see lsof'}); "
+                f"readers should use artifact_bus.catalog() instead of opening it"
+            ) from None
         raise BusError(f"cannot open catalog database {config.catalog}: {e}") from None
     try:
         ensure_schema(con)
-        try: con.execute(f"SET temp_directory = {sql_str(config.spill)}")
-        except duckdb.NotImplementedException: pass  # another connection of this process spilled elsewhere already: DuckDB keeps that folder
+        try:
+            con.execute(f"SET temp_directory = {sql_str(config.spill)}")
+        except duckdb.NotImplementedException:
+            pass  # another connection of this process spilled elsewhere already: DuckDB keeps that folder
         # the writer reads each new file once, to check it: a cache of their bytes would grow with the backlog
-        try: con.execute("SET enable_external_file_cache = false")
-        except duckdb.Error: pass   # a DuckDB without the setting has no such cache
-    except BaseException: con.close(); raise
+        try:
+            con.execute("SET enable_external_file_cache = false")
+        except duckdb.Error:
+            pass  # a DuckDB without the setting has no such cache
+    except BaseException:
+        con.close()
+        raise
     return con
 
 # %% ../nbs/21_catalog_db.ipynb #dfc3b833
-UNION_MAX = 256          # at most this many loose files are read file by file,
-UNION_MIN_ROWS = 30_000  # and only files this large on average: a scan per file costs about what joining 30,000 rows does
+UNION_MAX = 256  # at most this many loose files are read file by file,
+UNION_MIN_ROWS = (
+    30_000  # and only files this large on average: a scan per file costs about what joining 30,000 rows does
+)
+
 
 def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> str:
     """SELECT over the loose artifact files of `kind` — `(path, job_id, run_id)` triples, root-relative —
@@ -176,14 +227,26 @@ def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> st
     lit = lambda v: "NULL" if v is None else sql_str(v)
     if len(files) <= UNION_MAX and (rows is None or rows >= UNION_MIN_ROWS * len(files)):
         return "\nUNION ALL BY NAME\n".join(
-            f"SELECT *, {lit(j)} AS _job_id, {lit(r)} AS _run_id FROM read_parquet({sql_str(prefix + p)})" for p, j, r in files)
+            f"SELECT *, {lit(j)} AS _job_id, {lit(r)} AS _run_id FROM read_parquet({sql_str(prefix + p)})"
+            for p, j, r in files
+        )
     paths = ", ".join(sql_str(prefix + p) for p, _, _ in files)
-    return (f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
-            f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
-            f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path")
+    return (
+        f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
+        f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
+        f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path"
+    )
 
-def view_sql(kind: str, root: Path, files: list, segments: list[str] | tuple[str, ...] = (), db: str = "", rows: int | None = None,
-             hidden: list[str] | tuple[str, ...] = ()) -> str:
+
+def view_sql(
+    kind: str,
+    root: Path,
+    files: list,
+    segments: list[str] | tuple[str, ...] = (),
+    db: str = "",
+    rows: int | None = None,
+    hidden: list[str] | tuple[str, ...] = (),
+) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
@@ -192,39 +255,53 @@ def view_sql(kind: str, root: Path, files: list, segments: list[str] | tuple[str
     if segments:
         seg = f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)"
         # rows of replaced jobs that were compacted into a segment before they were replaced
-        if hidden: seg += f" WHERE _job_id NOT IN ({', '.join(map(sql_str, hidden))})"
+        if hidden:
+            seg += f" WHERE _job_id NOT IN ({', '.join(map(sql_str, hidden))})"
         parts.append(seg)
-    if files: parts.append(loose_sql(kind, root, files, rows))
+    if files:
+        parts.append(loose_sql(kind, root, files, rows))
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
+
 
 def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
     "Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the kinds done."
-    loose = {k: (files, rows) for k, files, rows in con.execute(
-        "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows) "
-        "FROM catalog.artifacts WHERE segment IS NULL AND replaced_by IS NULL GROUP BY kind").fetchall()}
+    loose = {
+        k: (files, rows)
+        for k, files, rows in con.execute(
+            "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows) "
+            "FROM catalog.artifacts WHERE segment IS NULL AND replaced_by IS NULL GROUP BY kind"
+        ).fetchall()
+    }
     segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
-    hidden = dict(con.execute("SELECT kind, list(DISTINCT job_id ORDER BY job_id) FROM catalog.artifacts "
-                              "WHERE segment IS NOT NULL AND replaced_by IS NOT NULL GROUP BY kind").fetchall())
+    hidden = dict(
+        con.execute(
+            "SELECT kind, list(DISTINCT job_id ORDER BY job_id) FROM catalog.artifacts "
+            "WHERE segment IS NOT NULL AND replaced_by IS NOT NULL GROUP BY kind"
+        ).fetchall()
+    )
     done = []
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
             files, rows = loose.get(kind, ([], None))
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in files]
-            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows, hidden.get(kind, ()))); done.append(kind)
+            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows, hidden.get(kind, ())))
+            done.append(kind)
     return done
 
 # %% ../nbs/21_catalog_db.ipynb #3f8677b9
 def publish(con, config: Config) -> dict:
     """Write an immutable reader snapshot of the catalog and make it current, atomically.
     Old snapshots beyond `snapshots_keep` are unlinked; readers holding them open are unaffected."""
-    pub = config.published; pub.mkdir(parents=True, exist_ok=True)
+    pub = config.published
+    pub.mkdir(parents=True, exist_ok=True)
     version = catalog_version(con)
     name = f"snap-{new_job_id()}.duckdb"
     tmp = pub / f".{name}.tmp"
     con.execute(f"ATTACH {sql_str(tmp)} AS __snapshot")
-    try:   # built from the writer's connection: its views resolve in the snapshot, whose file is complete at DETACH
+    try:  # built from the writer's connection: its views resolve in the snapshot, whose file is complete at DETACH
         con.execute("CREATE SCHEMA __snapshot.catalog; CREATE SCHEMA __snapshot.bus")
-        for t in TABLES: con.execute(f"CREATE TABLE __snapshot.catalog.{t} AS FROM catalog.{t}")
+        for t in TABLES:
+            con.execute(f"CREATE TABLE __snapshot.catalog.{t} AS FROM catalog.{t}")
         con.execute(KINDS_VIEW.format(db="__snapshot."))
         refresh_views(con, config.root, db="__snapshot.")
         con.execute("CHECKPOINT __snapshot")
@@ -233,20 +310,27 @@ def publish(con, config: Config) -> dict:
     os.replace(tmp, pub / name)
     pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
     kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
-    atomic_write(pub / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode())   # for producers (see submit)
+    atomic_write(
+        pub / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode()
+    )  # for producers (see submit)
     atomic_write(pub / CURRENT, to_json(pointer, indent=1).encode())
     _relink(pub, name)
     _prune(pub, name, config.snapshots_keep)
     return pointer
 
+
 def _relink(pub: Path, name: str) -> None:
     "Point `published/latest.duckdb` at the new snapshot (for the DuckDB CLI)."
     tmp = pub / ".latest.duckdb.tmp"
-    tmp.unlink(missing_ok=True); tmp.symlink_to(name); os.replace(tmp, pub / "latest.duckdb")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(name)
+    os.replace(tmp, pub / "latest.duckdb")
+
 
 def _prune(pub: Path, current: str, keep: int) -> None:
     snaps = sorted(p for p in pub.glob("snap-*.duckdb") if p.name != current)
     for p in snaps[: max(0, len(snaps) - keep)]:
         p.unlink(missing_ok=True)
         p.with_name(p.name + ".wal").unlink(missing_ok=True)
-    for p in pub.glob(".snap-*.tmp*"): p.unlink(missing_ok=True)  # left by a crash mid-publish
+    for p in pub.glob(".snap-*.tmp*"):
+        p.unlink(missing_ok=True)  # left by a crash mid-publish

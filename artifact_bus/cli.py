@@ -22,20 +22,27 @@ __all__ = ['FORMATS', 'SUMMARY_SQL', 'COMMANDS', 'build_parser', 'render', 'cmd_
            'cmd_scan', 'main']
 
 # %% ../nbs/10_cli.ipynb #44fcb3e2
-_JSON_ERRORS = False   # set by main() when --json is on the command line: errors are then a JSON object too
+_JSON_ERRORS = False  # set by main() when --json is on the command line: errors are then a JSON object too
+
 
 def _error_out(message: str, kind: str, code: int) -> None:
     "Write one error to stderr: an `error: …` line, or with --json a JSON object."
-    if _JSON_ERRORS: sys.stderr.write(json.dumps({"error": message, "type": kind, "exit_code": code}) + "\n")
-    else: sys.stderr.write(f"error: {message}\n")
+    if _JSON_ERRORS:
+        sys.stderr.write(json.dumps({"error": message, "type": kind, "exit_code": code}) + "\n")
+    else:
+        sys.stderr.write(f"error: {message}\n")
+
 
 class _Parser(argparse.ArgumentParser):
     "argparse, but a usage mistake is one `error:` line too."
+
     def error(self, message):
         _error_out(f"{message} (see `{self.prog} --help`)", "UsageError", 2)
         sys.exit(2)
 
+
 FORMATS = ("table", "csv", "json", "jsonl", "markdown")
+
 
 def _common(p, top: bool = False):
     """The options every command takes, before or after the command's name: on the subcommands they default
@@ -44,51 +51,78 @@ def _common(p, top: bool = False):
     p.add_argument("--root", help="bus root (default: $ARTIFACT_BUS_ROOT, the project config, or ./data/bus)", **d)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout", **d)
 
+
 def _format_opt(p):
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table; --json means json)")
+    p.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: table; --json means json)"
+    )
+
 
 def build_parser() -> argparse.ArgumentParser:
     "The `artifact-bus` argument parser."
     from artifact_bus import __version__
-    parser = _Parser(prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog.")
+
+    parser = _Parser(
+        prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog."
+    )
     parser.add_argument("--version", action="version", version=f"artifact-bus {__version__}")
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    p = sub.add_parser("init", help="create a bus at the root",
-                       description="Create a bus at the root: inbox/.tmp, store, rejected, duplicates, published, exports and the "
-                                   "catalog with an empty published snapshot. An existing bus is left as it is. status, catalog "
-                                   "and doctor never create a bus: on a folder that is not one they exit 7 (not found).")
+    p = sub.add_parser(
+        "init",
+        help="create a bus at the root",
+        description="Create a bus at the root: inbox/.tmp, store, rejected, duplicates, published, exports and the "
+        "catalog with an empty published snapshot. An existing bus is left as it is. status, catalog "
+        "and doctor never create a bus: on a folder that is not one they exit 7 (not found).",
+    )
     _common(p)
-    p = sub.add_parser("submit", help="submit Parquet files (or folders of them) as one job",
-                       description="Submit Parquet files as one atomic job, one artifact per file, each named after its file "
-                                   "and copied as it is; a folder stands for the *.parquet files directly inside it.")
+    p = sub.add_parser(
+        "submit",
+        help="submit Parquet files (or folders of them) as one job",
+        description="Submit Parquet files as one atomic job, one artifact per file, each named after its file "
+        "and copied as it is; a folder stands for the *.parquet files directly inside it.",
+    )
     p.add_argument("file", nargs="+", metavar="FILE", help="Parquet file, or folder of Parquet files, to submit")
-    p.add_argument("--kind", help="kind of every artifact, a plain identifier (default: each file's name, fills.parquet -> fills)")
+    p.add_argument(
+        "--kind", help="kind of every artifact, a plain identifier (default: each file's name, fills.parquet -> fills)"
+    )
     p.add_argument("--run-id", help="run the job belongs to")
     p.add_argument("--producer", help="what produced the job (default: artifact-bus)")
     p.add_argument("--meta", help="free JSON object recorded with the job")
     p.add_argument("--key", help="idempotency key: a second job with the same key is recorded as a duplicate")
     p.add_argument("--replace", action="store_true", help="with --key: replace the accepted job with the same key")
     _common(p)
-    p = sub.add_parser("ingest", help="ingest committed jobs as the single writer",
-                       description="Validate, store and catalog the committed jobs in the inbox, then publish a reader snapshot.")
+    p = sub.add_parser(
+        "ingest",
+        help="ingest committed jobs as the single writer",
+        description="Validate, store and catalog the committed jobs in the inbox, then publish a reader snapshot.",
+    )
     p.add_argument("--max-jobs", type=int, help="ingest at most N jobs")
     p.add_argument("--no-exports", action="store_true", help="skip regenerating golden exports")
     _common(p)
-    p = sub.add_parser("catalog", help="query the published catalog (read-only)",
-                       description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.")
+    p = sub.add_parser(
+        "catalog",
+        help="query the published catalog (read-only)",
+        description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.",
+    )
     p.add_argument("sql", nargs="?", help="SQL to run, e.g. \"SELECT * FROM bus.fills LIMIT 5\"")
     _format_opt(p)
     _common(p)
-    p = sub.add_parser("runs", help="list the runs, newest first",
-                       description="One row per run: producer, notebook, parameters, git commit, kinds, jobs, rows, times.")
+    p = sub.add_parser(
+        "runs",
+        help="list the runs, newest first",
+        description="One row per run: producer, notebook, parameters, git commit, kinds, jobs, rows, times.",
+    )
     p.add_argument("--producer", help="only the runs of this producer")
     p.add_argument("--limit", type=int, help="only the newest N runs")
     _format_opt(p)
     _common(p)
-    p = sub.add_parser("read", help="read a kind's rows, by run or job",
-                       description="Print the rows of bus.KIND from the latest published snapshot, filtered by run, job and SQL.")
+    p = sub.add_parser(
+        "read",
+        help="read a kind's rows, by run or job",
+        description="Print the rows of bus.KIND from the latest published snapshot, filtered by run, job and SQL.",
+    )
     p.add_argument("kind", metavar="KIND", help="artifact kind, e.g. fills")
     p.add_argument("--run-id", action="append", help="only this run (repeat for several)")
     p.add_argument("--job-id", action="append", help="only this job (repeat for several)")
@@ -97,39 +131,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="print at most N rows")
     _format_opt(p)
     _common(p)
-    p = sub.add_parser("export", help="regenerate golden exports by hand",
-                       description="Run golden exports (all, or those named) as the writer and update _export_status.json.")
+    p = sub.add_parser(
+        "export",
+        help="regenerate golden exports by hand",
+        description="Run golden exports (all, or those named) as the writer and update _export_status.json.",
+    )
     p.add_argument("names", nargs="*", metavar="NAME", help="exports to run (default: all)")
     _common(p)
-    p = sub.add_parser("flush", help="move jobs spooled on this machine into the bus",
-                       description="Move the jobs that submit spooled on this machine (while the bus was unavailable) into the inbox.")
+    p = sub.add_parser(
+        "flush",
+        help="move jobs spooled on this machine into the bus",
+        description="Move the jobs that submit spooled on this machine (while the bus was unavailable) into the inbox.",
+    )
     _common(p)
-    p = sub.add_parser("requeue", help="put a rejected job back and validate it again",
-                       description="Move a rejected job from rejected/ back into the inbox and ingest, so it is validated again.")
+    p = sub.add_parser(
+        "requeue",
+        help="put a rejected job back and validate it again",
+        description="Move a rejected job from rejected/ back into the inbox and ingest, so it is validated again.",
+    )
     p.add_argument("job_id", metavar="JOB_ID", help="the rejected job's id (its folder name under rejected/)")
     p.add_argument("--no-ingest", action="store_true", help="only move it back; the next ingest validates it")
     _common(p)
-    p = sub.add_parser("status", help="inbox backlog, last ingest, writer lock, rejections, exports",
-                       description="Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock.")
+    p = sub.add_parser(
+        "status",
+        help="inbox backlog, last ingest, writer lock, rejections, exports",
+        description="Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock.",
+    )
     _common(p)
-    p = sub.add_parser("doctor", help="check the set-up end to end and say what to fix",
-                       description="Check root, catalog, lock, store against catalog, snapshot, exports and leftovers; "
-                                   "exit 1 when a problem is found.")
-    p.add_argument("--deep", action="store_true", help="also re-read every stored file and check its checksum (reads the whole store)")
+    p = sub.add_parser(
+        "doctor",
+        help="check the set-up end to end and say what to fix",
+        description="Check root, catalog, lock, store against catalog, snapshot, exports and leftovers; "
+        "exit 1 when a problem is found.",
+    )
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="also re-read every stored file and check its checksum (reads the whole store)",
+    )
     _common(p)
-    p = sub.add_parser("daemon", help="keep ingesting as jobs arrive",
-                       description="Ingest whenever committed jobs arrive (file events, with polling as a fallback); "
-                                   "SIGTERM or SIGINT stops it after the current batch.")
+    p = sub.add_parser(
+        "daemon",
+        help="keep ingesting as jobs arrive",
+        description="Ingest whenever committed jobs arrive (file events, with polling as a fallback); "
+        "SIGTERM or SIGINT stops it after the current batch.",
+    )
     p.add_argument("--interval", type=float, default=2.0, help="polling interval in seconds (default: 2)")
-    p.add_argument("--papermill", action="store_true", help="run each cycle that has work as a papermill run of the ingest notebook")
+    p.add_argument(
+        "--papermill",
+        action="store_true",
+        help="run each cycle that has work as a papermill run of the ingest notebook",
+    )
     p.add_argument("--max-cycles", type=int, help="stop after N cycles that did work (for tests and one-off catch-ups)")
-    p.add_argument("--exports-delay", type=float,
-                   help="while jobs keep arriving, let the golden exports lag the data by at most this many seconds (default: 60)")
+    p.add_argument(
+        "--exports-delay",
+        type=float,
+        help="while jobs keep arriving, let the golden exports lag the data by at most this many seconds (default: 60)",
+    )
     _common(p)
-    p = sub.add_parser("scan", help="find code that writes to a DuckDB database directly",
-                       description="Find Python, notebook, TypeScript and JavaScript code under PATH that writes to a DuckDB "
-                                   "database file directly, and print file:line with the bus call that replaces it; exit 1 "
-                                   "when any is found. Reads code only: the bus root is not used.")
+    p = sub.add_parser(
+        "scan",
+        help="find code that writes to a DuckDB database directly",
+        description="Find Python, notebook, TypeScript and JavaScript code under PATH that writes to a DuckDB "
+        "database file directly, and print file:line with the bus call that replaces it; exit 1 "
+        "when any is found. Reads code only: the bus root is not used.",
+    )
     p.add_argument("path", metavar="PATH", help="folder or file to scan")
     _common(p)
     return parser
@@ -142,70 +208,107 @@ def _rows(rel) -> dict:
     load = lambda v, j: json.loads(v) if j and isinstance(v, str) else v
     return {"columns": cols, "rows": [{c: load(v, j) for c, v, j in zip(cols, r, js)} for r in rel.fetchall()]}
 
+
 def _text(v) -> str:
-    if v is None: return ""
+    if v is None:
+        return ""
     return to_json(v) if isinstance(v, (dict, list)) else str(v)
+
 
 def render(data: dict, fmt: str) -> str:
     "Rows (`{'columns': [...], 'rows': [{...}]}`) as csv, json, jsonl, markdown or an aligned table."
     cols, rows = data["columns"], data["rows"]
-    if fmt == "json": return to_json(data, indent=1)
-    if fmt == "jsonl": return "\n".join(to_json(r) for r in rows)
+    if fmt == "json":
+        return to_json(data, indent=1)
+    if fmt == "jsonl":
+        return "\n".join(to_json(r) for r in rows)
     cells = [[_text(r[c]) for c in cols] for r in rows]
     if fmt == "csv":
-        buf = io.StringIO(); w = csv.writer(buf, lineterminator="\n"); w.writerow(cols); w.writerows(cells)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows(cells)
         return buf.getvalue().rstrip("\n")
     if fmt == "markdown":
         esc = lambda x: x.replace("|", "\\|").replace("\n", " ")
-        return "\n".join(["| " + " | ".join(map(esc, cols)) + " |", "|" + "---|" * len(cols)]
-                         + ["| " + " | ".join(map(esc, r)) + " |" for r in cells])
+        return "\n".join(
+            ["| " + " | ".join(map(esc, cols)) + " |", "|" + "---|" * len(cols)]
+            + ["| " + " | ".join(map(esc, r)) + " |" for r in cells]
+        )
     width = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, width)).rstrip()
     return "\n".join([line(cols), line(["-" * w for w in width]), *map(line, cells)] + ([] if rows else ["(no rows)"]))
+
 
 def _out(rel, a) -> tuple[dict, str]:
     data = _rows(rel)
     return data, render(data, "json" if a.json else a.format)
 
+
 def _parquet_files(args) -> list[Path]:
     "The files named, a folder standing for the *.parquet files directly inside it."
     out = []
     for f in map(Path, args):
-        if not f.is_dir(): out.append(f); continue
+        if not f.is_dir():
+            out.append(f)
+            continue
         inside = sorted(p for p in f.glob("*.parquet") if p.is_file())
-        if not inside: raise BusError(f"folder {f} holds no .parquet file")
+        if not inside:
+            raise BusError(f"folder {f} holds no .parquet file")
         out += inside
     return out
 
+
 def cmd_init(a, cfg: Config):
     from artifact_bus.health import init
+
     r = init(config=cfg)
-    return r, (f"created a bus at {r['root']}" if r["created"] else f"a bus is already at {r['root']}") + f" (snapshot {r['snapshot']})"
+    return r, (
+        f"created a bus at {r['root']}" if r["created"] else f"a bus is already at {r['root']}"
+    ) + f" (snapshot {r['snapshot']})"
+
 
 def cmd_submit(a, cfg: Config):
     from artifact_bus.core import ManifestError
     from artifact_bus.protocol import is_safe_file
     from artifact_bus.submit import job
+
     meta = None
     if a.meta:
-        try: meta = json.loads(a.meta)
-        except json.JSONDecodeError as e: raise BusError(f"--meta is not valid JSON: {e}") from None
-        if not isinstance(meta, dict): raise BusError("--meta must be a JSON object")
+        try:
+            meta = json.loads(a.meta)
+        except json.JSONDecodeError as e:
+            raise BusError(f"--meta is not valid JSON: {e}") from None
+        if not isinstance(meta, dict):
+            raise BusError("--meta must be a JSON object")
     files = _parquet_files(a.file)
-    single = len(a.file) == len(files) == 1 and a.kind is not None   # named after its kind, as submit() names it
-    with job(run_id=a.run_id, producer=a.producer or "artifact-bus", meta=meta, key=a.key, replace=a.replace, root=cfg.root) as j:
+    single = len(a.file) == len(files) == 1 and a.kind is not None  # named after its kind, as submit() names it
+    with job(
+        run_id=a.run_id, producer=a.producer or "artifact-bus", meta=meta, key=a.key, replace=a.replace, root=cfg.root
+    ) as j:
         for f in files:
-            if not single and not is_safe_file(f.name): raise ManifestError(f"{f}: name the file <name>.parquet, the name of letters, digits, '_', '.', '-'")
+            if not single and not is_safe_file(f.name):
+                raise ManifestError(f"{f}: name the file <name>.parquet, the name of letters, digits, '_', '.', '-'")
             name = f.name.removesuffix(".parquet")
             j.add(a.kind or name, f, name=None if single else name)
     r = j.receipt
-    out = {"job_id": r.job_id, "status": r.status, "path": str(r.path), "rows": r.rows, "bytes": r.bytes, "artifacts": list(r.artifacts)}
+    out = {
+        "job_id": r.job_id,
+        "status": r.status,
+        "path": str(r.path),
+        "rows": r.rows,
+        "bytes": r.bytes,
+        "artifacts": list(r.artifacts),
+    }
     return out, f"{r.status} job {r.job_id}: {', '.join(sorted({x['kind'] for x in r.artifacts}))}, {r.rows} rows"
+
 
 def cmd_ingest(a, cfg: Config):
     from artifact_bus.ingest import ingest
+
     rep = ingest(config=cfg, max_jobs=a.max_jobs, exports=not a.no_exports)
     return rep.to_dict(), repr(rep)
+
 
 SUMMARY_SQL = {
     "kinds": "SELECT kind, jobs, artifacts, rows, bytes, last_ingested FROM catalog.kinds ORDER BY kind",
@@ -213,124 +316,198 @@ SUMMARY_SQL = {
     "rejections": "SELECT code, count(*) AS jobs FROM catalog.rejections WHERE status = 'rejected' GROUP BY code ORDER BY code",
 }
 
+
 def cmd_catalog(a, cfg: Config):
     import duckdb
+
     from artifact_bus.catalog import catalog
+
     with catalog(config=cfg) as con:
         if a.sql:
-            try:   # a relation runs when it is read (on duckdb 2.x even more lazily), so reading is inside the try
+            try:  # a relation runs when it is read (on duckdb 2.x even more lazily), so reading is inside the try
                 rel = con.sql(a.sql)
-                if rel is None: return {"columns": [], "rows": []}, "ok"
+                if rel is None:
+                    return {"columns": [], "rows": []}, "ok"
                 return _out(rel, a)
-            except duckdb.Error as e: raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
+            except duckdb.Error as e:
+                raise BusError(f"query failed: {str(e).splitlines()[0]}") from None
         fmt = "json" if a.json else a.format
-        if fmt == "table": return {}, "\n".join(f"{name}:\n{con.sql(sql)}" for name, sql in SUMMARY_SQL.items())   # DuckDB's boxes
+        if fmt == "table":
+            return {}, "\n".join(f"{name}:\n{con.sql(sql)}" for name, sql in SUMMARY_SQL.items())  # DuckDB's boxes
         parts = {name: _rows(con.sql(sql)) for name, sql in SUMMARY_SQL.items()}
-        if fmt == "json": return {name: d["rows"] for name, d in parts.items()}, to_json({name: d["rows"] for name, d in parts.items()}, indent=1)
-        if fmt == "jsonl": return {}, "\n".join(to_json({"section": name, **r}) for name, d in parts.items() for r in d["rows"])
+        if fmt == "json":
+            return {name: d["rows"] for name, d in parts.items()}, to_json(
+                {name: d["rows"] for name, d in parts.items()}, indent=1
+            )
+        if fmt == "jsonl":
+            return {}, "\n".join(to_json({"section": name, **r}) for name, d in parts.items() for r in d["rows"])
         return {}, "\n\n".join(f"{name}:\n{render(d, fmt)}" for name, d in parts.items())
+
 
 def cmd_runs(a, cfg: Config):
     from artifact_bus.catalog import catalog
     from artifact_bus.reader import runs_relation
+
     with catalog(config=cfg) as con:
         return _out(runs_relation(con, producer=a.producer, limit=a.limit), a)
+
 
 def cmd_read(a, cfg: Config):
     from artifact_bus.catalog import catalog
     from artifact_bus.reader import read_relation
+
     cols = [c.strip() for c in a.columns.split(",") if c.strip()] if a.columns else None
     with catalog(config=cfg) as con:
         rel = read_relation(con, a.kind, run_id=a.run_id, job_id=a.job_id, where=a.where, columns=cols)
         return _out(rel.limit(a.limit) if a.limit else rel, a)
 
+
 def _age(seconds):
-    if seconds is None: return "-"
+    if seconds is None:
+        return "-"
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= n: return f"{seconds / n:.1f}{unit}"
+        if seconds >= n:
+            return f"{seconds / n:.1f}{unit}"
     return f"{seconds:.1f}s"
+
 
 def cmd_export(a, cfg: Config):
     from artifact_bus.export import export
+
     st = export(config=cfg, names=a.names or None)
-    lines = [f"{n}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}") for n, e in sorted(st.items())]
+    lines = [
+        f"{n}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}")
+        for n, e in sorted(st.items())
+    ]
     if any(e["status"] != "ok" for e in st.values()):
         print("\n".join(lines))
         bad = [n for n, e in st.items() if e["status"] != "ok"]
         raise BusError(f"{len(bad)} export(s) failed: {', '.join(sorted(bad))} (see _export_status.json)")
     return st, "\n".join(lines) or "no exports defined"
 
+
 def cmd_status(a, cfg: Config):
     from artifact_bus.health import status
+
     st = status(config=cfg)
     w, lr, ib = st["writer"], st["last_run"], st["inbox"]
-    lines = [f"root:        {st['root']}",
-             f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting {_age(ib['oldest_age_s'])}",
-             "writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
-             "last ingest: " + (f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
-                                 f"{lr['rejected']} rejected, {lr['duplicates']} duplicates" if lr else "never"),
-             f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"
-             + (f", {st['spooled_here']} spooled on this machine (run `artifact-bus flush`)" if st["spooled_here"] else "")]
+    lines = [
+        f"root:        {st['root']}",
+        f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting {_age(ib['oldest_age_s'])}",
+        "writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
+        "last ingest: "
+        + (
+            f"run {lr['run_no']} {lr['outcome']} at {lr['finished_at']}: {lr['accepted']} accepted, "
+            f"{lr['rejected']} rejected, {lr['duplicates']} duplicates"
+            if lr
+            else "never"
+        ),
+        f"jobs:        {st['jobs']} cataloged, {st['rejected']} rejected"
+        + (f", {st['spooled_here']} spooled on this machine (run `artifact-bus flush`)" if st["spooled_here"] else ""),
+    ]
     d, lf = st["daemon"], st["last_failed"]
-    lines.append("daemon:      " + (f"running (pid {d['pid']}, host {d['host']}, since {d['since']})" if d else "not running"))
-    if lf: lines.append(f"last failed: run {lf['run_no']} at {lf['finished_at']}: {lf['error']}")
-    if ib["stuck"]: lines.append(f"stuck:       {ib['stuck']} jobs have waited over {_age(ib['stuck_after_s'])} in the inbox: is an ingest running?")
+    lines.append(
+        "daemon:      " + (f"running (pid {d['pid']}, host {d['host']}, since {d['since']})" if d else "not running")
+    )
+    if lf:
+        lines.append(f"last failed: run {lf['run_no']} at {lf['finished_at']}: {lf['error']}")
+    if ib["stuck"]:
+        lines.append(
+            f"stuck:       {ib['stuck']} jobs have waited over {_age(ib['stuck_after_s'])} in the inbox: is an ingest running?"
+        )
     for k, b in st["broken_contracts"].items():
         lines.append(f"contract:    {k}: BROKEN, {b['held']} jobs held in the inbox: {b['error']}")
-    if st["published"]: lines.append(f"published:   {st['published']['snapshot']}, {_age(st['published']['age_s'])} ago")
+    if st["published"]:
+        lines.append(f"published:   {st['published']['snapshot']}, {_age(st['published']['age_s'])} ago")
     for name, e in sorted(st["exports"].items()):
-        lines.append(f"export:      {name}: {e['status']}, " + (f"{e['rows']} rows, {_age(e['age_s'])} old" if e["generated_at"] else "never written")
-                     + (f" ({e['error']})" if e["error"] else ""))
+        lines.append(
+            f"export:      {name}: {e['status']}, "
+            + (f"{e['rows']} rows, {_age(e['age_s'])} old" if e["generated_at"] else "never written")
+            + (f" ({e['error']})" if e["error"] else "")
+        )
     return st, "\n".join(lines)
+
 
 def cmd_flush(a, cfg: Config):
     from artifact_bus.submit import flush
+
     done = flush(config=cfg)
     return {"flushed": done}, f"flushed {len(done)} spooled jobs into {cfg.inbox}"
 
+
 def cmd_requeue(a, cfg: Config):
     from artifact_bus.quarantine import requeue
+
     rep = requeue(a.job_id, config=cfg, ingest_now=not a.no_ingest)
-    if rep is None: return {"requeued": a.job_id}, f"requeued {a.job_id}: the next ingest validates it"
+    if rep is None:
+        return {"requeued": a.job_id}, f"requeued {a.job_id}: the next ingest validates it"
     return rep.to_dict(), f"requeued {a.job_id}\n{rep!r}"
+
 
 class _Problems(BusError):
     exit_code = 1
 
+
 def cmd_doctor(a, cfg: Config):
     from artifact_bus.health import doctor
+
     found = doctor(config=cfg, deep=a.deep)
     problems = [f for f in found if f.level == "problem"]
     text = "\n".join(map(str, found))
     if problems:
-        if a.json: print(to_json([vars(f) for f in found], indent=1))
-        else: print(text)
+        if a.json:
+            print(to_json([vars(f) for f in found], indent=1))
+        else:
+            print(text)
         raise _Problems(f"doctor found {len(problems)} problem(s): " + "; ".join(f.check for f in problems))
     return [vars(f) for f in found], text + "\nall good"
 
+
 def cmd_daemon(a, cfg: Config):
     from artifact_bus.schedule import daemon
-    delay = {} if a.exports_delay is None else {"exports_delay": a.exports_delay}   # else the daemon's own default
+
+    delay = {} if a.exports_delay is None else {"exports_delay": a.exports_delay}  # else the daemon's own default
     n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles, **delay)
     return {"cycles": n}, f"daemon stopped after {n} cycles"
 
+
 def cmd_scan(a, cfg):
     from artifact_bus.scan import INSTALL_HINT, scan
+
     rep = scan(a.path)
-    for e in rep.errors: print(f"warning: not scanned: {e}", file=sys.stderr)
+    for e in rep.errors:
+        print(f"warning: not scanned: {e}", file=sys.stderr)
     if rep.skipped:
-        print(f"warning: {len(rep.skipped)} TypeScript/JavaScript file(s) not scanned, the parser is missing: {INSTALL_HINT}", file=sys.stderr)
-    summary = (f"scanned {rep.files} file(s): {len(rep.findings)} direct DuckDB write(s)"
-               f" in {len({f.path.split(':cell_')[0] for f in rep.findings})} file(s)")
+        print(
+            f"warning: {len(rep.skipped)} TypeScript/JavaScript file(s) not scanned, the parser is missing: {INSTALL_HINT}",
+            file=sys.stderr,
+        )
+    summary = (
+        f"scanned {rep.files} file(s): {len(rep.findings)} direct DuckDB write(s)"
+        f" in {len({f.path.split(':cell_')[0] for f in rep.findings})} file(s)"
+    )
     found = rep.to_dict()["findings"]
     if rep.findings:
         print(to_json(found, indent=1) if a.json else "\n".join(map(str, rep.findings)) + "\n" + summary)
         raise _Problems(f"{summary}: replace them with the bus calls shown")
     return found, summary
 
-COMMANDS = {"init": cmd_init, "submit": cmd_submit, "ingest": cmd_ingest, "catalog": cmd_catalog, "runs": cmd_runs, "read": cmd_read,
-            "export": cmd_export, "flush": cmd_flush, "requeue": cmd_requeue, "status": cmd_status, "doctor": cmd_doctor,
-            "daemon": cmd_daemon, "scan": cmd_scan}
+
+COMMANDS = {
+    "init": cmd_init,
+    "submit": cmd_submit,
+    "ingest": cmd_ingest,
+    "catalog": cmd_catalog,
+    "runs": cmd_runs,
+    "read": cmd_read,
+    "export": cmd_export,
+    "flush": cmd_flush,
+    "requeue": cmd_requeue,
+    "status": cmd_status,
+    "doctor": cmd_doctor,
+    "daemon": cmd_daemon,
+    "scan": cmd_scan,
+}
 
 # %% ../nbs/10_cli.ipynb #1ef59afc
 def main(argv: list[str] | None = None) -> int:
@@ -341,37 +518,52 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _run(args)
-    except BrokenPipeError:   # `artifact-bus … | head`: the reader left; end quietly, as SIGPIPE would
-        try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # Python's own flush at exit must not fail again
-        except OSError: pass
+    except BrokenPipeError:  # `artifact-bus … | head`: the reader left; end quietly, as SIGPIPE would
+        try:
+            os.dup2(
+                os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno()
+            )  # Python's own flush at exit must not fail again
+        except OSError:
+            pass
         return 128 + signal.SIGPIPE
+
 
 def _run(args) -> int:
     try:
         if args.command == "doctor":
             from artifact_bus.core import ConfigError
-            try: cfg = load_config(args.root)
+
+            try:
+                cfg = load_config(args.root)
             except ConfigError as e:
                 print(f"PROBLEM config: {e}\n        fix: fix the file and key named")
                 raise _Problems("doctor found 1 problem(s): config") from None
-        else: cfg = None if args.command == "scan" else load_config(args.root)  # type: ignore[assignment]   # scan reads code, not a bus
-        if args.command in ("status", "catalog", "doctor"):   # readers never take a mistyped root for an empty bus
+        else:
+            cfg = None if args.command == "scan" else load_config(args.root)  # type: ignore[assignment]   # scan reads code, not a bus
+        if args.command in ("status", "catalog", "doctor"):  # readers never take a mistyped root for an empty bus
             from artifact_bus.health import require_bus
+
             require_bus(cfg)
         data, text = COMMANDS[args.command](args, cfg)
         print(to_json(data, indent=1) if args.json else text)
         sys.stdout.flush()
         return 0
-    except BrokenPipeError: raise
+    except BrokenPipeError:
+        raise
     except BusError as e:
         _error_out(str(e).splitlines()[0] if str(e) else type(e).__name__, type(e).__name__, e.exit_code)
         return e.exit_code
     except KeyboardInterrupt:
-        _error_out("interrupted", "KeyboardInterrupt", 130); return 130
+        _error_out("interrupted", "KeyboardInterrupt", 130)
+        return 130
     except OSError as e:
-        _error_out(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", type(e).__name__, 1); return 1
+        _error_out(f"{e.strerror or e}{': ' + str(e.filename) if e.filename else ''}", type(e).__name__, 1)
+        return 1
     except Exception as e:  # a bug: still one line, with the traceback only on request
-        if os.environ.get("ARTIFACT_BUS_DEBUG"): raise
+        if os.environ.get("ARTIFACT_BUS_DEBUG"):
+            raise
         msg = str(e).splitlines()[0] if str(e) else ""
-        _error_out(f"unexpected {type(e).__name__}: {msg} (set ARTIFACT_BUS_DEBUG=1 for the traceback)", type(e).__name__, 1)
+        _error_out(
+            f"unexpected {type(e).__name__}: {msg} (set ARTIFACT_BUS_DEBUG=1 for the traceback)", type(e).__name__, 1
+        )
         return 1

@@ -24,26 +24,36 @@ def arrow_stream(source, sql: str, parameters=None):
     """Run `sql` on `source` (a clickhouse-connect client, or a chdb session or connection); yields
     `(schema, batches, info)`: the result's Arrow schema, an iterator of its record batches, and
     `{server, version}`. The query is cancelled when the block ends early."""
-    if hasattr(source, "query_arrow_stream"):   # clickhouse-connect: a server over HTTP
-        info = {"server": urlsplit(getattr(source, "url", "") or getattr(source, "uri", "")).hostname or "unknown",
-                "version": str(source.command("SELECT version()"))}
+    if hasattr(source, "query_arrow_stream"):  # clickhouse-connect: a server over HTTP
+        info = {
+            "server": urlsplit(getattr(source, "url", "") or getattr(source, "uri", "")).hostname or "unknown",
+            "version": str(source.command("SELECT version()")),
+        }
         with source.query_arrow_stream(sql, parameters=parameters, use_strings=True) as stream:
             yield stream.gen.schema, iter(stream), info
-    elif hasattr(source, "send_query"):         # chdb: ClickHouse in this process
-        info = {"server": "chdb", "version": source.query("SELECT version()", "CSV").bytes().decode().strip().strip('"')}
+    elif hasattr(source, "send_query"):  # chdb: ClickHouse in this process
+        info = {
+            "server": "chdb",
+            "version": source.query("SELECT version()", "CSV").bytes().decode().strip().strip('"'),
+        }
         stream = source.send_query(sql, "Arrow", params=parameters)
         try:
-            reader = stream.record_batch(rows_per_batch=1)   # each block as it comes: nothing accumulated
+            reader = stream.record_batch(rows_per_batch=1)  # each block as it comes: nothing accumulated
             schema = reader.schema
-            if not schema.names:   # an empty result carries no schema in the stream: ask for it
+            if not schema.names:  # an empty result carries no schema in the stream: ask for it
                 schema = source.query(sql, "ArrowTable", params=parameters).schema
             yield schema, iter(reader), info
-        finally: stream.close()
-    else: raise ManifestError(f"source must be a clickhouse-connect client or a chdb session, got {type(source).__module__}.{type(source).__name__}")
+        finally:
+            stream.close()
+    else:
+        raise ManifestError(
+            f"source must be a clickhouse-connect client or a chdb session, got {type(source).__module__}.{type(source).__name__}"
+        )
 
 # %% ../nbs/19_clickhouse.ipynb #d55b70f6
 class _Parts:
     "Cut a stream of record batches into parts of at most `max_rows` rows and (roughly) `max_bytes` bytes."
+
     def __init__(self, batches, max_rows: int, max_bytes: int | None):
         self.batches, self.max_rows, self.max_bytes = batches, max_rows, max_bytes
         self.pending, self.done = None, False
@@ -53,37 +63,65 @@ class _Parts:
         rows = nbytes = 0
         while True:
             b, self.pending = self.pending or next(self.batches, None), None
-            if b is None: self.done = True; return
-            if not b.num_rows: continue
+            if b is None:
+                self.done = True
+                return
+            if not b.num_rows:
+                continue
             room = self.max_rows - rows
-            if self.max_bytes:   # how many rows of this batch still fit, by its average row size
+            if self.max_bytes:  # how many rows of this batch still fit, by its average row size
                 room = min(room, int((self.max_bytes - nbytes) / (b.nbytes / b.num_rows or 1)))
-                if rows == 0: room = max(room, 1)
-            if room <= 0: self.pending = b; return
-            if b.num_rows > room: b, self.pending = b.slice(0, room), b.slice(room)
+                if rows == 0:
+                    room = max(room, 1)
+            if room <= 0:
+                self.pending = b
+                return
+            if b.num_rows > room:
+                b, self.pending = b.slice(0, room), b.slice(room)
             rows, nbytes = rows + b.num_rows, nbytes + b.nbytes
             yield b
-            if rows >= self.max_rows or (self.max_bytes and nbytes >= self.max_bytes): return
+            if rows >= self.max_rows or (self.max_bytes and nbytes >= self.max_bytes):
+                return
 
 # %% ../nbs/19_clickhouse.ipynb #0d87d7a5
-def submit_clickhouse(source, sql: str, kind: str, *, run_id=None, producer=None, meta=None, key=None, replace: bool = False,
-                      parameters=None, max_rows_per_file: int = 1_000_000, max_bytes_per_file: int | None = None,
-                      root=None, **kw) -> Receipt:
+def submit_clickhouse(
+    source,
+    sql: str,
+    kind: str,
+    *,
+    run_id=None,
+    producer=None,
+    meta=None,
+    key=None,
+    replace: bool = False,
+    parameters=None,
+    max_rows_per_file: int = 1_000_000,
+    max_bytes_per_file: int | None = None,
+    root=None,
+    **kw,
+) -> Receipt:
     """Stream the result of `sql` on `source` (a clickhouse-connect client or a chdb session) into one job
     of `kind`, as one Parquet file per `max_rows_per_file` rows or `max_bytes_per_file` bytes. `kw` goes to `job`."""
     check_kind(kind)
-    if not isinstance(sql, str) or not sql.strip(): raise ManifestError("sql must be a non-empty query")
-    if not (isinstance(max_rows_per_file, int) and max_rows_per_file >= 1): raise ManifestError(f"max_rows_per_file must be a positive integer, got {max_rows_per_file!r}")
+    if not isinstance(sql, str) or not sql.strip():
+        raise ManifestError("sql must be a non-empty query")
+    if not (isinstance(max_rows_per_file, int) and max_rows_per_file >= 1):
+        raise ManifestError(f"max_rows_per_file must be a positive integer, got {max_rows_per_file!r}")
     if max_bytes_per_file is not None and not (isinstance(max_bytes_per_file, int) and max_bytes_per_file >= 1):
         raise ManifestError(f"max_bytes_per_file must be a positive integer, got {max_bytes_per_file!r}")
-    with job(run_id=run_id, producer=producer or "clickhouse", meta=meta, key=key, replace=replace, root=root, **kw) as j:
+    with job(
+        run_id=run_id, producer=producer or "clickhouse", meta=meta, key=key, replace=replace, root=root, **kw
+    ) as j:
         with arrow_stream(source, sql, parameters) as (schema, batches, info):
             parts, rows = _Parts(batches, max_rows_per_file, max_bytes_per_file), 0
             while not parts.done:
                 part = parts.part()
                 first = next(part, None)
-                if first is None and j.artifacts: break   # no empty file after the last one
-                data = pa.RecordBatchReader.from_batches(schema, itertools.chain([first] if first is not None else [], part))
+                if first is None and j.artifacts:
+                    break  # no empty file after the last one
+                data = pa.RecordBatchReader.from_batches(
+                    schema, itertools.chain([first] if first is not None else [], part)
+                )
                 rows += j.add(kind, data, name=f"{kind}-{len(j.artifacts):05d}")["rows"]
         j.meta["clickhouse"] = {"query": sql, "parameters": parameters, **info, "rows": rows, "files": len(j.artifacts)}
     return j.receipt

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .catalog_db import WriterLock, bump_version, publish, refresh_views, writer_connection
-from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, utcnow, sql_str
+from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, sql_str, utcnow
 
 # %% auto #0
 __all__ = ['SEGMENTS', 'remove_orphan_segments', 'compact_kinds', 'compact']
@@ -17,14 +17,20 @@ __all__ = ['SEGMENTS', 'remove_orphan_segments', 'compact_kinds', 'compact']
 # %% ../nbs/12_compact.ipynb #0a625d40
 SEGMENTS = "store/_segments"
 
+
 def _groups(arts: list, max_rows: int) -> list[list]:
     "Split artifacts (in job order) into consecutive groups of at most `max_rows` rows."
     out, cur, rows = [], [], 0
     for a in arts:
-        if cur and rows + a[4] > max_rows: out.append(cur); cur, rows = [], 0
-        cur.append(a); rows += a[4]
-    if cur: out.append(cur)
+        if cur and rows + a[4] > max_rows:
+            out.append(cur)
+            cur, rows = [], 0
+        cur.append(a)
+        rows += a[4]
+    if cur:
+        out.append(cur)
     return out
+
 
 def remove_orphan_segments(con, config: Config) -> list[Path]:
     "Delete segment files the catalog does not reference (left by a crash before their commit)."
@@ -33,66 +39,92 @@ def remove_orphan_segments(con, config: Config) -> list[Path]:
     for p in (config.root / SEGMENTS).glob("*/*"):
         rel = str(p.relative_to(config.root))
         if rel not in known and (p.name.startswith(".") or p.suffix == ".parquet"):
-            p.unlink(); gone.append(p)
+            p.unlink()
+            gone.append(p)
     return gone
+
 
 def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
     """Compact the loose small artifacts of `kinds` (default: all) in the writer's connection; returns
     the segments written. Call it holding the writer lock."""
     min_files = config.compact_min_files
-    if not min_files: return []
+    if not min_files:
+        return []
     remove_orphan_segments(con, config)
-    rows = con.execute("SELECT kind, job_id, name, path, rows, run_id FROM catalog.artifacts "
-                       "WHERE segment IS NULL AND replaced_by IS NULL AND bytes < ? ORDER BY kind, job_id, name", [config.compact_small_bytes]).fetchall()
+    rows = con.execute(
+        "SELECT kind, job_id, name, path, rows, run_id FROM catalog.artifacts "
+        "WHERE segment IS NULL AND replaced_by IS NULL AND bytes < ? ORDER BY kind, job_id, name",
+        [config.compact_small_bytes],
+    ).fetchall()
     by_kind = {}
     for r in rows:
-        if kinds is None or r[0] in kinds: by_kind.setdefault(r[0], []).append(r)
+        if kinds is None or r[0] in kinds:
+            by_kind.setdefault(r[0], []).append(r)
     made = []
     for kind, arts in by_kind.items():
-        if len(arts) < min_files: continue
+        if len(arts) < min_files:
+            continue
         groups = _groups(arts, config.compact_segment_rows)
-        if len(groups) > 1 and len(groups[-1]) < min_files: groups.pop()   # too few yet: wait for more
+        if len(groups) > 1 and len(groups[-1]) < min_files:
+            groups.pop()  # too few yet: wait for more
         for g in groups:
-            if len(g) > 1: made.append(_write_segment(con, config, kind, g))
+            if len(g) > 1:
+                made.append(_write_segment(con, config, kind, g))
     return made
+
 
 def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     seg = new_job_id()
-    folder = config.root / SEGMENTS / kind; folder.mkdir(parents=True, exist_ok=True)
+    folder = config.root / SEGMENTS / kind
+    folder.mkdir(parents=True, exist_ok=True)
     rel = f"{SEGMENTS}/{kind}/{seg}.parquet"
     tmp = folder / f".{seg}.parquet.tmp"
     prefix = str(config.root.resolve()) + "/"
     files = ", ".join(sql_str(prefix + a[3]) for a in group)
-    values = ", ".join(f"({sql_str(prefix + a[3])}, {sql_str(a[1])}, {sql_str(a[5]) if a[5] is not None else 'NULL'})" for a in group)
+    values = ", ".join(
+        f"({sql_str(prefix + a[3])}, {sql_str(a[1])}, {sql_str(a[5]) if a[5] is not None else 'NULL'})" for a in group
+    )
     want = sum(a[4] for a in group)
     try:
         got = con.execute(
             f"COPY (SELECT t.* EXCLUDE (_bus_file), m.job_id AS _job_id, m.run_id AS _run_id "
             f"FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) AS t "
             f"JOIN (VALUES {values}) AS m(path, job_id, run_id) ON t._bus_file = m.path) "
-            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 122880)").fetchone()[0]
-        if got != want: raise BusError(f"segment for {kind}: wrote {got} rows, expected {want}: not used")
+            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
+        ).fetchone()[0]
+        if got != want:
+            raise BusError(f"segment for {kind}: wrote {got} rows, expected {want}: not used")
         fsync_file(tmp)
-        os.rename(tmp, config.root / rel); fsync_dir(folder)
+        os.rename(tmp, config.root / rel)
+        fsync_dir(folder)
     except BaseException:
-        tmp.unlink(missing_ok=True); raise
+        tmp.unlink(missing_ok=True)
+        raise
     size = (config.root / rel).stat().st_size
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("INSERT INTO catalog.segments VALUES (?, ?, ?, ?, ?, ?, ?)", [seg, kind, rel, len(group), want, size, utcnow()])
-        con.execute("UPDATE catalog.artifacts SET segment = ? WHERE job_id || '/' || name = ANY(?)",
-                    [seg, [f"{a[1]}/{a[2]}" for a in group]])
+        con.execute(
+            "INSERT INTO catalog.segments VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [seg, kind, rel, len(group), want, size, utcnow()],
+        )
+        con.execute(
+            "UPDATE catalog.artifacts SET segment = ? WHERE job_id || '/' || name = ANY(?)",
+            [seg, [f"{a[1]}/{a[2]}" for a in group]],
+        )
         refresh_views(con, config.root, kinds={kind})
         bump_version(con)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK"); raise
+        con.execute("ROLLBACK")
+        raise
     return {"segment": seg, "kind": kind, "path": rel, "artifacts": len(group), "rows": want, "bytes": size}
+
 
 def compact(root=None, *, kinds=None, config: Config | None = None) -> list[dict]:
     "Compact small artifacts by hand, as the writer (ingest does it by itself after each run)."
     config = config or load_config(root)
     with WriterLock(config.lock), writer_connection(config) as con:
         made = compact_kinds(con, config, kinds)
-        if made: publish(con, config)
+        if made:
+            publish(con, config)
     return made

@@ -24,59 +24,78 @@ _TS_RE = re.compile(r"^timestamp\[(s|ms|us|ns)(?:, tz=(.+))?\]$")
 
 _DICT_RE = re.compile(r"^dictionary<values=(.+), indices=\w+, ordered=[01]>$")
 
+
 def widens(old: str, new: str) -> bool:
     "True when a column of type `new` may stand where the contract says `old` (same type or a safe widening)."
     # a dictionary-encoded column (a pandas categorical, a TypeScript dictionary) reads as its values' type
     old, new = (m.group(1) if (m := _DICT_RE.match(t)) else t for t in (old, new))
-    if old == new or any(old in g and new in g for g in _SAME): return True
+    if old == new or any(old in g and new in g for g in _SAME):
+        return True
     if old in _INT_BITS and new in _INT_BITS:
         (po, bo), (pn, bn) = _INT_BITS[old], _INT_BITS[new]
         return bn > bo and (po == pn or (po == "u" and pn == ""))  # uint32 fits in int64
-    if old in _INT_BITS and new in _FLOAT_BITS: return _INT_BITS[old][1] < _FLOAT_BITS[new] / 2 + 1 and _INT_BITS[old][1] <= 32
-    if old in _FLOAT_BITS and new in _FLOAT_BITS: return _FLOAT_BITS[new] > _FLOAT_BITS[old]
+    if old in _INT_BITS and new in _FLOAT_BITS:
+        return _INT_BITS[old][1] < _FLOAT_BITS[new] / 2 + 1 and _INT_BITS[old][1] <= 32
+    if old in _FLOAT_BITS and new in _FLOAT_BITS:
+        return _FLOAT_BITS[new] > _FLOAT_BITS[old]
     mo, mn = _TS_RE.match(old), _TS_RE.match(new)
-    if mo and mn: return mo.group(2) == mn.group(2) and _UNIT_RANK[mn.group(1)] >= _UNIT_RANK[mo.group(1)]
+    if mo and mn:
+        return mo.group(2) == mn.group(2) and _UNIT_RANK[mn.group(1)] >= _UNIT_RANK[mo.group(1)]
     return False
 
 # %% ../nbs/07_contracts.ipynb #0c709fe8
 def merge_type(old: str, new: str) -> str | None:
     "The type a column reads as when artifacts with types `old` and `new` are read together; None if they cannot be."
-    if old == new or new == "null": return old
-    if old == "null": return new
-    if widens(old, new): return new
-    if widens(new, old): return old
+    if old == new or new == "null":
+        return old
+    if old == "null":
+        return new
+    if widens(old, new):
+        return new
+    if widens(new, old):
+        return old
     return None
 
 # %% ../nbs/07_contracts.ipynb #14250f2a
 def contracts_dir(config: Config) -> Path:
     return config.root / "contracts"
 
+
 def load_contract(path: Path) -> dict:
     "Read and check one contract file."
-    try: data = tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
     unknown = set(data) - {"columns", "new_columns"}
-    if unknown: raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}' (known keys: columns, new_columns)")
+    if unknown:
+        raise ConfigError(f"{path}: unknown key '{sorted(unknown)[0]}' (known keys: columns, new_columns)")
     cols = data.get("columns", {})
     if not isinstance(cols, dict) or not all(isinstance(v, str) for v in cols.values()):
         raise ConfigError(f"{path}: [columns] must map column names to Arrow type names, e.g. qty = \"double\"")
-    if not isinstance(data.get("new_columns", True), bool): raise ConfigError(f"{path}: key 'new_columns' must be true or false")
+    if not isinstance(data.get("new_columns", True), bool):
+        raise ConfigError(f"{path}: key 'new_columns' must be true or false")
     return {"columns": cols, "new_columns": data.get("new_columns", True), "source": str(path)}
+
 
 def load_contracts(config: Config, *, broken: dict | None = None) -> dict[str, dict]:
     """Every contract declared for the bus, by kind. A file that cannot be read as a contract raises
     `ConfigError` — or, given a `broken` dict, is recorded there (kind → error) and the others still load:
     the writer holds back only the jobs of a kind whose contract is broken."""
     d = contracts_dir(config)
-    if not d.is_dir(): return {}
+    if not d.is_dir():
+        return {}
     out = {}
     for f in sorted(d.glob("*.toml")):
         try:
-            try: check_kind(f.stem)
-            except Exception: raise ConfigError(f"{f}: a contract file must be named <kind>.toml") from None
+            try:
+                check_kind(f.stem)
+            except Exception:
+                raise ConfigError(f"{f}: a contract file must be named <kind>.toml") from None
             out[f.stem] = load_contract(f)
         except (ConfigError, OSError, UnicodeDecodeError) as e:
-            if broken is None: raise ConfigError(str(e)) from None if not isinstance(e, ConfigError) else e
+            if broken is None:
+                raise ConfigError(str(e)) from None if not isinstance(e, ConfigError) else e
             broken[f.stem] = str(e) if isinstance(e, ConfigError) else f"{f}: cannot be read: {e}"
     return out
 
@@ -85,14 +104,23 @@ def check_contract(artifact: dict, contract: dict, *, job_id=None, index: int = 
     "Raise a `Rejection` (code `contract`) if the manifest entry `artifact` breaks its kind's `contract`."
     kind, fname = artifact["kind"], f"artifacts[{index}].schema"
     have = {f["name"]: f for f in artifact["schema"]["fields"]}
-    def fail(msg): raise Rejection("contract", f"{kind} artifact {artifact['name']!r}: {msg} ({contract['source']})", fname, job_id)
+
+    def fail(msg):
+        raise Rejection(
+            "contract", f"{kind} artifact {artifact['name']!r}: {msg} ({contract['source']})", fname, job_id
+        )
+
     for col, want in contract["columns"].items():
-        if col not in have: fail(f"column {col!r} ({want}) required by the contract is missing")
+        if col not in have:
+            fail(f"column {col!r} ({want}) required by the contract is missing")
         got = have[col]["type"]
         if not widens(want, got):
             why = "narrowing" if widens(got, want) else "a different type"
             fail(f"column {col!r} is {got} but the contract requires {want} ({why})")
     for col, f in have.items():
-        if col in contract["columns"]: continue
-        if not contract["new_columns"]: fail(f"column {col!r} ({f['type']}) is not in the contract, which allows no new columns")
-        if not f["nullable"]: fail(f"new column {col!r} ({f['type']}) must be nullable")
+        if col in contract["columns"]:
+            continue
+        if not contract["new_columns"]:
+            fail(f"column {col!r} ({f['type']}) is not in the contract, which allows no new columns")
+        if not f["nullable"]:
+            fail(f"new column {col!r} ({f['type']}) must be nullable")

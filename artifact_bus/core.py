@@ -9,14 +9,14 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import re
 import stat
+import sys
 import tomllib
-from importlib import resources
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,61 +33,83 @@ __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'CURRENT', 'BusError', 'Confi
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
     "Base of the errors artifact_bus raises on purpose; the CLI prints them as one `error:` line."
+
     exit_code = 1
+
 
 class ConfigError(BusError):
     "A config file, key or value is wrong."
+
     exit_code = 6
+
 
 class ManifestError(BusError):
     "A job or its manifest breaks the job protocol."
+
     exit_code = 4
+
 
 class KindError(ManifestError):
     "A kind name is not a plain identifier."
 
+
 class SchemaMismatch(ManifestError):
     "Data does not match the schema its manifest (or its kind's contract) declares."
 
+
 class WriterBusy(BusError):
     "Another writer holds the writer lock."
+
     exit_code = 3
+
 
 class BusUnavailable(BusError):
     "The bus root cannot be written (missing mount, read-only, disk full)."
+
     exit_code = 5
+
 
 class NotFound(BusError):
     "A job, snapshot or export does not exist."
+
     exit_code = 7
 
 # %% ../nbs/00_core.ipynb #df222411
 _ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
+
 def new_job_id() -> str:
     "A new time-sortable job id (a ULID)."
     return str(ULID())
+
 
 def is_job_id(s) -> bool:
     "True when `s` is a ULID or a UUIDv7 string."
     return isinstance(s, str) and bool(_ULID_RE.match(s) or _UUID7_RE.match(s))
 
-_CROCKFORD = str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")   # Crockford's base 32 as int()'s
+
+_CROCKFORD = str.maketrans("ABCDEFGHJKMNPQRSTVWXYZ", "abcdefghijklmnopqrstuv")  # Crockford's base 32 as int()'s
+
 
 def job_millis(job_id: str) -> int:
     "Milliseconds since the epoch encoded in a ULID or UUIDv7 job id."
-    if _ULID_RE.match(job_id): return int(job_id[:10].translate(_CROCKFORD), 32)   # the first 10 characters: 48 bits of time
-    if _UUID7_RE.match(job_id): return int(job_id.replace("-", "")[:12], 16)
+    if _ULID_RE.match(job_id):
+        return int(job_id[:10].translate(_CROCKFORD), 32)  # the first 10 characters: 48 bits of time
+    if _UUID7_RE.match(job_id):
+        return int(job_id.replace("-", "")[:12], 16)
     raise ManifestError(f"job id {job_id!r} is neither a ULID nor a UUIDv7")
+
 
 def job_sort_key(job_id: str):
     "Sort key putting job ids in creation order, whatever their format."
     return (job_millis(job_id), job_id)
 
+
 def inbox_order(name: str):
     "Sort key of inbox entries: job ids in creation order, anything else (junk, to quarantine) first."
     return job_sort_key(name) if is_job_id(name) else (0, name)
+
 
 def job_day(job_id: str) -> str:
     "The UTC day a job was created, `YYYY-MM-DD`: the `store/<day>/` folder an accepted job moves into."
@@ -95,19 +117,40 @@ def job_day(job_id: str) -> str:
 
 # %% ../nbs/00_core.ipynb #1d824e7a
 CONFIG_KEYS = {
-    "root": "path", "catalog": "path", "batch_size": "int", "exports": "paths",
-    "builtin_exports": "bool", "required": "bool", "spool": "path", "runs_keep": "int",
-    "snapshots_keep": "int", "tmp_max_age": "int", "compact_min_files": "count", "compact_small_bytes": "int",
-    "compact_segment_rows": "int", "export_memory_mb": "count", "remote": "url", "s3_endpoint": "str", "s3_region": "str",
-    "ducklake": "str", "lake_data": "url",
+    "root": "path",
+    "catalog": "path",
+    "batch_size": "int",
+    "exports": "paths",
+    "builtin_exports": "bool",
+    "required": "bool",
+    "spool": "path",
+    "runs_keep": "int",
+    "snapshots_keep": "int",
+    "tmp_max_age": "int",
+    "compact_min_files": "count",
+    "compact_small_bytes": "int",
+    "compact_segment_rows": "int",
+    "export_memory_mb": "count",
+    "remote": "url",
+    "s3_endpoint": "str",
+    "s3_region": "str",
+    "ducklake": "str",
+    "lake_data": "url",
 }
-ENV_KEYS = {"ARTIFACT_BUS_ROOT": "root", "ARTIFACT_BUS_CATALOG": "catalog",
-            "ARTIFACT_BUS_REQUIRED": "required", "ARTIFACT_BUS_SPOOL": "spool",
-            "ARTIFACT_BUS_REMOTE": "remote", "ARTIFACT_BUS_DUCKLAKE": "ducklake"}
+ENV_KEYS = {
+    "ARTIFACT_BUS_ROOT": "root",
+    "ARTIFACT_BUS_CATALOG": "catalog",
+    "ARTIFACT_BUS_REQUIRED": "required",
+    "ARTIFACT_BUS_SPOOL": "spool",
+    "ARTIFACT_BUS_REMOTE": "remote",
+    "ARTIFACT_BUS_DUCKLAKE": "ducklake",
+}
+
 
 @dataclass(frozen=True)
 class Config:
     "Resolved settings of one bus; `sources` says where each non-default value came from."
+
     root: Path
     catalog: Path
     batch_size: int = 500
@@ -127,95 +170,143 @@ class Config:
     s3_region: str | None = None
     ducklake: str | None = None
     lake_data: str | None = None
-    staged: bool = False   # the root named object storage: this is a producer's staging folder, its jobs go on to `remote`
+    staged: bool = (
+        False  # the root named object storage: this is a producer's staging folder, its jobs go on to `remote`
+    )
     sources: dict = field(default_factory=dict, compare=False)
 
     # the layout under the root (a frozen config's paths never change: each is made once)
     @functools.cached_property
-    def inbox(self): return self.root / "inbox"
+    def inbox(self):
+        return self.root / "inbox"
+
     @functools.cached_property
-    def tmp(self): return self.root / "inbox" / ".tmp"
+    def tmp(self):
+        return self.root / "inbox" / ".tmp"
+
     @functools.cached_property
-    def store(self): return self.root / "store"
+    def store(self):
+        return self.root / "store"
+
     @functools.cached_property
-    def rejected(self): return self.root / "rejected"
+    def rejected(self):
+        return self.root / "rejected"
+
     @functools.cached_property
-    def duplicates(self): return self.root / "duplicates"
+    def duplicates(self):
+        return self.root / "duplicates"
+
     @functools.cached_property
-    def published(self): return self.root / "published"
+    def published(self):
+        return self.root / "published"
+
     @functools.cached_property
-    def exports_dir(self): return self.root / "exports"
+    def exports_dir(self):
+        return self.root / "exports"
+
     @functools.cached_property
-    def runs(self): return self.root / "runs"
+    def runs(self):
+        return self.root / "runs"
+
     @functools.cached_property
-    def spill(self): return self.root / ".spill"
+    def spill(self):
+        return self.root / ".spill"
+
     @functools.cached_property
-    def lock(self): return self.root / "writer.lock"
+    def lock(self):
+        return self.root / "writer.lock"
 
 # %% ../nbs/00_core.ipynb #755f3967
 def _check_value(key, value, where):
     kind = CONFIG_KEYS[key]
     bad = lambda want: ConfigError(f"{where}: key '{key}' must be {want}, got {value!r}")
     if kind in ("int", "count"):
-        if isinstance(value, str) and value.strip().isdigit(): value = int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
         low = 1 if kind == "int" else 0
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise bad("a positive integer" if low else "a whole number (0 or more)")
     elif kind == "bool":
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "0", "false", "no", ""):
             value = value.lower() in ("1", "true", "yes")
-        if not isinstance(value, bool): raise bad("true or false")
+        if not isinstance(value, bool):
+            raise bad("true or false")
     elif kind == "path":
-        if not isinstance(value, (str, os.PathLike)) or not str(value): raise bad("a path")
+        if not isinstance(value, (str, os.PathLike)) or not str(value):
+            raise bad("a path")
     elif kind == "url":
-        if not isinstance(value, str) or not value: raise bad("an s3:// URL or a path")
-        if key == "remote" and not is_url(value): raise bad("an s3:// URL")
-        if is_url(value) and not url_bucket(value): raise bad("an s3:// URL that names a bucket (s3://bucket/prefix)")
+        if not isinstance(value, str) or not value:
+            raise bad("an s3:// URL or a path")
+        if key == "remote" and not is_url(value):
+            raise bad("an s3:// URL")
+        if is_url(value) and not url_bucket(value):
+            raise bad("an s3:// URL that names a bucket (s3://bucket/prefix)")
     elif kind == "str":
-        if not isinstance(value, str) or not value: raise bad("a non-empty string")
+        if not isinstance(value, str) or not value:
+            raise bad("a non-empty string")
     elif kind == "paths":
-        if isinstance(value, str): value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value): raise bad("a list of paths")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad("a list of paths")
     return value
+
 
 def is_url(s) -> bool:
     "True for an object-storage URL such as `s3://bucket/prefix`."
     return isinstance(s, str) and s.startswith("s3://") and len(s) > 5
 
+
 def url_bucket(url: str) -> str:
     "The bucket an `s3://` URL names ('' for none, as in `s3:///prefix`)."
-    return url[len("s3://"):].split("/", 1)[0]
+    return url[len("s3://") :].split("/", 1)[0]
+
 
 @functools.lru_cache(maxsize=64)
 def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
     "Parsed TOML, cached until the file changes: a producer submitting in a loop reads its config once."
-    try: return tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
 
 def _read_toml(path: Path, table=None) -> dict:
-    try: st = os.stat(path)
-    except OSError as e: raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    data = _parse_toml(str(path), st.st_mtime_ns, st.st_size)   # shared by the cache: read it, never change it
-    for part in (table or ()): data = data.get(part, {})
-    if not isinstance(data, dict): raise ConfigError(f"{path}: [{'.'.join(table)}] must be a table")
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    data = _parse_toml(str(path), st.st_mtime_ns, st.st_size)  # shared by the cache: read it, never change it
+    for part in table or ():
+        data = data.get(part, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: [{'.'.join(table)}] must be a table")
     return data
+
 
 def _resolve(path: Path, links: list | None) -> Path:
     "`path` made absolute with its symlinks followed; `links` records both, to see later whether a link moved."
     out = path.resolve()
-    if links is not None: links.append((str(path), str(out)))
+    if links is not None:
+        links.append((str(path), str(out)))
     return out
+
 
 def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=CONFIG_KEYS, links=None):
     for key, value in data.items():
         if key not in allowed:
             raise ConfigError(f"{where}: unknown key '{key}' (known keys: {', '.join(sorted(allowed))})")
         value = _check_value(key, value, where)
-        if CONFIG_KEYS[key] == "path": value = _resolve(base / Path(value).expanduser(), links)
-        elif CONFIG_KEYS[key] == "url": value = value.rstrip("/") if is_url(value) else str(_resolve(base / Path(value).expanduser(), links))
-        elif CONFIG_KEYS[key] == "paths": value = tuple(_resolve(base / Path(v).expanduser(), links) for v in value)
+        if CONFIG_KEYS[key] == "path":
+            value = _resolve(base / Path(value).expanduser(), links)
+        elif CONFIG_KEYS[key] == "url":
+            value = value.rstrip("/") if is_url(value) else str(_resolve(base / Path(value).expanduser(), links))
+        elif CONFIG_KEYS[key] == "paths":
+            value = tuple(_resolve(base / Path(v).expanduser(), links) for v in value)
         values[key], sources[key] = value, str(where)
+
 
 def _project_files(start=None) -> tuple[tuple, Path | None]:
     """The `pyproject.toml` files from `start` (default: the working folder) upward, as far as the first
@@ -223,27 +314,38 @@ def _project_files(start=None) -> tuple[tuple, Path | None]:
     here, seen = os.path.realpath(start or os.getcwd()), []
     while True:
         f = os.path.join(here, "pyproject.toml")
-        try: st = os.stat(f)
-        except OSError: st = None
+        try:
+            st = os.stat(f)
+        except OSError:
+            st = None
         if st is not None and stat.S_ISREG(st.st_mode):
             seen.append((f, st.st_ino, st.st_size, st.st_mtime_ns))
-            if "artifact_bus" in _read_toml(Path(f), ("tool",)): return tuple(seen), Path(f)
-        if (parent := os.path.dirname(here)) == here: return tuple(seen), None
+            if "artifact_bus" in _read_toml(Path(f), ("tool",)):
+                return tuple(seen), Path(f)
+        if (parent := os.path.dirname(here)) == here:
+            return tuple(seen), None
         here = parent
+
 
 def project_config_file(start=None):
     "The project config: `ARTIFACT_BUS_CONFIG`, else the nearest `pyproject.toml` with `[tool.artifact_bus]`."
-    if os.environ.get("ARTIFACT_BUS_CONFIG"): return Path(os.environ["ARTIFACT_BUS_CONFIG"]).resolve(), None
+    if os.environ.get("ARTIFACT_BUS_CONFIG"):
+        return Path(os.environ["ARTIFACT_BUS_CONFIG"]).resolve(), None
     f = _project_files(start)[1]
     return (f, ("tool", "artifact_bus")) if f is not None else (None, None)
 
+
 def _identity(path) -> tuple | None:
-    try: st = os.stat(path)
-    except OSError: return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
     return st.st_ino, st.st_size, st.st_mtime_ns
 
-_LOADED: dict = {}   # what load_config read (arguments, environment, config files) -> the Config it made
+
+_LOADED: dict = {}  # what load_config read (arguments, environment, config files) -> the Config it made
 _LOADED_MAX = 32
+
 
 def load_config(root: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Resolve the bus settings for `root` (see the table above); `overrides` win over every file.
@@ -252,69 +354,108 @@ def load_config(root: str | os.PathLike | None = None, **overrides: Any) -> Conf
     symlinks its paths went through."""
     cwd = os.getcwd()
     env = tuple(os.environ.get(e) for e in (*ENV_KEYS, "ARTIFACT_BUS_CONFIG", "HOME"))
-    files = (_identity(os.environ["ARTIFACT_BUS_CONFIG"]),) if os.environ.get("ARTIFACT_BUS_CONFIG") else _project_files(cwd)[0]
+    files = (
+        (_identity(os.environ["ARTIFACT_BUS_CONFIG"]),)
+        if os.environ.get("ARTIFACT_BUS_CONFIG")
+        else _project_files(cwd)[0]
+    )
     key = (str(root) if root is not None else None, tuple(sorted(overrides.items())), cwd, env, files)
-    try: hit = _LOADED.get(key)
-    except TypeError: key = hit = None   # an override that cannot be a key (a list): resolve afresh
-    if (hit is not None and _identity(hit[0].root / "bus.toml") == hit[1]
-            and all(os.path.realpath(path) == real for path, real in hit[2])): return hit[0]
+    try:
+        hit = _LOADED.get(key)
+    except TypeError:
+        key = hit = None  # an override that cannot be a key (a list): resolve afresh
+    if (
+        hit is not None
+        and _identity(hit[0].root / "bus.toml") == hit[1]
+        and all(os.path.realpath(path) == real for path, real in hit[2])
+    ):
+        return hit[0]
     links = []
     config = _load_config(root, links, **overrides)
     if key is not None:
-        if len(_LOADED) >= _LOADED_MAX: _LOADED.clear()
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
         _LOADED[key] = (config, _identity(config.root / "bus.toml"), links)
     return config
+
 
 def _load_config(root=None, links=None, **overrides) -> Config:
     values, sources = {}, {}
     pfile, table = project_config_file()
     if pfile is not None:
-        if not pfile.exists(): raise ConfigError(f"{pfile}: config file named by ARTIFACT_BUS_CONFIG does not exist")
+        if not pfile.exists():
+            raise ConfigError(f"{pfile}: config file named by ARTIFACT_BUS_CONFIG does not exist")
         _absorb(values, _read_toml(pfile, table), pfile, pfile.parent, sources, links=links)
     env = {k: os.environ[e] for e, k in ENV_KEYS.items() if os.environ.get(e)}
-    if root is not None: env.pop("root", None)
-    root_src = ("argument", root) if root is not None else ("ARTIFACT_BUS_ROOT", env.pop("root")) if "root" in env else None
+    if root is not None:
+        env.pop("root", None)
+    root_src = (
+        ("argument", root) if root is not None else ("ARTIFACT_BUS_ROOT", env.pop("root")) if "root" in env else None
+    )
     if root_src and is_url(str(root_src[1])):
         if not url_bucket(str(root_src[1])):
             raise ConfigError(f"{root_src[0]}: bus root {str(root_src[1])!r} names no bucket (s3://bucket/prefix)")
         # a producer on another machine: the bus root is object storage; jobs are staged on this machine
         values["remote"], sources["remote"] = str(root_src[1]).rstrip("/"), str(root_src[0])
-        staging = Path(overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool).expanduser()
+        staging = Path(
+            overrides.get("spool") or os.environ.get("ARTIFACT_BUS_SPOOL") or values.get("spool") or Config.spool
+        ).expanduser()
         root_src = (root_src[0], staging / "remote" / hashlib.sha1(values["remote"].encode()).hexdigest()[:16])
         values["staged"] = True
-    if root_src: _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources, links=links)
-    if "root" not in values: values["root"] = _resolve(Path.cwd() / "data" / "bus", links)
+    if root_src:
+        _absorb(values, {"root": str(root_src[1])}, root_src[0], Path.cwd(), sources, links=links)
+    if "root" not in values:
+        values["root"] = _resolve(Path.cwd() / "data" / "bus", links)
     root = values["root"]
     busfile = root / "bus.toml"
     if busfile.is_file():
-        _absorb(values, _read_toml(busfile), busfile, root, sources, {k: v for k, v in CONFIG_KEYS.items() if k != "root"}, links)
+        _absorb(
+            values,
+            _read_toml(busfile),
+            busfile,
+            root,
+            sources,
+            {k: v for k, v in CONFIG_KEYS.items() if k != "root"},
+            links,
+        )
     _absorb(values, env, "environment", Path.cwd(), sources, links=links)
     _absorb(values, {k: v for k, v in overrides.items() if v is not None}, "argument", Path.cwd(), sources, links=links)
     values.setdefault("catalog", root / "artifact_bus.duckdb")
     stem = Path(values["catalog"]).name.split(".")[0].lower()
     if stem in ("catalog", "bus"):
-        raise ConfigError(f"{sources.get('catalog', 'catalog')}: the catalog file may not be named "
-                          f"'{Path(values['catalog']).name}': DuckDB would name the database '{stem}' and "
-                          f"'{stem}.…' references would become ambiguous")
+        raise ConfigError(
+            f"{sources.get('catalog', 'catalog')}: the catalog file may not be named "
+            f"'{Path(values['catalog']).name}': DuckDB would name the database '{stem}' and "
+            f"'{stem}.…' references would become ambiguous"
+        )
     return Config(**values, sources=sources)
 
 # %% ../nbs/00_core.ipynb #25e9d036
 def fsync_dir(path) -> None:
     "Make the entries of folder `path` (creations, renames) durable."
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def fsync_file(path) -> None:
     "Flush a file's data to disk."
     fd = os.open(path, os.O_RDONLY)
-    try: os.fsync(fd)
-    finally: os.close(fd)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
 
 def write_durable(path, data: bytes) -> None:
     "Write `data` to a new file `path` and fsync it."
     with open(path, "xb") as f:
-        f.write(data); f.flush(); os.fsync(f.fileno())
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
 
 def atomic_write(path, data: bytes) -> None:
     "Replace `path` with `data` atomically: readers see the old or the new content, never a mix."
@@ -322,13 +463,18 @@ def atomic_write(path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            f.write(data); f.flush(); os.fsync(f.fileno())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp.exists():
+            tmp.unlink()
     fsync_dir(path.parent)
 
+
 _POOL = (None, None)
+
 
 def fsync_all(files, dirs=()) -> None:
     """Make `files` and `dirs` durable, all at once: fsyncs issued together are committed by the
@@ -336,37 +482,53 @@ def fsync_all(files, dirs=()) -> None:
     global _POOL
     pid, pool = _POOL
     if pid != os.getpid():  # a pool does not survive fork: make one per process
-        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="artifact-bus-fsync"); _POOL = (os.getpid(), pool)
-    for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]: f.result()
+        pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="artifact-bus-fsync")
+        _POOL = (os.getpid(), pool)
+    for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]:
+        f.result()
+
 
 def spool_dir(config: Config) -> Path:
     "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
     return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]
+
 
 def root_unmounted(config: Config) -> bool:
     """True for an explicitly configured root whose parent folder is missing: most likely a volume that
     is not mounted, which must never be created on the local disk instead."""
     return "root" in config.sources and not config.root.exists() and not config.root.parent.exists()
 
+
 UNMOUNTED = "its parent folder is missing (is the volume mounted?)"
+
 
 def require_mounted(config: Config) -> None:
     "Raise `BusUnavailable` for a root on a volume that is not mounted (see `root_unmounted`)."
-    if root_unmounted(config): raise BusUnavailable(f"bus root {config.root} is unavailable: {UNMOUNTED}")
+    if root_unmounted(config):
+        raise BusUnavailable(f"bus root {config.root} is unavailable: {UNMOUNTED}")
+
 
 def utcnow() -> datetime:
     "The current time, timezone-aware UTC."
     return datetime.now(timezone.utc)
 
+
 def to_json(obj, **kw) -> str:
     "JSON text for manifests, reasons and CLI output (datetimes and paths as strings)."
+
     def default(o):
-        if isinstance(o, datetime): return o.isoformat()
-        if isinstance(o, (Path, os.PathLike)): return os.fspath(o)
-        if isinstance(o, (set, frozenset, tuple)): return list(o)
-        if hasattr(o, "isoformat"): return o.isoformat()
-        if hasattr(o, "item"): return o.item()
+        if isinstance(o, datetime):
+            return o.isoformat()
+        if isinstance(o, (Path, os.PathLike)):
+            return os.fspath(o)
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        if hasattr(o, "isoformat"):
+            return o.isoformat()
+        if hasattr(o, "item"):
+            return o.item()
         return str(o)
+
     return json.dumps(obj, default=default, **kw)
 
 # %% ../nbs/00_core.ipynb #a5b15400
@@ -374,41 +536,59 @@ def sql_str(s: str) -> str:
     "A SQL string literal."
     return "'" + str(s).replace("'", "''") + "'"
 
+
 CURRENT = "CURRENT"
+
 
 def read_current(config: Config) -> dict | None:
     "The pointer to the newest published snapshot, or None before the first publish."
-    try: return json.loads((config.published / CURRENT).read_text())
-    except FileNotFoundError: return None
+    try:
+        return json.loads((config.published / CURRENT).read_text())
+    except FileNotFoundError:
+        return None
+
 
 def to_utc(t, what: str = "time") -> datetime:
     "A `datetime`, `date` or ISO 8601 string as an aware UTC datetime (naive means UTC)."
     if isinstance(t, str):
-        try: t = datetime.fromisoformat(t)
-        except ValueError: raise ManifestError(f"{what} {t!r} is not an ISO 8601 time") from None
-    if isinstance(t, date) and not isinstance(t, datetime): t = datetime(t.year, t.month, t.day)
-    if not isinstance(t, datetime): raise ManifestError(f"{what} must be a datetime, a date or an ISO 8601 string, got {type(t).__name__}")
+        try:
+            t = datetime.fromisoformat(t)
+        except ValueError:
+            raise ManifestError(f"{what} {t!r} is not an ISO 8601 time") from None
+    if isinstance(t, date) and not isinstance(t, datetime):
+        t = datetime(t.year, t.month, t.day)
+    if not isinstance(t, datetime):
+        raise ManifestError(f"{what} must be a datetime, a date or an ISO 8601 string, got {type(t).__name__}")
     t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
-    return t.replace(tzinfo=timezone.utc)   # a pandas Timestamp becomes a plain datetime
+    return t.replace(tzinfo=timezone.utc)  # a pandas Timestamp becomes a plain datetime
 
 # %% ../nbs/00_core.ipynb #1b634300
 _CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops", "producer_contracts": "contracts"}
 
+
 def package_dir(name: str) -> Path:
     "Folder of built-in files: `'exports'` (golden export SQL), `'notebooks'` (operational notebooks) or `'producer_contracts'` (the producers' shipped contracts)."
-    if name not in _CHECKOUT: raise ValueError(f"unknown built-in folder {name!r}")
-    here = Path(str(resources.files("artifact_bus")))   # a regular package: a real folder
-    for p in (here / name, here.parent / _CHECKOUT[name]):   # installed, then a development checkout
-        if p.is_dir(): return p
+    if name not in _CHECKOUT:
+        raise ValueError(f"unknown built-in folder {name!r}")
+    here = Path(str(resources.files("artifact_bus")))  # a regular package: a real folder
+    for p in (here / name, here.parent / _CHECKOUT[name]):  # installed, then a development checkout
+        if p.is_dir():
+            return p
     raise NotFound(f"built-in {name} folder is missing from this installation (looked in {here / name})")
 
 # %% ../nbs/00_core.ipynb #4720a127
 class _NoBar:
     "What `progress_bar` gives when nobody watches: every call does nothing."
-    def update(self, n: int = 1) -> None: pass
-    def close(self) -> None: pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
 
 _RUNNERS = ("papermill", "nbconvert", "jupyter-execute", "nbclient")
+
 
 def notebook_runner(pid: int | None = None) -> tuple[list[str], str] | None:
     """The command line and working folder of the papermill, `jupyter nbconvert --execute` or `jupyter execute`
@@ -418,24 +598,35 @@ def notebook_runner(pid: int | None = None) -> tuple[list[str], str] | None:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         cwd = os.readlink(f"/proc/{pid}/cwd")
-    except OSError: return None
+    except OSError:
+        return None
     words = [Path(a).name for a in argv[:3]]
-    if any(r in w for w in words for r in _RUNNERS) or (len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"):
+    if any(r in w for w in words for r in _RUNNERS) or (
+        len(argv) > 1 and words[0].startswith("jupyter") and argv[1] == "execute"
+    ):
         return argv, cwd
     return None
+
 
 def interactive() -> bool:
     "Is someone watching: a notebook kernel that no papermill or nbclient run started, or a terminal on stderr?"
     ip = sys.modules.get("IPython")
     shell = ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
-    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell": return notebook_runner() is None
-    try: return sys.stderr.isatty()
-    except (AttributeError, ValueError): return False
+    if shell is not None and type(shell).__name__ == "ZMQInteractiveShell":
+        return notebook_runner() is None
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
 
 def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "job"):
     """A bar counting to `total` (`update(n)`, `close()`), or one that does nothing: when `progress` is False,
     when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody watches (see `interactive`) or `total` < 2."""
-    if progress is None: progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
-    if not progress: return _NoBar()
+    if progress is None:
+        progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
+    if not progress:
+        return _NoBar()
     from tqdm.auto import tqdm
+
     return tqdm(total=total, desc=desc, unit=unit, leave=False)

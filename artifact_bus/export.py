@@ -17,7 +17,19 @@ from pathlib import Path
 import duckdb
 
 from .catalog_db import WriterLock, writer_connection
-from .core import BusError, Config, NotFound, atomic_write, fsync_file, load_config, package_dir, progress_bar, to_json, utcnow, sql_str
+from artifact_bus.core import (
+    BusError,
+    Config,
+    NotFound,
+    atomic_write,
+    fsync_file,
+    load_config,
+    package_dir,
+    progress_bar,
+    sql_str,
+    to_json,
+    utcnow,
+)
 
 # %% auto #0
 __all__ = ['STATUS_FILE', 'PENDING', 'MB_PER_THREAD', 'ExportDef', 'export_folders', 'load_exports', 'export_status',
@@ -29,43 +41,57 @@ _REF_RE = re.compile(r"\b(bus|catalog)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)", re.I)
 _INPUTS_RE = re.compile(r"^\s*--\s*inputs\s*:(.*)$", re.I | re.M)
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
+
 @dataclass(frozen=True)
 class ExportDef:
     "One golden export: its output name, SQL, source file and inputs."
+
     name: str
     sql: str
     source: Path
     inputs: frozenset
 
+
 def _inputs(sql: str) -> frozenset:
     found = {f"{s.lower()}.{t.lower()}" for s, t in _REF_RE.findall(re.sub(r"--[^\n]*", "", sql))}
     for line in _INPUTS_RE.findall(sql):
         found |= {x.strip().lower() for x in line.split(",") if x.strip()}
-    if "catalog.kinds" in found: found.add("catalog.artifacts")
+    if "catalog.kinds" in found:
+        found.add("catalog.artifacts")
     return frozenset(found)
 
+
 def _check_select(sql: str, source: Path) -> None:
-    try: stmts = duckdb.extract_statements(sql)
-    except duckdb.Error as e: raise BusError(f"{source}: not valid SQL: {str(e).splitlines()[0]}") from None
+    try:
+        stmts = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise BusError(f"{source}: not valid SQL: {str(e).splitlines()[0]}") from None
     if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
         raise BusError(f"{source}: an export must hold exactly one SELECT statement")
+
 
 def export_folders(config: Config) -> list[Path]:
     "Folders searched for export SQL, built-ins first, so the user's files override them by name."
     return ([package_dir("exports")] if config.builtin_exports else []) + list(config.exports)
 
+
 def _load_file(f: Path, kinds, check: bool = True) -> list[ExportDef]:
     "The exports one SQL file defines (one per kind for a `{kind}` file); `BusError` naming the file if broken."
-    try: text = f.read_text()
-    except (OSError, UnicodeDecodeError) as e: raise BusError(f"{f}: cannot be read: {e}") from None
+    try:
+        text = f.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BusError(f"{f}: cannot be read: {e}") from None
     out = []
-    for kind in (kinds if "{kind}" in f.stem else [None]):
+    for kind in kinds if "{kind}" in f.stem else [None]:
         name = f.stem.replace("{kind}", kind) if kind else f.stem
         sql = text.replace("{kind}", kind) if kind else text
-        if not _NAME_RE.match(name): raise BusError(f"{f}: export name {name!r} is not a plain file name")
-        if check: _check_select(sql, f)
+        if not _NAME_RE.match(name):
+            raise BusError(f"{f}: export name {name!r} is not a plain file name")
+        if check:
+            _check_select(sql, f)
         out.append(ExportDef(name, sql, f, _inputs(sql)))
     return out
+
 
 def load_exports(config: Config, kinds=(), *, broken: dict | None = None) -> dict[str, ExportDef]:
     """Every export defined for this bus, by name; `{kind}` files are expanded for each of `kinds`.
@@ -75,47 +101,71 @@ def load_exports(config: Config, kinds=(), *, broken: dict | None = None) -> dic
     plain: dict[str, ExportDef] = {}
     per_kind: dict[str, ExportDef] = {}
     for folder in export_folders(config):
-        if not Path(folder).is_dir(): raise BusError(f"export folder {folder} does not exist (config key 'exports')")
+        if not Path(folder).is_dir():
+            raise BusError(f"export folder {folder} does not exist (config key 'exports')")
         for f in sorted(Path(folder).glob("*.sql")):
-            try: found = _load_file(f, kinds, check=broken is not None)
+            try:
+                found = _load_file(f, kinds, check=broken is not None)
             except BusError as e:
-                if broken is None: raise
-                broken[f.stem] = (f, str(e)); continue
-            for d in found: (per_kind if "{kind}" in f.stem else plain)[d.name] = d
+                if broken is None:
+                    raise
+                broken[f.stem] = (f, str(e))
+                continue
+            for d in found:
+                (per_kind if "{kind}" in f.stem else plain)[d.name] = d
     # a plain export always wins over a per-kind one of the same name: a kind called
     # `catalog_artifacts` must not overwrite the artifact listing
     defs = {**per_kind, **plain}
     if broken is not None:
-        for name in [n for n in broken if n in defs]: del broken[name]   # another folder's file of that name overrides it
+        for name in [n for n in broken if n in defs]:
+            del broken[name]  # another folder's file of that name overrides it
     return defs
 
 # %% ../nbs/05_export.ipynb #b3c1049d
 def export_status(config: Config) -> dict:
     "The contents of `_export_status.json`: per export name, its status (see the table above)."
-    try: return json.loads((config.exports_dir / STATUS_FILE).read_text())
-    except FileNotFoundError: return {}
+    try:
+        return json.loads((config.exports_dir / STATUS_FILE).read_text())
+    except FileNotFoundError:
+        return {}
+
 
 def _kinds(con) -> list[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
 
+
 PENDING = ".pending.json"
+
 
 def pending_changes(config: Config) -> set | None:
     "Inputs whose exports a killed writer had not finished regenerating (None when nothing is pending)."
-    try: return set(json.loads((config.exports_dir / PENDING).read_text()))
-    except FileNotFoundError: return None
+    try:
+        return set(json.loads((config.exports_dir / PENDING).read_text()))
+    except FileNotFoundError:
+        return None
+
 
 def mark_pending(config: Config, changed) -> None:
     "Journal inputs whose exports must be regenerated (added to any already pending)."
-    if not changed: return
+    if not changed:
+        return
     config.exports_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(config.exports_dir / PENDING, to_json(sorted(set(changed) | (pending_changes(config) or set()))).encode())
+    atomic_write(
+        config.exports_dir / PENDING, to_json(sorted(set(changed) | (pending_changes(config) or set()))).encode()
+    )
+
 
 MB_PER_THREAD = 128  # about the least DuckDB needs per thread to run a query that spills
 
+
 def _settings(con, names) -> dict:
     # literals, not parameters: binding a parameter makes DuckDB import pandas (40 MB), which export() has no other use for
-    return dict(con.execute(f"SELECT name, value FROM duckdb_settings() WHERE name IN ({', '.join(map(sql_str, names))})").fetchall())
+    return dict(
+        con.execute(
+            f"SELECT name, value FROM duckdb_settings() WHERE name IN ({', '.join(map(sql_str, names))})"
+        ).fetchall()
+    )
+
 
 @contextlib.contextmanager
 def export_settings(con, config: Config):
@@ -123,19 +173,22 @@ def export_settings(con, config: Config):
     want = {"enable_external_file_cache": "false", "preserve_insertion_order": "false"}
     if config.export_memory_mb:
         threads = min(int(_settings(con, ["threads"])["threads"]), max(1, config.export_memory_mb // MB_PER_THREAD))
-        want |= {"threads": str(threads), "memory_limit": f"{config.export_memory_mb}MiB"}   # the limit last
+        want |= {"threads": str(threads), "memory_limit": f"{config.export_memory_mb}MiB"}  # the limit last
     # only settings this DuckDB has: a later version may rename one
     old = _settings(con, want)
     try:
         try:
-            for k in (k for k in want if k in old): con.execute(f"SET {k} = {sql_str(want[k])}")
+            for k in (k for k in want if k in old):
+                con.execute(f"SET {k} = {sql_str(want[k])}")
         except duckdb.Error as e:
             raise BusError(f"cannot apply the export settings: {str(e).splitlines()[0]}") from None
         yield
     finally:
         # the limit first, so nothing after it runs short of memory. Set, never RESET: DuckDB then reports
         # the old limit but keeps enforcing the export's. It comes back as DuckDB reports it, to 0.1 of its unit.
-        for k in sorted(old, key=lambda k: k != "memory_limit"): con.execute(f"SET {k} = {sql_str(old[k])}")
+        for k in sorted(old, key=lambda k: k != "memory_limit"):
+            con.execute(f"SET {k} = {sql_str(old[k])}")
+
 
 def run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
     """Run exports in the writer's connection: those named, else those whose inputs intersect `changed`
@@ -146,8 +199,10 @@ def run_exports(con, config: Config, *, changed: set | None = None, names=None, 
         config.exports_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(config.exports_dir / PENDING, to_json(sorted(changed)).encode())
     ran = _run_exports(con, config, changed=changed, names=names, progress=progress)
-    if not names: (config.exports_dir / PENDING).unlink(missing_ok=True)   # what was pending ran (changed=None: everything did)
+    if not names:
+        (config.exports_dir / PENDING).unlink(missing_ok=True)  # what was pending ran (changed=None: everything did)
     return ran
+
 
 def _run_exports(con, config: Config, *, changed: set | None = None, names=None, progress: bool | None = None) -> dict:
     broken: dict = {}
@@ -155,36 +210,53 @@ def _run_exports(con, config: Config, *, changed: set | None = None, names=None,
     status = export_status(config)
     if names:
         unknown = [n for n in names if n not in defs and n not in broken]
-        if unknown: raise NotFound(f"unknown export {unknown[0]!r} (known: {', '.join(sorted(defs)) or 'none'})")
+        if unknown:
+            raise NotFound(f"unknown export {unknown[0]!r} (known: {', '.join(sorted(defs)) or 'none'})")
         todo = [defs[n] for n in names if n in defs]
-    elif changed is None: todo = list(defs.values())
+    elif changed is None:
+        todo = list(defs.values())
     else:
-        todo = [d for d in defs.values() if d.inputs & set(changed) or ("always" in d.inputs and changed)
-                or not (config.exports_dir / f"{d.name}.parquet").exists()]
+        todo = [
+            d
+            for d in defs.values()
+            if d.inputs & set(changed)
+            or ("always" in d.inputs and changed)
+            or not (config.exports_dir / f"{d.name}.parquet").exists()
+        ]
     config.exports_dir.mkdir(parents=True, exist_ok=True)
     ran = ExportResult()
-    for name, (f, err) in broken.items():   # only that export is marked: its last good file stays
+    for name, (f, err) in broken.items():  # only that export is marked: its last good file stays
         # a broken `{kind}` file marks the per-kind exports it wrote before, too
         for n in [name] + [n for n, e in status.items() if e.get("source") == str(f) and n not in defs and n != name]:
-            if not names or n in names: ran[n] = status[n] = _failed(config, n, status.get(n), f, err)
+            if not names or n in names:
+                ran[n] = status[n] = _failed(config, n, status.get(n), f, err)
     bar = progress_bar(len(todo), "exports", progress, unit="export")
     with export_settings(con, config):
         for d in todo:
             ran[d.name] = status[d.name] = _run_one(con, config, d, status.get(d.name))
             bar.update()
     bar.close()
-    for gone in set(status) - set(defs) - set(broken):   # an entry goes only with its file
-        if not Path(status[gone].get("source") or "").is_file(): del status[gone]
+    for gone in set(status) - set(defs) - set(broken):  # an entry goes only with its file
+        if not Path(status[gone].get("source") or "").is_file():
+            del status[gone]
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
     return ran
+
 
 def _failed(config: Config, name: str, old: dict | None, source, error: str, now=None) -> dict:
     "The status entry of an export that failed: stale while its last good file stays, else error."
     out = config.exports_dir / f"{name}.parquet"
-    entry = dict(old or {}, source=str(source), attempted_at=now or utcnow().isoformat(),
-                 status="stale" if out.exists() else "error", error=error)
-    if not out.exists(): entry.update(rows=None, bytes=None, generated_at=None)
+    entry = dict(
+        old or {},
+        source=str(source),
+        attempted_at=now or utcnow().isoformat(),
+        status="stale" if out.exists() else "error",
+        error=error,
+    )
+    if not out.exists():
+        entry.update(rows=None, bytes=None, generated_at=None)
     return entry
+
 
 def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
     out = config.exports_dir / f"{d.name}.parquet"
@@ -196,29 +268,53 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
         rows = con.execute(f"COPY ({d.sql.strip().rstrip(';')}) TO {sql_str(tmp)} (FORMAT parquet)").fetchone()[0]
         fsync_file(tmp)
         os.replace(tmp, out)
-        entry.update(status="ok", error=None, rows=int(rows), bytes=out.stat().st_size, generated_at=now,
-                     duration_s=round(time.perf_counter() - t0, 4))
+        entry.update(
+            status="ok",
+            error=None,
+            rows=int(rows),
+            bytes=out.stat().st_size,
+            generated_at=now,
+            duration_s=round(time.perf_counter() - t0, 4),
+        )
     except (duckdb.Error, BusError, OSError) as e:
         tmp.unlink(missing_ok=True)
-        hint = (f" (exports run with export_memory_mb = {config.export_memory_mb}: raise it in the bus config)"
-                if isinstance(e, duckdb.OutOfMemoryException) and config.export_memory_mb else "")
+        hint = (
+            f" (exports run with export_memory_mb = {config.export_memory_mb}: raise it in the bus config)"
+            if isinstance(e, duckdb.OutOfMemoryException) and config.export_memory_mb
+            else ""
+        )
         entry = _failed(config, d.name, entry, d.source, str(e).splitlines()[0][:500] + hint, now)
     return entry
 
+
 class ExportResult(dict):
     "What `export()` returns: per export name, its status entry (a dict, as before); a notebook shows it as a table."
+
     def _repr_html_(self) -> str:
         esc = html.escape
-        rows = "".join(f"<tr><td>{esc(n)}</td><td>{esc(str(e.get('status')))}</td><td style='text-align:right'>"
-                       f"{'' if e.get('rows') is None else e['rows']}</td><td style='text-align:right'>{e.get('duration_s') or ''}</td>"
-                       f"<td>{esc(str(e.get('error') or ''))}</td></tr>" for n, e in sorted(self.items()))
-        return ("<table><tr><th>export</th><th>status</th><th>rows</th><th>seconds</th><th>error</th></tr>"
-                + (rows or "<tr><td colspan=5>no exports ran</td></tr>") + "</table>")
+        rows = "".join(
+            f"<tr><td>{esc(n)}</td><td>{esc(str(e.get('status')))}</td><td style='text-align:right'>"
+            f"{'' if e.get('rows') is None else e['rows']}</td><td style='text-align:right'>{e.get('duration_s') or ''}</td>"
+            f"<td>{esc(str(e.get('error') or ''))}</td></tr>"
+            for n, e in sorted(self.items())
+        )
+        return (
+            "<table><tr><th>export</th><th>status</th><th>rows</th><th>seconds</th><th>error</th></tr>"
+            + (rows or "<tr><td colspan=5>no exports ran</td></tr>")
+            + "</table>"
+        )
 
-def export(root: str | os.PathLike | None = None, names: str | list[str] | None = None, *, config: Config | None = None,
-           progress: bool | None = None) -> ExportResult:
+
+def export(
+    root: str | os.PathLike | None = None,
+    names: str | list[str] | None = None,
+    *,
+    config: Config | None = None,
+    progress: bool | None = None,
+) -> ExportResult:
     "Run golden exports by hand (all, or those `names`), as the writer; returns their status (`progress`: see `core.progress_bar`)."
     config = config or load_config(root)
-    if isinstance(names, str): names = [names]
+    if isinstance(names, str):
+        names = [names]
     with WriterLock(config.lock), writer_connection(config) as con:
         return ExportResult(run_exports(con, config, names=names or None, progress=progress))

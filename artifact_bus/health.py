@@ -5,6 +5,7 @@
 # %% ../nbs/08_health.ipynb #06a2cd57
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -14,15 +15,23 @@ from pathlib import Path
 
 import duckdb
 
-import json
-
 from .catalog import catalog
-from .catalog_db import WriterLock, lock_holder, publish, writer_connection, catalog_version
+from .catalog_db import WriterLock, catalog_version, lock_holder, publish, writer_connection
 from .contracts import load_contracts
-from .protocol import checksum_file
-from .core import BusError, Config, ConfigError, NotFound, WriterBusy, is_job_id, job_millis, load_config, read_current
+from artifact_bus.core import (
+    BusError,
+    Config,
+    ConfigError,
+    NotFound,
+    WriterBusy,
+    is_job_id,
+    job_millis,
+    load_config,
+    read_current,
+)
 from .export import export_status, load_exports, run_exports
 from .ingest import INTENT, inbox_entries
+from .protocol import checksum_file
 from .schedule import DAEMON_LOCK
 from .submit import spooled_jobs
 
@@ -31,40 +40,58 @@ __all__ = ['STUCK_AFTER', 'is_bus', 'require_bus', 'status', 'init', 'Finding', 
 
 # %% ../nbs/08_health.ipynb #068b2e16
 def _age(iso) -> float | None:
-    if not iso: return None
+    if not iso:
+        return None
     return max(0.0, time.time() - datetime.fromisoformat(str(iso)).timestamp())
+
 
 def _in_progress(config: Config) -> list[Path]:
     _, pending = inbox_entries(config)
-    try: tmp = [config.tmp / n for n in os.listdir(config.tmp)]
-    except FileNotFoundError: tmp = []
+    try:
+        tmp = [config.tmp / n for n in os.listdir(config.tmp)]
+    except FileNotFoundError:
+        tmp = []
     return tmp + [config.inbox / n for n in pending]
+
 
 def is_bus(config: Config) -> bool:
     "True when `config`'s root holds a bus: its inbox folder or its catalog database exists."
     return (config.root / "inbox").is_dir() or config.catalog.is_file()
 
+
 def require_bus(config: Config) -> None:
     "Raise `NotFound` unless `config`'s root holds a bus, so a mistyped root never reads as an empty bus."
-    if is_bus(config): return
+    if is_bus(config):
+        return
     why = "it does not exist" if not config.root.exists() else "it holds no inbox and no catalog"
-    raise NotFound(f"no bus at {config.root}: {why} (check --root / ARTIFACT_BUS_ROOT, "
-                   f"or create one with `artifact-bus init --root {config.root}`)")
+    raise NotFound(
+        f"no bus at {config.root}: {why} (check --root / ARTIFACT_BUS_ROOT, "
+        f"or create one with `artifact-bus init --root {config.root}`)"
+    )
+
 
 STUCK_AFTER = 900.0  # seconds: a committed job older than this is reported as stuck (see below)
 
+
 def _manifest_kinds(folder: Path) -> set:
-    try: return {a["kind"] for a in json.loads((folder / "manifest.json").read_text())["artifacts"]}
-    except (OSError, ValueError, KeyError, TypeError): return set()
+    try:
+        return {a["kind"] for a in json.loads((folder / "manifest.json").read_text())["artifacts"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
 
 def _last_failed(con) -> dict | None:
-    cur = con.execute("SELECT run_no, finished_at, error FROM catalog.ingest_runs WHERE outcome = 'failed' "
-                      "ORDER BY run_no DESC LIMIT 1")
-    row = (cur.fetchall() or [None])[0]   # read to the end: on duckdb 2.x a half-read result blocks the connection
-    if row is None: return None
+    cur = con.execute(
+        "SELECT run_no, finished_at, error FROM catalog.ingest_runs WHERE outcome = 'failed' "
+        "ORDER BY run_no DESC LIMIT 1"
+    )
+    row = (cur.fetchall() or [None])[0]  # read to the end: on duckdb 2.x a half-read result blocks the connection
+    if row is None:
+        return None
     out = dict(zip([d[0] for d in cur.description], row))
     out["finished_at"] = out["finished_at"].isoformat() if out["finished_at"] is not None else None
     return out
+
 
 def status(root=None, *, config: Config | None = None, stuck_after: float = STUCK_AFTER) -> dict:
     """Inbox depth (committed, in progress), age of the oldest waiting job, the writer lock holder, the
@@ -73,33 +100,59 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
     committed, _ = inbox_entries(config)
     waiting = [j for j in committed if is_job_id(j)]
     broken = {}
-    try: load_contracts(config, broken=broken)
-    except ConfigError as e: broken["*"] = str(e)
+    try:
+        load_contracts(config, broken=broken)
+    except ConfigError as e:
+        broken["*"] = str(e)
     held = {k: 0 for k in broken}
     if broken:
         for j in committed:
-            for k in _manifest_kinds(config.inbox / j) & broken.keys(): held[k] += 1
-    st = {"root": str(config.root), "bus": is_bus(config), "catalog": str(config.catalog),
-          "inbox": {"committed": len(committed), "in_progress": len(_in_progress(config)),
-                    "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
-                    "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting), "stuck_after_s": stuck_after},
-          "daemon": lock_holder(config.root / DAEMON_LOCK), "last_failed": None,
-          "broken_contracts": {k: {"error": e, "held": held[k]} for k, e in sorted(broken.items())},
-          "writer": lock_holder(config.lock), "published": read_current(config),
-          "last_run": None, "jobs": 0, "rejected": 0, "exports": {}, "spooled_here": len(spooled_jobs(config=config))}
+            for k in _manifest_kinds(config.inbox / j) & broken.keys():
+                held[k] += 1
+    st = {
+        "root": str(config.root),
+        "bus": is_bus(config),
+        "catalog": str(config.catalog),
+        "inbox": {
+            "committed": len(committed),
+            "in_progress": len(_in_progress(config)),
+            "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
+            "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting),
+            "stuck_after_s": stuck_after,
+        },
+        "daemon": lock_holder(config.root / DAEMON_LOCK),
+        "last_failed": None,
+        "broken_contracts": {k: {"error": e, "held": held[k]} for k, e in sorted(broken.items())},
+        "writer": lock_holder(config.lock),
+        "published": read_current(config),
+        "last_run": None,
+        "jobs": 0,
+        "rejected": 0,
+        "exports": {},
+        "spooled_here": len(spooled_jobs(config=config)),
+    }
     if st["published"]:
         st["published"]["age_s"] = _age(st["published"]["published_at"])
         with catalog(config=config) as con:
-            rel = con.execute("SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
-                              "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1")
+            rel = con.execute(
+                "SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
+                "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1"
+            )
             row = rel.fetchone()
             st["last_run"] = dict(zip([d[0] for d in rel.description], row)) if row else None
             st["jobs"] = con.execute("SELECT count(*) FROM catalog.jobs").fetchone()[0]
-            st["rejected"] = con.execute("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0]
+            st["rejected"] = con.execute(
+                "SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'"
+            ).fetchone()[0]
             st["last_failed"] = _last_failed(con)
     for name, e in export_status(config).items():
-        st["exports"][name] = {"status": e.get("status"), "rows": e.get("rows"), "generated_at": e.get("generated_at"),
-                               "age_s": _age(e.get("generated_at")), "error": e.get("error")}
+        st["exports"][name] = {
+            "status": e.get("status"),
+            "rows": e.get("rows"),
+            "generated_at": e.get("generated_at"),
+            "age_s": _age(e.get("generated_at")),
+            "error": e.get("error"),
+        }
     return st
 
 # %% ../nbs/08_health.ipynb #51eae6df
@@ -114,13 +167,19 @@ def init(root=None, *, config: Config | None = None) -> dict:
     if cur is None:
         with WriterLock(config.lock), writer_connection(config) as con:
             cur = publish(con, config)
-            run_exports(con, config)   # the built-in listings exist, empty, from the start
-    return {"root": str(config.root), "catalog": str(config.catalog), "created": not existed, "snapshot": cur["snapshot"]}
+            run_exports(con, config)  # the built-in listings exist, empty, from the start
+    return {
+        "root": str(config.root),
+        "catalog": str(config.catalog),
+        "created": not existed,
+        "snapshot": cur["snapshot"],
+    }
 
 # %% ../nbs/08_health.ipynb #e71cae06
 @dataclass
 class Finding:
     "One result of a doctor check."
+
     check: str
     level: str  # ok | warn | problem
     message: str
@@ -130,69 +189,139 @@ class Finding:
         mark = {"ok": "ok     ", "warn": "warn   ", "problem": "PROBLEM"}[self.level]
         return f"{mark} {self.check}: {self.message}" + (f"\n        fix: {self.fix}" if self.fix else "")
 
+
 def _check_root(config):
     if not is_bus(config):
         why = "does not exist" if not config.root.exists() else "holds no bus (no inbox, no catalog)"
-        return [Finding("root", "problem", f"no bus at {config.root}: it {why}",
-                        "point --root / ARTIFACT_BUS_ROOT at the right folder, mount it, or create a bus with `artifact-bus init`")]
+        return [
+            Finding(
+                "root",
+                "problem",
+                f"no bus at {config.root}: it {why}",
+                "point --root / ARTIFACT_BUS_ROOT at the right folder, mount it, or create a bus with `artifact-bus init`",
+            )
+        ]
     probe = config.root / f".doctor-{uuid.uuid4().hex}"
     try:
-        probe.write_bytes(b"x"); probe.unlink()
+        probe.write_bytes(b"x")
+        probe.unlink()
     except OSError as e:
-        return [Finding("root", "problem", f"bus root {config.root} is not writable: {e.strerror}",
-                        "fix its permissions or remount it read-write")]
+        return [
+            Finding(
+                "root",
+                "problem",
+                f"bus root {config.root} is not writable: {e.strerror}",
+                "fix its permissions or remount it read-write",
+            )
+        ]
     return [Finding("root", "ok", f"{config.root} exists and is writable")]
+
 
 def _check_writer(config):
     out, holder = [], lock_holder(config.lock)
     if holder:
-        out.append(Finding("writer lock", "ok", f"held by a running writer (pid {holder['pid']}, host {holder['host']}, since {holder['since']})"))
+        out.append(
+            Finding(
+                "writer lock",
+                "ok",
+                f"held by a running writer (pid {holder['pid']}, host {holder['host']}, since {holder['since']})",
+            )
+        )
     else:
         out.append(Finding("writer lock", "ok", "free"))
     if (config.root / INTENT).exists():
-        out.append(Finding("interrupted ingest", "problem" if not holder else "ok",
-                           "an ingest was interrupted mid-batch (its intent journal is still there)" if not holder
-                           else "an ingest is in the middle of a batch",
-                           "run `artifact-bus ingest`: it puts the interrupted batch back and ingests it once" if not holder else None))
+        out.append(
+            Finding(
+                "interrupted ingest",
+                "problem" if not holder else "ok",
+                "an ingest was interrupted mid-batch (its intent journal is still there)"
+                if not holder
+                else "an ingest is in the middle of a batch",
+                "run `artifact-bus ingest`: it puts the interrupted batch back and ingests it once"
+                if not holder
+                else None,
+            )
+        )
     return out
+
 
 def _check_catalog(config, deep: bool = False):
     "Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum too)."
-    if not config.catalog.is_file():   # doctor creates nothing: not even an empty catalog
-        return [Finding("catalog", "warn", f"no catalog yet at {config.catalog}", "run `artifact-bus ingest` (or `artifact-bus init`)")], None
-    try: lock = WriterLock(config.lock).acquire()
-    except WriterBusy: return [Finding("catalog", "ok", "a writer is running: the store check is skipped")], None
+    if not config.catalog.is_file():  # doctor creates nothing: not even an empty catalog
+        return [
+            Finding(
+                "catalog",
+                "warn",
+                f"no catalog yet at {config.catalog}",
+                "run `artifact-bus ingest` (or `artifact-bus init`)",
+            )
+        ], None
     try:
-        try: con = writer_connection(config)
+        lock = WriterLock(config.lock).acquire()
+    except WriterBusy:
+        return [Finding("catalog", "ok", "a writer is running: the store check is skipped")], None
+    try:
+        try:
+            con = writer_connection(config)
         except BusError as e:
-            return [Finding("catalog", "problem", str(e), "close the process that holds it, or fix the `catalog` config key")], None
+            return [
+                Finding(
+                    "catalog", "problem", str(e), "close the process that holds it, or fix the `catalog` config key"
+                )
+            ], None
         with con:
             jobs = con.execute("SELECT job_id, path FROM catalog.jobs").fetchall()
             files = con.execute("SELECT path, checksum FROM catalog.artifacts").fetchall()
             seg_rows = con.execute("SELECT path FROM catalog.segments").fetchall()
             version = catalog_version(con)
-    finally: lock.release()
+    finally:
+        lock.release()
     out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
     missing = [p for p, _ in files if not (config.root / p).is_file()]
     missing += [p for _, p in jobs if not (config.root / p).is_dir()]
     if missing:
-        out.append(Finding("store", "problem", f"{len(missing)} cataloged files or folders are missing from the store, e.g. {missing[0]}",
-                           "restore them from a backup: the catalog lists data that is gone"))
+        out.append(
+            Finding(
+                "store",
+                "problem",
+                f"{len(missing)} cataloged files or folders are missing from the store, e.g. {missing[0]}",
+                "restore them from a backup: the catalog lists data that is gone",
+            )
+        )
     known = {p for _, p in jobs}
-    orphans = [str(d.relative_to(config.root)) for day in sorted(config.store.glob("*"))
-               if day.is_dir() and not day.name.startswith("_")   # _segments: compacted copies, checked below
-               for d in day.iterdir() if str(d.relative_to(config.root)) not in known]
+    orphans = [
+        str(d.relative_to(config.root))
+        for day in sorted(config.store.glob("*"))
+        if day.is_dir() and not day.name.startswith("_")  # _segments: compacted copies, checked below
+        for d in day.iterdir()
+        if str(d.relative_to(config.root)) not in known
+    ]
     segs = [p for (p,) in seg_rows if not (config.root / p).is_file()]
     if segs:
-        out.append(Finding("segments", "problem", f"{len(segs)} compacted segments are missing, e.g. {segs[0]}",
-                           "the original files are still in the store: run `artifact-bus doctor` after restoring, "
-                           "or remove the segment rows so the views read the originals again"))
+        out.append(
+            Finding(
+                "segments",
+                "problem",
+                f"{len(segs)} compacted segments are missing, e.g. {segs[0]}",
+                "the original files are still in the store: run `artifact-bus doctor` after restoring, "
+                "or remove the segment rows so the views read the originals again",
+            )
+        )
     if orphans:
-        out.append(Finding("store", "problem", f"{len(orphans)} job folders in the store are not in the catalog, e.g. {orphans[0]}",
-                           "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to ingest them"))
-    if not missing and not orphans: out.append(Finding("store", "ok", "every cataloged file is in the store and nothing else is"))
-    if deep: out += _check_checksums(config, [(p, c) for p, c in files if p not in set(missing)])
+        out.append(
+            Finding(
+                "store",
+                "problem",
+                f"{len(orphans)} job folders in the store are not in the catalog, e.g. {orphans[0]}",
+                "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to ingest them",
+            )
+        )
+    if not missing and not orphans:
+        out.append(Finding("store", "ok", "every cataloged file is in the store and nothing else is"))
+    if deep:
+        out += _check_checksums(config, [(p, c) for p, c in files if p not in set(missing)])
     return out, version
+
 
 def _check_checksums(config, files) -> list[Finding]:
     "Re-read every stored artifact: its bytes must still hash to the checksum the catalog recorded, and no other name may link to it."
@@ -200,87 +329,163 @@ def _check_checksums(config, files) -> list[Finding]:
     for p, want in files:
         f = config.root / p
         try:
-            if f.lstat().st_nlink > 1: linked.append(p)
-            if checksum_file(f) != want: changed.append(p)
-        except OSError: changed.append(p)
+            if f.lstat().st_nlink > 1:
+                linked.append(p)
+            if checksum_file(f) != want:
+                changed.append(p)
+        except OSError:
+            changed.append(p)
     out = []
     if changed:
-        out.append(Finding("checksums", "problem", f"{len(changed)} stored files no longer match their checksum, e.g. {changed[0]}",
-                           "the store must never change: restore the files from a backup, and find what wrote to them"))
+        out.append(
+            Finding(
+                "checksums",
+                "problem",
+                f"{len(changed)} stored files no longer match their checksum, e.g. {changed[0]}",
+                "the store must never change: restore the files from a backup, and find what wrote to them",
+            )
+        )
     if linked:
-        out.append(Finding("hard links", "warn", f"{len(linked)} stored files have another hard link, e.g. {linked[0]}",
-                           "whoever holds the other name can change the stored bytes: copy the file over itself"))
-    if not changed: out.append(Finding("checksums", "ok", f"{len(files)} stored files match their checksums"))
+        out.append(
+            Finding(
+                "hard links",
+                "warn",
+                f"{len(linked)} stored files have another hard link, e.g. {linked[0]}",
+                "whoever holds the other name can change the stored bytes: copy the file over itself",
+            )
+        )
+    if not changed:
+        out.append(Finding("checksums", "ok", f"{len(files)} stored files match their checksums"))
     return out
+
 
 def _check_published(config, version):
     cur = read_current(config)
     if cur is None:
         return [Finding("snapshot", "problem", "no reader snapshot is published yet", "run `artifact-bus ingest`")]
     if version is not None and cur["catalog_version"] != version:
-        return [Finding("snapshot", "problem", f"the published snapshot is behind the catalog (version {cur['catalog_version']} < {version})",
-                        "run `artifact-bus ingest`: it republishes")]
+        return [
+            Finding(
+                "snapshot",
+                "problem",
+                f"the published snapshot is behind the catalog (version {cur['catalog_version']} < {version})",
+                "run `artifact-bus ingest`: it republishes",
+            )
+        ]
     try:
-        with catalog(config=config) as con: con.execute("SELECT count(*) FROM catalog.jobs").fetchone()
+        with catalog(config=config) as con:
+            con.execute("SELECT count(*) FROM catalog.jobs").fetchone()
     except (duckdb.Error, BusError) as e:
-        return [Finding("snapshot", "problem", f"the published snapshot cannot be read: {e}", "run `artifact-bus ingest` to publish a new one")]
+        return [
+            Finding(
+                "snapshot",
+                "problem",
+                f"the published snapshot cannot be read: {e}",
+                "run `artifact-bus ingest` to publish a new one",
+            )
+        ]
     return [Finding("snapshot", "ok", f"{cur['snapshot']} is current")]
+
 
 def _check_exports(config):
     st, out, broken = export_status(config), [], {}
     # a placeholder kind, so that `{kind}` files are checked too
-    try: defined = load_exports(config, kinds=["k"], broken=broken)
-    except BusError as e: return [Finding("exports", "problem", str(e), "fix the `exports` config key")]
+    try:
+        defined = load_exports(config, kinds=["k"], broken=broken)
+    except BusError as e:
+        return [Finding("exports", "problem", str(e), "fix the `exports` config key")]
     for name, (f, err) in sorted(broken.items()):
         out.append(Finding(f"export {name}", "problem", f"broken definition: {err}", f"fix or remove {f}"))
     defined = {n: d for n, d in defined.items() if "{kind}" not in d.source.stem}
     for name, e in sorted(st.items()):
-        if name in broken: continue
+        if name in broken:
+            continue
         if e.get("status") != "ok":
-            out.append(Finding(f"export {name}", "problem", f"{e.get('status')}: {e.get('error')}",
-                               f"fix {e.get('source')}, then run `artifact-bus export {name}`"))
+            out.append(
+                Finding(
+                    f"export {name}",
+                    "problem",
+                    f"{e.get('status')}: {e.get('error')}",
+                    f"fix {e.get('source')}, then run `artifact-bus export {name}`",
+                )
+            )
     never = [n for n in defined if n not in st]
     if never and read_current(config):
-        out.append(Finding("exports", "warn", f"never generated: {', '.join(sorted(never))}", "run `artifact-bus export`"))
-    if not out: out.append(Finding("exports", "ok", f"{len(st)} exports fresh"))
+        out.append(
+            Finding("exports", "warn", f"never generated: {', '.join(sorted(never))}", "run `artifact-bus export`")
+        )
+    if not out:
+        out.append(Finding("exports", "ok", f"{len(st)} exports fresh"))
     return out
+
 
 def _check_contracts(config):
     "Every contract file loads; a broken one names its file and key, and the jobs it holds back."
     broken = {}
-    try: found = load_contracts(config, broken=broken)
-    except ConfigError as e: return [Finding("contracts", "problem", str(e), "fix the file and key named")]
+    try:
+        found = load_contracts(config, broken=broken)
+    except ConfigError as e:
+        return [Finding("contracts", "problem", str(e), "fix the file and key named")]
     committed, _ = inbox_entries(config)
     kinds = {j: _manifest_kinds(config.inbox / j) for j in committed} if broken else {}
     out = []
     for k, err in sorted(broken.items()):
         held = sum(k in ks for ks in kinds.values())
-        out.append(Finding(f"contract {k}", "problem", err + (f"; {held} {k} jobs wait in the inbox" if held else ""),
-                           "fix the file and key named: the held jobs are ingested by the next run"))
+        out.append(
+            Finding(
+                f"contract {k}",
+                "problem",
+                err + (f"; {held} {k} jobs wait in the inbox" if held else ""),
+                "fix the file and key named: the held jobs are ingested by the next run",
+            )
+        )
     return out or [Finding("contracts", "ok", f"{len(found)} contracts load")]
+
 
 def _check_leftovers(config):
     old = [p for p in _in_progress(config) if time.time() - p.lstat().st_mtime > config.tmp_max_age]
     if old:
-        return [Finding("in progress", "problem", f"{len(old)} in-progress entries are older than {config.tmp_max_age}s "
-                        f"(their producers died mid-write), e.g. {old[0].relative_to(config.root)}",
-                        "they were never committed and hold nothing a producer was told was saved: remove them")]
+        return [
+            Finding(
+                "in progress",
+                "problem",
+                f"{len(old)} in-progress entries are older than {config.tmp_max_age}s "
+                f"(their producers died mid-write), e.g. {old[0].relative_to(config.root)}",
+                "they were never committed and hold nothing a producer was told was saved: remove them",
+            )
+        ]
     committed, _ = inbox_entries(config)
     waiting = [j for j in committed if is_job_id(j)]
     if waiting and time.time() - job_millis(waiting[0]) / 1000 > 3600:
-        return [Finding("backlog", "warn", f"{len(committed)} jobs waiting, the oldest for over an hour",
-                        "is the scheduled ingest or the daemon running? see `artifact-bus status`")]
+        return [
+            Finding(
+                "backlog",
+                "warn",
+                f"{len(committed)} jobs waiting, the oldest for over an hour",
+                "is the scheduled ingest or the daemon running? see `artifact-bus status`",
+            )
+        ]
     return [Finding("in progress", "ok", "no stale in-progress entries")]
+
 
 def doctor(root=None, *, config: Config | None = None, deep: bool = False) -> list[Finding]:
     """Check the set-up end to end; returns findings (see `Finding`). Changes nothing. `deep` also re-reads
     every stored file and checks it against the checksum the catalog recorded (it reads the whole store)."""
-    try: config = config or load_config(root)
-    except ConfigError as e: return [Finding("config", "problem", str(e), "fix the file and key named")]
+    try:
+        config = config or load_config(root)
+    except ConfigError as e:
+        return [Finding("config", "problem", str(e), "fix the file and key named")]
     out = [Finding("config", "ok", f"catalog {config.catalog}")]
     out += _check_root(config)
-    if out[-1].level == "problem": return out
+    if out[-1].level == "problem":
+        return out
     out += _check_writer(config)
     found, version = _check_catalog(config, deep)
-    out += found + _check_published(config, version) + _check_contracts(config) + _check_exports(config) + _check_leftovers(config)
+    out += (
+        found
+        + _check_published(config, version)
+        + _check_contracts(config)
+        + _check_exports(config)
+        + _check_leftovers(config)
+    )
     return out

@@ -23,22 +23,29 @@ __all__ = ['log', 'INTENT', 'inbox_entries', 'reap', 'write_intent', 'read_inten
 # %% ../nbs/20_inbox.ipynb #abd7b6c5
 def inbox_entries(config: Config) -> tuple[list[str], list[str]]:
     "Names in the inbox: (committed jobs in job-id order, entries not yet committed)."
-    try: it = os.scandir(config.inbox)
-    except FileNotFoundError: return [], []
+    try:
+        it = os.scandir(config.inbox)
+    except FileNotFoundError:
+        return [], []
     committed, pending = [], []
     with it:
-        for e in it:   # the entry's type comes with the listing: one lookup per job, for its COMMIT
-            if e.name.startswith("."): continue
-            if e.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(e.path, COMMIT)): pending.append(e.name)
-            else: committed.append(e.name)  # committed jobs, and junk that will be quarantined with its reason
+        for e in it:  # the entry's type comes with the listing: one lookup per job, for its COMMIT
+            if e.name.startswith("."):
+                continue
+            if e.is_dir(follow_symlinks=False) and not os.path.lexists(os.path.join(e.path, COMMIT)):
+                pending.append(e.name)
+            else:
+                committed.append(e.name)  # committed jobs, and junk that will be quarantined with its reason
     return sorted(committed, key=inbox_order), sorted(pending)
 
 # %% ../nbs/20_inbox.ipynb #84971e80
 def _reap_tmp(config: Config, now: float) -> list[str]:
     "Remove entries of `inbox/.tmp` older than `tmp_max_age`, through the folder's own descriptor."
-    try: fd = os.open(config.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except FileNotFoundError: return []
-    except OSError:   # a symlink (ELOOP) or a file where the folder should be: never followed
+    try:
+        fd = os.open(config.tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return []
+    except OSError:  # a symlink (ELOOP) or a file where the folder should be: never followed
         log.error("%s is not a real folder (a symlink?): not reaped; replace it with a folder", config.tmp)
         return []
     removed = []
@@ -46,13 +53,19 @@ def _reap_tmp(config: Config, now: float) -> list[str]:
         for n in os.listdir(fd):
             try:
                 st = os.lstat(n, dir_fd=fd)
-                if now - st.st_mtime <= config.tmp_max_age: continue
-                if stat.S_ISDIR(st.st_mode): shutil.rmtree(n, dir_fd=fd)   # never follows a link inside
-                else: os.unlink(n, dir_fd=fd)
+                if now - st.st_mtime <= config.tmp_max_age:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(n, dir_fd=fd)  # never follows a link inside
+                else:
+                    os.unlink(n, dir_fd=fd)
                 removed.append(n)
-            except FileNotFoundError: pass
-    finally: os.close(fd)
+            except FileNotFoundError:
+                pass
+    finally:
+        os.close(fd)
     return removed
+
 
 def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]]:
     "Remove stale in-progress entries; return (removed tmp entries, inbox folders to quarantine)."
@@ -60,20 +73,26 @@ def reap(config: Config, now: float | None = None) -> tuple[list[str], list[str]
     removed = _reap_tmp(config, now)
     _, pending = inbox_entries(config)
     stale = [n for n in pending if now - (config.inbox / n).lstat().st_mtime > config.tmp_max_age]
-    if removed: log.warning("reaped %d stale in-progress entries from %s", len(removed), config.tmp)
+    if removed:
+        log.warning("reaped %d stale in-progress entries from %s", len(removed), config.tmp)
     return removed, stale
 
 # %% ../nbs/20_inbox.ipynb #4265767f
 INTENT = "ingest.intent"
 
+
 def write_intent(config: Config, run_no: int, moves: list[dict]) -> None:
     "Journal a batch's moves before the first one happens."
     atomic_write(config.root / INTENT, to_json({"run_no": run_no, "moves": moves}).encode())
 
+
 def read_intent(config: Config) -> dict | None:
     "The journal of a batch whose run did not finish, or None."
-    try: return json.loads((config.root / INTENT).read_text())
-    except FileNotFoundError: return None
+    try:
+        return json.loads((config.root / INTENT).read_text())
+    except FileNotFoundError:
+        return None
+
 
 def clear_intent(config: Config) -> None:
     (config.root / INTENT).unlink(missing_ok=True)

@@ -17,7 +17,18 @@ import duckdb
 import pyarrow as pa
 
 from .catalog_db import WriterLock, writer_connection
-from .core import BusError, BusUnavailable, Config, ConfigError, NotFound, is_url, job_sort_key, load_config, utcnow, sql_str
+from artifact_bus.core import (
+    BusError,
+    BusUnavailable,
+    Config,
+    ConfigError,
+    NotFound,
+    is_url,
+    job_sort_key,
+    load_config,
+    sql_str,
+    utcnow,
+)
 from .objstore import s3_options
 
 log = logging.getLogger("artifact_bus")
@@ -29,15 +40,23 @@ __all__ = ['log', 'EXTENSION_WHEELS', 'WHEELS_DUCKDB', 'lake_url', 'lake_data', 
 # %% ../nbs/15_lake.ipynb #c3fef610
 def lake_url(ducklake: str) -> str:
     "The DuckLake URL for the `ducklake` setting: a PostgreSQL conninfo, or any `ducklake:…` URL as it is."
-    if ducklake.startswith("ducklake:"): return ducklake
-    if ducklake.startswith(("postgres:", "sqlite:")): return f"ducklake:{ducklake}"
+    if ducklake.startswith("ducklake:"):
+        return ducklake
+    if ducklake.startswith(("postgres:", "sqlite:")):
+        return f"ducklake:{ducklake}"
     return f"ducklake:postgres:{ducklake}"
+
 
 def lake_data(config: Config) -> str:
     "Where the lake's data files go: `lake_data`, else `<remote>/lake`."
-    if config.lake_data: return config.lake_data.rstrip("/")
-    if config.remote: return f"{config.remote}/lake"
-    raise ConfigError("the DuckLake needs a place for its files: set `lake_data` (an s3:// URL or a folder) or `remote`")
+    if config.lake_data:
+        return config.lake_data.rstrip("/")
+    if config.remote:
+        return f"{config.remote}/lake"
+    raise ConfigError(
+        "the DuckLake needs a place for its files: set `lake_data` (an s3:// URL or a folder) or `remote`"
+    )
+
 
 def _redact(s: str) -> str:
     "`s` with its passwords hidden: `password=…` (quoted or not) and the `user:…@` of a URI."
@@ -46,46 +65,73 @@ def _redact(s: str) -> str:
 
 # %% ../nbs/15_lake.ipynb #40c9b117
 EXTENSION_WHEELS = {"ducklake": "ducklake", "postgres_scanner": "postgres", "httpfs": "httpfs"}  # DuckDB name → wheel
-WHEELS_DUCKDB = "1.5.5"   # the one duckdb these wheels exist for on PyPI (the `scale` extra pins it)
+WHEELS_DUCKDB = "1.5.5"  # the one duckdb these wheels exist for on PyPI (the `scale` extra pins it)
+
 
 def extension_dir() -> Path:
     "Where DuckDB extensions are installed from their wheels: inside the Python environment, else the user's cache."
-    for d in (Path(sys.prefix) / "share" / "artifact_bus" / "duckdb_extensions",
-              Path("~/.cache/artifact_bus/duckdb_extensions").expanduser()):
-        try: d.mkdir(parents=True, exist_ok=True)
-        except OSError: continue
-        if os.access(d, os.W_OK): return d
-    raise BusError(f"no writable folder for DuckDB extensions (tried {sys.prefix}/share/artifact_bus and ~/.cache/artifact_bus)")
+    for d in (
+        Path(sys.prefix) / "share" / "artifact_bus" / "duckdb_extensions",
+        Path("~/.cache/artifact_bus/duckdb_extensions").expanduser(),
+    ):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(d, os.W_OK):
+            return d
+    raise BusError(
+        f"no writable folder for DuckDB extensions (tried {sys.prefix}/share/artifact_bus and ~/.cache/artifact_bus)"
+    )
+
 
 def _install(con, name: str) -> None:
     wheel = EXTENSION_WHEELS.get(name, name)
     pip = f"pip install duckdb-extension-{wheel}=={duckdb.__version__}"
     try:
         from duckdb_extensions import import_extension
+
         import_extension(wheel, con=con)
     except ModuleNotFoundError:
         if duckdb.__version__ != WHEELS_DUCKDB:
-            raise BusError(f"the DuckDB extension '{name}' is not installed, and its wheel exists for duckdb {WHEELS_DUCKDB} only "
-                           f"(this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'") from None
-        raise BusError(f"the DuckDB extension '{name}' is not installed: {pip} duckdb-extensions=={duckdb.__version__}") from None
+            raise BusError(
+                f"the DuckDB extension '{name}' is not installed, and its wheel exists for duckdb {WHEELS_DUCKDB} only "
+                f"(this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'"
+            ) from None
+        raise BusError(
+            f"the DuckDB extension '{name}' is not installed: {pip} duckdb-extensions=={duckdb.__version__}"
+        ) from None
     except (duckdb.Error, OSError, RuntimeError) as e:
-        raise BusError(f"cannot install the DuckDB extension '{name}' for duckdb {duckdb.__version__} "
-                       f"({' '.join(str(e).split())[:200]}): {pip}") from None
+        raise BusError(
+            f"cannot install the DuckDB extension '{name}' for duckdb {duckdb.__version__} "
+            f"({' '.join(str(e).split())[:200]}): {pip}"
+        ) from None
+
 
 def load_extensions(con, names) -> None:
     "Install (once, from the wheels, under a lock) and load the DuckDB extensions `names` into `con`."
-    installed = lambda: {n for n, i in con.execute("SELECT extension_name, installed FROM duckdb_extensions()").fetchall() if i}
+    installed = lambda: {
+        n for n, i in con.execute("SELECT extension_name, installed FROM duckdb_extensions()").fetchall() if i
+    }
     if missing := [n for n in names if n not in installed()]:
         with open(extension_dir() / ".install.lock", "a") as lk:
-            fcntl.flock(lk, fcntl.LOCK_EX)   # several processes may start at once
+            fcntl.flock(lk, fcntl.LOCK_EX)  # several processes may start at once
             for n in missing:
-                if n not in installed(): _install(con, n)
-    for n in names: con.execute(f"LOAD {n}")
+                if n not in installed():
+                    _install(con, n)
+    for n in names:
+        con.execute(f"LOAD {n}")
+
 
 def _duckdb() -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                                 "extension_directory": str(extension_dir())})
-    con.execute("SET enable_progress_bar = false")   # a library prints nothing on stdout
+    con = duckdb.connect(
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "extension_directory": str(extension_dir()),
+        }
+    )
+    con.execute("SET enable_progress_bar = false")  # a library prints nothing on stdout
     return con
 
 # %% ../nbs/15_lake.ipynb #70f91c72
@@ -95,40 +141,63 @@ def _secret_sql(config: Config) -> str:
     parts = ["TYPE s3", f"REGION {sql_str(o['region'])}"]
     if o["key"]:
         parts += [f"KEY_ID {sql_str(o['key'])}", f"SECRET {sql_str(o['secret'] or '')}"]
-        if o["token"]: parts.append(f"SESSION_TOKEN {sql_str(o['token'])}")
+        if o["token"]:
+            parts.append(f"SESSION_TOKEN {sql_str(o['token'])}")
     if o["endpoint"]:
-        parts += [f"ENDPOINT {sql_str(o['endpoint'])}", "URL_STYLE 'path'", f"USE_SSL {str(o['scheme'] == 'https').lower()}"]
+        parts += [
+            f"ENDPOINT {sql_str(o['endpoint'])}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {str(o['scheme'] == 'https').lower()}",
+        ]
     return f"CREATE OR REPLACE TEMPORARY SECRET artifact_bus_s3 ({', '.join(parts)})"
 
+
 def _uses_s3(config: Config, data: str | None) -> bool:
-    if data is not None: return is_url(data)
-    o = s3_options(config)   # a reader: the lake's data path is only known after attaching
+    if data is not None:
+        return is_url(data)
+    o = s3_options(config)  # a reader: the lake's data path is only known after attaching
     return bool(config.remote or is_url(config.lake_data or "") or o["endpoint"] or o["key"])
+
 
 def lake_connection(config: Config, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A new DuckDB connection with the DuckLake of `config` attached as `lake` (read-only for readers; for
     the writer, created on first use with `lake_data` as its data path). Close it when done."""
     if not config.ducklake:
-        raise ConfigError("no DuckLake is configured: set `ducklake` (bus.toml, or ARTIFACT_BUS_DUCKLAKE) to its PostgreSQL conninfo")
+        raise ConfigError(
+            "no DuckLake is configured: set `ducklake` (bus.toml, or ARTIFACT_BUS_DUCKLAKE) to its PostgreSQL conninfo"
+        )
     url = lake_url(config.ducklake)
     data = None if read_only else lake_data(config)
     s3 = _uses_s3(config, data)
     con = _duckdb()
     try:
-        load_extensions(con, ["ducklake"] + (["postgres_scanner"] if url.startswith("ducklake:postgres:") else []) + (["httpfs"] if s3 else []))
-        if s3: con.execute(_secret_sql(config))
-        if data and not is_url(data): Path(data).mkdir(parents=True, exist_ok=True)
+        load_extensions(
+            con,
+            ["ducklake"]
+            + (["postgres_scanner"] if url.startswith("ducklake:postgres:") else [])
+            + (["httpfs"] if s3 else []),
+        )
+        if s3:
+            con.execute(_secret_sql(config))
+        if data and not is_url(data):
+            Path(data).mkdir(parents=True, exist_ok=True)
         opts = "READ_ONLY" if read_only else f"DATA_PATH {sql_str(data + '/')}"
-        try: con.execute(f"ATTACH {sql_str(url)} AS lake ({opts})")
+        try:
+            con.execute(f"ATTACH {sql_str(url)} AS lake ({opts})")
         except duckdb.Error as e:
             msg = _redact(" ".join(str(e).split()))[:300]
             if read_only and "does not exist" in msg:
-                raise NotFound(f"no DuckLake at {_redact(url)} yet: the writer creates it when it first mirrors") from None
+                raise NotFound(
+                    f"no DuckLake at {_redact(url)} yet: the writer creates it when it first mirrors"
+                ) from None
             raise BusUnavailable(f"cannot attach the DuckLake {_redact(url)}: {msg}") from None
-        if read_only: con.execute("USE lake")
+        if read_only:
+            con.execute("USE lake")
         return con
     except BaseException:
-        con.close(); raise
+        con.close()
+        raise
+
 
 def lake_reader(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection to the bus's DuckLake, from any machine: the lake is attached as `lake`
@@ -139,28 +208,40 @@ def lake_reader(root=None, *, config: Config | None = None) -> duckdb.DuckDBPyCo
 # %% ../nbs/15_lake.ipynb #8d019ce3
 _LAKES: dict = {}
 
+
 def _writer_lake(config: Config) -> tuple[duckdb.DuckDBPyConnection, bool]:
     "The writer's lake connection, kept for the process when the catalog is a server; (connection, close after use)."
     url = lake_url(config.ducklake)
-    if not url.startswith("ducklake:postgres:"): return lake_connection(config), True   # a file catalog: one process at a time
+    if not url.startswith("ducklake:postgres:"):
+        return lake_connection(config), True  # a file catalog: one process at a time
     key = (os.getpid(), url, lake_data(config), tuple(sorted(s3_options(config).items())))
-    if key not in _LAKES: _LAKES[key] = lake_connection(config)
+    if key not in _LAKES:
+        _LAKES[key] = lake_connection(config)
     return _LAKES[key], False
+
 
 def _forget() -> None:
     "Drop the kept lake connections (after an error, one may be broken)."
     while _LAKES:
-        try: _LAKES.popitem()[1].close()
-        except duckdb.Error: pass
+        try:
+            _LAKES.popitem()[1].close()
+        except duckdb.Error:
+            pass
+
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
+
 def _columns(lk, kind: str) -> dict | None:
     "The lake table's columns and types, or None when it does not exist yet."
-    rows = lk.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' "
-                      "AND schema_name = 'main' AND table_name = ? ORDER BY column_index", [kind]).fetchall()
+    rows = lk.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = 'lake' "
+        "AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
+        [kind],
+    ).fetchall()
     return dict(rows) if rows else None
+
 
 def _supertype(lk, a: str, b: str) -> str:
     "The type DuckDB reads two column types as, together (what `union_by_name` gives `bus.<kind>`)."
@@ -179,58 +260,90 @@ def _plan(lk, config: Config, kind: str, arts: list, data: str) -> dict:
         for c, t in fcols:
             k = names.get(c.lower())
             if k is None:
-                names[c.lower()] = c; target[c] = t; added.append(c)
+                names[c.lower()] = c
+                target[c] = t
+                added.append(c)
             elif target[k] != t and (sup := _supertype(lk, target[k], t)) != target[k]:
                 target[k] = sup
-                if cols and k in cols: altered[k] = sup
+                if cols and k in cols:
+                    altered[k] = sup
         files.append((a, [c for c, _ in fcols]))
     for c in ("_job_id", "_run_id"):
-        if c not in names: names[c] = c; target[c] = "VARCHAR"; added.append(c)
-    if not is_url(data): (Path(data) / kind).mkdir(parents=True, exist_ok=True)
+        if c not in names:
+            names[c] = c
+            target[c] = "VARCHAR"
+            added.append(c)
+    if not is_url(data):
+        (Path(data) / kind).mkdir(parents=True, exist_ok=True)
     paths = []
     for a, fcols in files:
         dest = f"{data}/{kind}/{a['job_id']}-{a['name']}.parquet"
         cast = ", ".join(f"CAST({_q(c)} AS {target[names[c.lower()]]}) AS {_q(names[c.lower()])}" for c in fcols)
         run = sql_str(a["run_id"]) if a["run_id"] is not None else "NULL::VARCHAR"
-        n = lk.execute(f"COPY (SELECT {cast}, {sql_str(a['job_id'])} AS _job_id, {run} AS _run_id "
-                       f"FROM read_parquet({sql_str(config.root / a['path'])})) TO {sql_str(dest)} (FORMAT parquet)").fetchone()[0]
-        if n != a["rows"]: raise BusError(f"lake file {dest}: wrote {n} rows, the artifact has {a['rows']}")
+        n = lk.execute(
+            f"COPY (SELECT {cast}, {sql_str(a['job_id'])} AS _job_id, {run} AS _run_id "
+            f"FROM read_parquet({sql_str(config.root / a['path'])})) TO {sql_str(dest)} (FORMAT parquet)"
+        ).fetchone()[0]
+        if n != a["rows"]:
+            raise BusError(f"lake file {dest}: wrote {n} rows, the artifact has {a['rows']}")
         paths.append(dest)
-    return {"create": cols is None, "target": target, "added": [c for c in added if c not in (cols or {})],
-            "altered": altered, "files": paths, "arts": [a for a, _ in files]}
+    return {
+        "create": cols is None,
+        "target": target,
+        "added": [c for c in added if c not in (cols or {})],
+        "altered": altered,
+        "files": paths,
+        "arts": [a for a, _ in files],
+    }
+
 
 def _register(lk, plans: dict) -> int:
     "Create or evolve the tables and add the files of `plans` in ONE DuckLake transaction; returns its snapshot id."
     jobs = sorted({a["job_id"] for p in plans.values() for a in p["arts"]}, key=job_sort_key)
-    info = {"artifacts": sum(len(p["files"]) for p in plans.values()),
-            "rows": {k: sum(a["rows"] for a in p["arts"]) for k, p in plans.items()}}
+    info = {
+        "artifacts": sum(len(p["files"]) for p in plans.values()),
+        "rows": {k: sum(a["rows"] for a in p["arts"]) for k, p in plans.items()},
+    }
     lk.execute("BEGIN TRANSACTION")
     try:
         for kind, p in plans.items():
             t = f"lake.main.{_q(kind)}"
-            if p["create"]: lk.execute(f"CREATE TABLE {t} ({', '.join(f'{_q(c)} {ty}' for c, ty in p['target'].items())})")
-            for c in ([] if p["create"] else p["added"]): lk.execute(f"ALTER TABLE {t} ADD COLUMN {_q(c)} {p['target'][c]}")
-            for c, ty in p["altered"].items(): lk.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(c)} SET DATA TYPE {ty}")
+            if p["create"]:
+                lk.execute(f"CREATE TABLE {t} ({', '.join(f'{_q(c)} {ty}' for c, ty in p['target'].items())})")
+            for c in [] if p["create"] else p["added"]:
+                lk.execute(f"ALTER TABLE {t} ADD COLUMN {_q(c)} {p['target'][c]}")
+            for c, ty in p["altered"].items():
+                lk.execute(f"ALTER TABLE {t} ALTER COLUMN {_q(c)} SET DATA TYPE {ty}")
             for f in p["files"]:
-                lk.execute(f"CALL ducklake_add_data_files('lake', {sql_str(kind)}, {sql_str(f)}, allow_missing => true)")
-        lk.execute(f"CALL lake.set_commit_message('artifact_bus', {sql_str('ingest: ' + ' '.join(jobs))}, "
-                   f"extra_info => {sql_str(json.dumps(info))})")
+                lk.execute(
+                    f"CALL ducklake_add_data_files('lake', {sql_str(kind)}, {sql_str(f)}, allow_missing => true)"
+                )
+        lk.execute(
+            f"CALL lake.set_commit_message('artifact_bus', {sql_str('ingest: ' + ' '.join(jobs))}, "
+            f"extra_info => {sql_str(json.dumps(info))})"
+        )
         lk.execute("COMMIT")
     except BaseException:
-        try: lk.execute("ROLLBACK")
-        except duckdb.Error: pass
+        try:
+            lk.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
         raise
     return lk.execute("SELECT id FROM lake.current_snapshot()").fetchone()[0]
 
 # %% ../nbs/15_lake.ipynb #cddcbe88
 def _pending(con, job_ids=None) -> list[dict]:
     "Accepted artifacts not yet mirrored (of `job_ids`, else all), in job order."
-    sql = ("SELECT a.job_id, a.name, a.kind, a.path, a.rows, a.run_id FROM catalog.artifacts AS a "
-           "LEFT JOIN catalog.lake_files AS l USING (job_id, name) WHERE l.snapshot_id IS NULL")
-    rows = con.execute(sql + (" AND a.job_id = ANY(?)" if job_ids is not None else ""),
-                       [list(job_ids)] if job_ids is not None else []).fetchall()
+    sql = (
+        "SELECT a.job_id, a.name, a.kind, a.path, a.rows, a.run_id FROM catalog.artifacts AS a "
+        "LEFT JOIN catalog.lake_files AS l USING (job_id, name) WHERE l.snapshot_id IS NULL"
+    )
+    rows = con.execute(
+        sql + (" AND a.job_id = ANY(?)" if job_ids is not None else ""), [list(job_ids)] if job_ids is not None else []
+    ).fetchall()
     keys = ("job_id", "name", "kind", "path", "rows", "run_id")
     return sorted((dict(zip(keys, r)) for r in rows), key=lambda a: (job_sort_key(a["job_id"]), a["name"]))
+
 
 def _recover(con, lk) -> int:
     """Files recorded as intended but without a snapshot (a crash mid-mirror): record those the lake has
@@ -239,16 +352,23 @@ def _recover(con, lk) -> int:
     listed = set()
     for kind in sorted({r[2] for r in rows}):
         if _columns(lk, kind) is not None:
-            listed |= {p for (p,) in lk.execute(f"SELECT data_file FROM ducklake_list_files('lake', {sql_str(kind)})").fetchall()}
+            listed |= {
+                p
+                for (p,) in lk.execute(f"SELECT data_file FROM ducklake_list_files('lake', {sql_str(kind)})").fetchall()
+            }
     hits = [r for r in rows if r[3] in listed]
     if hits:
         snap = {}
-        for sid, msg in lk.execute("SELECT snapshot_id, commit_message FROM lake.snapshots() "
-                                   "WHERE author = 'artifact_bus' AND commit_message LIKE 'ingest:%'").fetchall():
+        for sid, msg in lk.execute(
+            "SELECT snapshot_id, commit_message FROM lake.snapshots() "
+            "WHERE author = 'artifact_bus' AND commit_message LIKE 'ingest:%'"
+        ).fetchall():
             snap.update(dict.fromkeys(msg.split()[1:], sid))
         for job_id, name, _, _ in hits:
-            con.execute("UPDATE catalog.lake_files SET snapshot_id = ?, mirrored_at = ? WHERE job_id = ? AND name = ?",
-                        [snap.get(job_id, -1), utcnow(), job_id, name])
+            con.execute(
+                "UPDATE catalog.lake_files SET snapshot_id = ?, mirrored_at = ? WHERE job_id = ? AND name = ?",
+                [snap.get(job_id, -1), utcnow(), job_id, name],
+            )
         log.warning("DuckLake mirror: %d files registered before a crash are now recorded", len(hits))
     return len(hits)
 
@@ -256,31 +376,48 @@ def _recover(con, lk) -> int:
 def _mirror_chunk(con, lk, config: Config, arts: list, out: dict) -> None:
     data = lake_data(config)
     by_kind: dict = {}
-    for a in arts: by_kind.setdefault(a["kind"], []).append(a)
+    for a in arts:
+        by_kind.setdefault(a["kind"], []).append(a)
     plans = {kind: _plan(lk, config, kind, group, data) for kind, group in sorted(by_kind.items())}
-    intents = [{"job_id": a["job_id"], "name": a["name"], "kind": k, "path": f, "rows": a["rows"]}
-               for k, p in plans.items() for a, f in zip(p["arts"], p["files"])]
+    intents = [
+        {"job_id": a["job_id"], "name": a["name"], "kind": k, "path": f, "rows": a["rows"]}
+        for k, p in plans.items()
+        for a, f in zip(p["arts"], p["files"])
+    ]
     con.register("__lake_files", pa.Table.from_pylist(intents))
-    try: con.execute("INSERT OR REPLACE INTO catalog.lake_files (job_id, name, kind, path, rows) "
-                     "SELECT job_id, name, kind, path, rows FROM __lake_files")
-    finally: con.unregister("__lake_files")
-    try: done = [(_register(lk, plans), plans)]
+    try:
+        con.execute(
+            "INSERT OR REPLACE INTO catalog.lake_files (job_id, name, kind, path, rows) "
+            "SELECT job_id, name, kind, path, rows FROM __lake_files"
+        )
+    finally:
+        con.unregister("__lake_files")
+    try:
+        done = [(_register(lk, plans), plans)]
     except duckdb.Error as e:
-        if len(plans) == 1: raise
+        if len(plans) == 1:
+            raise
         log.warning("DuckLake mirror: one transaction for %s failed (%s); trying kind by kind", ", ".join(plans), e)
         done = []
-        for kind, p in plans.items():   # isolate the kind at fault; the others go in, one snapshot each
-            try: done.append((_register(lk, {kind: p}), {kind: p}))
-            except duckdb.Error as e2: out["failed"][kind] = _redact(" ".join(str(e2).split()))[:300]
-        if not done: raise
+        for kind, p in plans.items():  # isolate the kind at fault; the others go in, one snapshot each
+            try:
+                done.append((_register(lk, {kind: p}), {kind: p}))
+            except duckdb.Error as e2:
+                out["failed"][kind] = _redact(" ".join(str(e2).split()))[:300]
+        if not done:
+            raise
     for sid, ps in done:
         keys = [f"{a['job_id']}/{a['name']}" for p in ps.values() for a in p["arts"]]
-        con.execute("UPDATE catalog.lake_files SET snapshot_id = ?, mirrored_at = ? WHERE job_id || '/' || name = ANY(?)",
-                    [sid, utcnow(), keys])
+        con.execute(
+            "UPDATE catalog.lake_files SET snapshot_id = ?, mirrored_at = ? WHERE job_id || '/' || name = ANY(?)",
+            [sid, utcnow(), keys],
+        )
         out["snapshots"].append(sid)
         for p in ps.values():
-            out["files"] += len(p["files"]); out["rows"] += sum(a["rows"] for a in p["arts"])
+            out["files"] += len(p["files"])
+            out["rows"] += sum(a["rows"] for a in p["arts"])
             out["jobs"] += sorted({a["job_id"] for a in p["arts"]} - set(out["jobs"]), key=job_sort_key)
+
 
 def mirror(con, config: Config, job_ids=None) -> dict:
     """Mirror the accepted artifacts of `job_ids` (default: every one not mirrored yet) into the DuckLake, in
@@ -289,30 +426,39 @@ def mirror(con, config: Config, job_ids=None) -> dict:
     for a kind whose table cannot take its files). Does nothing without a `ducklake` setting. Raises
     `BusUnavailable` when the lake or its storage is unreachable; the next call catches up."""
     out = {"snapshots": [], "jobs": [], "files": 0, "rows": 0, "recovered": 0, "failed": {}}
-    if not config.ducklake: return out
+    if not config.ducklake:
+        return out
     todo = _pending(con, job_ids)
-    if not todo: return out   # intents without a snapshot are pending too: nothing to do means nothing to recover
+    if not todo:
+        return out  # intents without a snapshot are pending too: nothing to do means nothing to recover
     lk, close = _writer_lake(config)
     try:
         out["recovered"] = _recover(con, lk)
-        if out["recovered"]: todo = _pending(con, job_ids)
+        if out["recovered"]:
+            todo = _pending(con, job_ids)
         jobs = sorted({a["job_id"] for a in todo}, key=job_sort_key)
         for i in range(0, len(jobs), config.batch_size):
-            chunk = set(jobs[i:i + config.batch_size])
+            chunk = set(jobs[i : i + config.batch_size])
             _mirror_chunk(con, lk, config, [a for a in todo if a["job_id"] in chunk], out)
     except (duckdb.Error, OSError) as e:
         _forget()
-        raise BusUnavailable(f"DuckLake mirror stopped after {len(out['jobs'])} jobs "
-                             f"({_redact(' '.join(str(e).split()))[:300]}); the next run catches up") from None
+        raise BusUnavailable(
+            f"DuckLake mirror stopped after {len(out['jobs'])} jobs "
+            f"({_redact(' '.join(str(e).split()))[:300]}); the next run catches up"
+        ) from None
     finally:
-        if close: lk.close()
-    for kind, err in out["failed"].items(): log.error("DuckLake mirror: %s not mirrored: %s", kind, err)
+        if close:
+            lk.close()
+    for kind, err in out["failed"].items():
+        log.error("DuckLake mirror: %s not mirrored: %s", kind, err)
     return out
+
 
 def mirror_all(root=None, *, config: Config | None = None) -> dict:
     """Mirror every accepted artifact not yet in the DuckLake, as the writer (takes the writer lock): for a
     bus that existed before its lake, or after the lake was unreachable for a while."""
     config = config or load_config(root)
-    if not config.ducklake: raise ConfigError("no DuckLake is configured: set `ducklake` in bus.toml")
+    if not config.ducklake:
+        raise ConfigError("no DuckLake is configured: set `ducklake` in bus.toml")
     with WriterLock(config.lock), writer_connection(config) as con:
         return mirror(con, config)

@@ -18,9 +18,11 @@ __all__ = ['CHUNK', 'split_url', 's3_options', 's3fs', 'remote_root', 'store_una
 # %% ../nbs/14_objstore.ipynb #f9a51684
 def split_url(url: str) -> tuple[str, str]:
     "`s3://bucket/some/prefix` → `('bucket', 'some/prefix')`."
-    if not is_url(url) or not url_bucket(url): raise ConfigError(f"{url!r} is not an s3:// URL naming a bucket (s3://bucket/prefix)")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    if not is_url(url) or not url_bucket(url):
+        raise ConfigError(f"{url!r} is not an s3:// URL naming a bucket (s3://bucket/prefix)")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     return bucket, prefix.strip("/")
+
 
 def s3_options(config: Config) -> dict:
     """How to reach the object storage of `config`: `endpoint` (host:port, None for AWS), `scheme`, `region`,
@@ -33,31 +35,51 @@ def s3_options(config: Config) -> dict:
             raise ConfigError(f"s3_endpoint {endpoint!r} must look like http://host:port or https://host")
         scheme, host = u.scheme, u.netloc
     env = os.environ.get
-    return {"endpoint": host, "scheme": scheme, "path_style": host is not None,
-            "region": config.s3_region or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
-            "key": env("AWS_ACCESS_KEY_ID"), "secret": env("AWS_SECRET_ACCESS_KEY"), "token": env("AWS_SESSION_TOKEN")}
+    return {
+        "endpoint": host,
+        "scheme": scheme,
+        "path_style": host is not None,
+        "region": config.s3_region or env("AWS_REGION") or env("AWS_DEFAULT_REGION") or "us-east-1",
+        "key": env("AWS_ACCESS_KEY_ID"),
+        "secret": env("AWS_SECRET_ACCESS_KEY"),
+        "token": env("AWS_SESSION_TOKEN"),
+    }
 
 # %% ../nbs/14_objstore.ipynb #3000bd1f
-CHUNK = 1 << 20   # bytes per read and write when streaming a file to or from the store
+CHUNK = 1 << 20  # bytes per read and write when streaming a file to or from the store
 
 _FS: dict = {}
+
 
 def s3fs(config: Config) -> pafs.S3FileSystem:
     "A pyarrow `S3FileSystem` for the object storage of `config` (one per process and settings)."
     o = s3_options(config)
     key = (os.getpid(), tuple(sorted(o.items())))
     if key not in _FS:
-        creds = dict(access_key=o["key"], secret_key=o["secret"], session_token=o["token"]) if o["key"] else dict(anonymous=True)
-        _FS[key] = pafs.S3FileSystem(**creds, region=o["region"], scheme=o["scheme"], endpoint_override=o["endpoint"],
-                                     allow_delayed_open=True,   # a small file is one PUT, not a multipart upload
-                                     connect_timeout=3, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3))
+        creds = (
+            dict(access_key=o["key"], secret_key=o["secret"], session_token=o["token"])
+            if o["key"]
+            else dict(anonymous=True)
+        )
+        _FS[key] = pafs.S3FileSystem(
+            **creds,
+            region=o["region"],
+            scheme=o["scheme"],
+            endpoint_override=o["endpoint"],
+            allow_delayed_open=True,  # a small file is one PUT, not a multipart upload
+            connect_timeout=3,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+        )
     return _FS[key]
+
 
 def remote_root(config: Config, fs=None) -> tuple[pafs.FileSystem, str]:
     "The object store (`fs`, else S3) and the bus root's path in it, `bucket/prefix`."
-    if not config.remote: raise ConfigError("no `remote` is configured: set it to the s3:// URL where producers submit")
+    if not config.remote:
+        raise ConfigError("no `remote` is configured: set it to the s3:// URL where producers submit")
     bucket, prefix = split_url(config.remote)
     return fs or s3fs(config), f"{bucket}/{prefix}".rstrip("/")
+
 
 def store_unavailable(config: Config, e: BaseException, what: str) -> BusUnavailable:
     detail = " ".join(str(e).split())[:300]

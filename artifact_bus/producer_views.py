@@ -27,17 +27,22 @@ QUALIFY row_number() OVER (PARTITION BY coalesce(j.key, j.job_id) ORDER BY j.job
 ORDER BY j.job_id
 """
 
+
 def _current(field: str, where: str = "", root=None, config: Config | None = None) -> list[tuple]:
     "The current accepted job of every key whose meta has `field`: (job_id, run_id, key, rows, ingested_at, info dict, kind)."
     with catalog(root, config=config) as con:
         rows = con.execute(_CURRENT.format(field=field, where=where)).fetchall()
     return [(*r[:5], json.loads(r[5]), r[6]) for r in rows]
 
-def _utc(s: str) -> datetime: return datetime.fromisoformat(s).astimezone(timezone.utc)
+
+def _utc(s: str) -> datetime:
+    return datetime.fromisoformat(s).astimezone(timezone.utc)
+
 
 @dataclass(frozen=True)
 class Slice:
     "The current version of one backtest slice: its identity, and the job that holds it."
+
     dataset: str
     start: datetime
     end: datetime
@@ -50,19 +55,39 @@ class Slice:
     rows: int
     key: str
 
-def slices(dataset: str | None = None, *, granularity: str | None = None, root=None, config: Config | None = None) -> list[Slice]:
+
+def slices(
+    dataset: str | None = None, *, granularity: str | None = None, root=None, config: Config | None = None
+) -> list[Slice]:
     "The current version of every slice (of `dataset`, at `granularity`), ordered by dataset and start."
-    where = "".join(f" AND json_extract_string(j.meta, '$.slice.{f}') = {sql_str(v)}"
-                    for f, v in (("dataset", dataset), ("granularity", granularity)) if v is not None)
-    out = [Slice(s["dataset"], _utc(s["start"]), _utc(s["end"]), s["granularity"],
-                 tuple(s["symbols"]) if s.get("symbols") is not None else None, s.get("universe"), kind, jid, rid, rows, key)
-           for jid, rid, key, rows, _, s, kind in _current("slice", where, root, config)]
+    where = "".join(
+        f" AND json_extract_string(j.meta, '$.slice.{f}') = {sql_str(v)}"
+        for f, v in (("dataset", dataset), ("granularity", granularity))
+        if v is not None
+    )
+    out = [
+        Slice(
+            s["dataset"],
+            _utc(s["start"]),
+            _utc(s["end"]),
+            s["granularity"],
+            tuple(s["symbols"]) if s.get("symbols") is not None else None,
+            s.get("universe"),
+            kind,
+            jid,
+            rid,
+            rows,
+            key,
+        )
+        for jid, rid, key, rows, _, s, kind in _current("slice", where, root, config)
+    ]
     return sorted(out, key=lambda s: (s.dataset, s.start, s.end, s.job_id))
 
 # %% ../nbs/18_producer_views.ipynb #18bbf49a
 @dataclass(frozen=True)
 class Coverage:
     "Which slices cover [start, end): `covered` and `gaps` are lists of (start, end), `overlaps` of (start, end, job_ids)."
+
     dataset: str
     start: datetime
     end: datetime
@@ -72,7 +97,8 @@ class Coverage:
     overlaps: list
 
     @property
-    def complete(self) -> bool: return not self.gaps
+    def complete(self) -> bool:
+        return not self.gaps
 
     def __repr__(self):
         f = lambda t: t.strftime("%Y-%m-%d %H:%M:%S").removesuffix(" 00:00:00")
@@ -80,39 +106,63 @@ class Coverage:
         total = (self.end - self.start).total_seconds()
         pct = sum((b - a).total_seconds() for a, b in self.covered) / total * 100
         s = f"Coverage({self.dataset} {rng(self.start, self.end)}: {pct:.0f}% covered by {len(self.slices)} slices"
-        if self.gaps: s += "; gaps " + ", ".join(rng(a, b) for a, b in self.gaps)
-        if self.overlaps: s += "; overlaps " + ", ".join(f"{rng(a, b)} ({len(j)} slices)" for a, b, j in self.overlaps)
+        if self.gaps:
+            s += "; gaps " + ", ".join(rng(a, b) for a, b in self.gaps)
+        if self.overlaps:
+            s += "; overlaps " + ", ".join(f"{rng(a, b)} ({len(j)} slices)" for a, b, j in self.overlaps)
         return s + ")"
 
+
 def _holds(s: Slice, symbols, universe) -> bool:
-    if universe is not None: return s.universe == universe
-    if symbols is None: return True
+    if universe is not None:
+        return s.universe == universe
+    if symbols is None:
+        return True
     return (s.symbols is None and s.universe is None) or (s.symbols is not None and set(symbols) <= set(s.symbols))
+
 
 def _extend(out: list, a, b, *extra) -> None:
     "Append [a, b) to `out`, merged with the last interval when they touch (and hold the same slices)."
-    if out and out[-1][1] == a and out[-1][2:] == extra: out[-1] = (out[-1][0], b, *extra)
-    else: out.append((a, b, *extra))
+    if out and out[-1][1] == a and out[-1][2:] == extra:
+        out[-1] = (out[-1][0], b, *extra)
+    else:
+        out.append((a, b, *extra))
 
-def slice_coverage(dataset: str, start, end, *, symbols=None, universe=None, granularity: str | None = None,
-                   root=None, config: Config | None = None) -> Coverage:
+
+def slice_coverage(
+    dataset: str,
+    start,
+    end,
+    *,
+    symbols=None,
+    universe=None,
+    granularity: str | None = None,
+    root=None,
+    config: Config | None = None,
+) -> Coverage:
     "Which current slices of `dataset` cover [`start`, `end`), with the gaps and the overlaps."
     lo, hi = to_utc(start, "start"), to_utc(end, "end")
-    if not lo < hi: raise ManifestError(f"start {lo} is not before end {hi}")
-    hit = tuple(s for s in slices(dataset, granularity=granularity, root=root, config=config)
-                if s.start < hi and s.end > lo and _holds(s, symbols, universe))
+    if not lo < hi:
+        raise ManifestError(f"start {lo} is not before end {hi}")
+    hit = tuple(
+        s
+        for s in slices(dataset, granularity=granularity, root=root, config=config)
+        if s.start < hi and s.end > lo and _holds(s, symbols, universe)
+    )
     points = sorted({lo, hi} | {t for s in hit for t in (s.start, s.end) if lo < t < hi})
     covered, gaps, overlaps = [], [], []
-    for a, b in zip(points, points[1:]):   # between consecutive boundaries the set of slices is constant
+    for a, b in zip(points, points[1:]):  # between consecutive boundaries the set of slices is constant
         ids = tuple(s.job_id for s in hit if s.start <= a and s.end >= b)
         _extend(covered if ids else gaps, a, b)
-        if len(ids) > 1: _extend(overlaps, a, b, ids)
+        if len(ids) > 1:
+            _extend(overlaps, a, b, ids)
     return Coverage(dataset, lo, hi, hit, covered, gaps, overlaps)
 
 # %% ../nbs/18_producer_views.ipynb #a3b9e530
 @dataclass(frozen=True)
 class FeatureSet:
     "One version of a feature set, and the job that holds it."
+
     name: str
     version: str
     definition_hash: str
@@ -122,19 +172,31 @@ class FeatureSet:
     rows: int
     ingested_at: datetime
 
-def feature_sets(name: str | None = None, *, latest: bool = True, root=None, config: Config | None = None) -> list[FeatureSet]:
+
+def feature_sets(
+    name: str | None = None, *, latest: bool = True, root=None, config: Config | None = None
+) -> list[FeatureSet]:
     """The feature sets (named `name`) by name: with `latest`, only the most recently submitted version of
     each; else every version's current job, oldest first."""
     where = f" AND json_extract_string(j.meta, '$.feature_set.name') = {sql_str(name)}" if name is not None else ""
-    out = [FeatureSet(f["name"], f["version"], f["definition_hash"], kind, jid, rid, rows, at)
-           for jid, rid, key, rows, at, f, kind in _current("feature_set", where, root, config)]
-    if latest: out = list({f.name: f for f in out}.values())   # ordered by job_id: the last one of each name wins
+    out = [
+        FeatureSet(f["name"], f["version"], f["definition_hash"], kind, jid, rid, rows, at)
+        for jid, rid, key, rows, at, f, kind in _current("feature_set", where, root, config)
+    ]
+    if latest:
+        out = list({f.name: f for f in out}.values())  # ordered by job_id: the last one of each name wins
     return sorted(out, key=lambda f: (f.name, f.job_id))
+
 
 def read_feature_set(name: str, version=None, *, root=None, config: Config | None = None) -> pa.Table:
     "The rows of feature set `name` at `version` (default: the latest), with the bus's `_job_id` and `_run_id`."
-    found = [f for f in feature_sets(name, latest=version is None, root=root, config=config) if version is None or f.version == str(version)]
-    if not found: raise NotFound(f"no accepted feature set {name!r}" + (f" version {version!r}" if version is not None else ""))
+    found = [
+        f
+        for f in feature_sets(name, latest=version is None, root=root, config=config)
+        if version is None or f.version == str(version)
+    ]
+    if not found:
+        raise NotFound(f"no accepted feature set {name!r}" + (f" version {version!r}" if version is not None else ""))
     f = found[-1]
     with catalog(root, config=config) as con:
         return con.execute(f"SELECT * FROM bus.{f.kind} WHERE _job_id = ?", [f.job_id]).to_arrow_table()

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .contracts import check_contract, contracts_dir, load_contract
-from .core import ConfigError, ManifestError, to_utc, SchemaMismatch, atomic_write, load_config, package_dir
+from .core import ConfigError, ManifestError, SchemaMismatch, atomic_write, load_config, package_dir, to_utc
 from .protocol import check_kind, lineage
 from .submit import Job, Receipt, job, submit
 
@@ -33,12 +33,18 @@ __all__ = ['SIMULATION_KINDS', 'utc_iso', 'slice_identity', 'slice_key', 'check_
 # %% ../nbs/17_producers.ipynb #6d02fc5b
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
+
 def _name(value, what: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ManifestError(f"{what} {value!r} is not a plain name: letters, digits, '_', '.', '-', at most 128 characters")
+        raise ManifestError(
+            f"{what} {value!r} is not a plain name: letters, digits, '_', '.', '-', at most 128 characters"
+        )
     return value
 
-def _sha256(text: str) -> str: return hashlib.sha256(text.encode()).hexdigest()
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 def utc_iso(t, what: str = "time") -> str:
     "`t` as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` (UTC), the form keys and meta use."
@@ -48,18 +54,30 @@ def utc_iso(t, what: str = "time") -> str:
 # %% ../nbs/17_producers.ipynb #d1ec181f
 def slice_identity(dataset: str, *, start, end, granularity: str, symbols=None, universe=None) -> dict:
     "The normalised identity of a slice, as recorded in `meta['slice']`."
-    _name(dataset, "dataset"); _name(granularity, "granularity")
-    if symbols is not None and universe is not None: raise ManifestError("a slice has symbols or a universe, not both")
-    if universe is not None: _name(universe, "universe")
+    _name(dataset, "dataset")
+    _name(granularity, "granularity")
+    if symbols is not None and universe is not None:
+        raise ManifestError("a slice has symbols or a universe, not both")
+    if universe is not None:
+        _name(universe, "universe")
     if symbols is not None:
         if isinstance(symbols, str) or not all(isinstance(s, str) and s for s in symbols):
             raise ManifestError("symbols must be a list of non-empty strings")
         symbols = sorted(set(symbols))
-        if not symbols: raise ManifestError("symbols is empty: leave it out for the whole dataset")
+        if not symbols:
+            raise ManifestError("symbols is empty: leave it out for the whole dataset")
     s, e = to_utc(start, "start"), to_utc(end, "end")
-    if not s < e: raise ManifestError(f"slice {dataset}: start {utc_iso(s)} is not before end {utc_iso(e)}")
-    return {"dataset": dataset, "symbols": symbols, "universe": universe, "start": utc_iso(s), "end": utc_iso(e),
-            "granularity": granularity}
+    if not s < e:
+        raise ManifestError(f"slice {dataset}: start {utc_iso(s)} is not before end {utc_iso(e)}")
+    return {
+        "dataset": dataset,
+        "symbols": symbols,
+        "universe": universe,
+        "start": utc_iso(s),
+        "end": utc_iso(e),
+        "granularity": granularity,
+    }
+
 
 def slice_key(ident: dict) -> str:
     "The key of a slice from its identity (see `slice_identity`)."
@@ -69,14 +87,17 @@ def slice_key(ident: dict) -> str:
     elif ident["universe"] is not None:
         u = ident["universe"]
         subject = f"universe={u}" if len(u) <= 55 else f"universe#{_sha256(u)[:16]}"
-    else: subject = "all"
+    else:
+        subject = "all"
     return f"slice:{ident['dataset']}:{ident['granularity']}:{ident['start']}/{ident['end']}:{subject}"
 
 # %% ../nbs/17_producers.ipynb #a4976ec8
 def _bound(t: datetime, typ: pa.DataType) -> pa.Scalar:
     "A UTC instant as a scalar of a timestamp column's own type."
-    if typ.tz is None: return pa.scalar(t.replace(tzinfo=None), pa.timestamp("us")).cast(typ, safe=False)
+    if typ.tz is None:
+        return pa.scalar(t.replace(tzinfo=None), pa.timestamp("us")).cast(typ, safe=False)
     return pa.scalar(t, pa.timestamp("us", tz="UTC")).cast(typ, safe=False)
+
 
 def check_slice(path, ident: dict, *, ts_column: str = "ts", symbol_column: str = "symbol") -> None:
     "Check the Parquet file at `path` against the slice contract of `ident`; raise `SchemaMismatch` naming the column."
@@ -84,78 +105,146 @@ def check_slice(path, ident: dict, *, ts_column: str = "ts", symbol_column: str 
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
     if ts_column not in schema.names:
-        raise SchemaMismatch(f"{what}: no timestamp column {ts_column!r} (columns: {', '.join(schema.names)}); name yours with ts_column=")
+        raise SchemaMismatch(
+            f"{what}: no timestamp column {ts_column!r} (columns: {', '.join(schema.names)}); name yours with ts_column="
+        )
     typ = schema.field(ts_column).type
-    if pa.types.is_date(typ): typ = pa.timestamp("s")
-    elif not pa.types.is_timestamp(typ): raise SchemaMismatch(f"{what}: column {ts_column!r} is {typ}, not a timestamp or a date")
+    if pa.types.is_date(typ):
+        typ = pa.timestamp("s")
+    elif not pa.types.is_timestamp(typ):
+        raise SchemaMismatch(f"{what}: column {ts_column!r} is {typ}, not a timestamp or a date")
     cols = [ts_column]
     if ident["symbols"] is not None:
         if symbol_column not in schema.names:
-            raise SchemaMismatch(f"{what}: no symbol column {symbol_column!r} to check against symbols; name yours with symbol_column=")
+            raise SchemaMismatch(
+                f"{what}: no symbol column {symbol_column!r} to check against symbols; name yours with symbol_column="
+            )
         cols.append(symbol_column)
     lo, hi = _bound(to_utc(ident["start"]), typ), _bound(to_utc(ident["end"]), typ)
     allowed = pa.array(ident["symbols"] or [], pa.string())
     for b in pf.iter_batches(columns=cols):
         ts = b.column(0).cast(typ)
-        if ts.null_count: raise SchemaMismatch(f"{what}: column {ts_column!r} has null values")
+        if ts.null_count:
+            raise SchemaMismatch(f"{what}: column {ts_column!r} has null values")
         bad = ts.filter(pc.or_(pc.less(ts, lo), pc.greater_equal(ts, hi)))
-        if len(bad): raise SchemaMismatch(f"{what}: column {ts_column!r} has values outside the slice, e.g. {bad[0]}")
+        if len(bad):
+            raise SchemaMismatch(f"{what}: column {ts_column!r} has values outside the slice, e.g. {bad[0]}")
         if len(cols) > 1:
             sym = b.column(1).cast(pa.string())
             out = pc.unique(sym.filter(pc.invert(pc.fill_null(pc.is_in(sym, value_set=allowed), False))))
-            if len(out): raise SchemaMismatch(f"{what}: column {symbol_column!r} has values not in symbols: {out.to_pylist()[:5]}")
+            if len(out):
+                raise SchemaMismatch(
+                    f"{what}: column {symbol_column!r} has values not in symbols: {out.to_pylist()[:5]}"
+                )
 
 # %% ../nbs/17_producers.ipynb #992150f7
 def _written(j: Job, entry: dict) -> Path:
     "The file of an artifact just added to the uncommitted job `j`."
     return j._dir / entry["file"]
 
-def submit_slice(data, dataset: str, *, start, end, granularity: str, symbols=None, universe=None, kind=None,
-                 run_id=None, producer=None, meta=None, root=None, ts_column: str = "ts", symbol_column: str = "symbol",
-                 **kw) -> Receipt:
+
+def submit_slice(
+    data,
+    dataset: str,
+    *,
+    start,
+    end,
+    granularity: str,
+    symbols=None,
+    universe=None,
+    kind=None,
+    run_id=None,
+    producer=None,
+    meta=None,
+    root=None,
+    ts_column: str = "ts",
+    symbol_column: str = "symbol",
+    **kw,
+) -> Receipt:
     """Submit a backtest slice of `dataset` covering [`start`, `end`) at `granularity`, for `symbols` or
     a `universe` (or the whole dataset); re-submitting the same slice replaces it. `kw` goes to `job`."""
     ident = slice_identity(dataset, start=start, end=end, granularity=granularity, symbols=symbols, universe=universe)
     kind = check_kind(kind or dataset)
-    with job(run_id=run_id, producer=producer or "materialiseSlice", meta={**(meta or {}), "slice": ident},
-             key=slice_key(ident), replace=True, root=root, **kw) as j:
+    with job(
+        run_id=run_id,
+        producer=producer or "materialiseSlice",
+        meta={**(meta or {}), "slice": ident},
+        key=slice_key(ident),
+        replace=True,
+        root=root,
+        **kw,
+    ) as j:
         check_slice(_written(j, j.add(kind, data)), ident, ts_column=ts_column, symbol_column=symbol_column)
     return j.receipt
 
 # %% ../nbs/17_producers.ipynb #5cace0e5
 def definition_text(definition) -> str:
     "The canonical text of a feature set's definition: a string, a JSON-able dict, or a function's source."
-    if isinstance(definition, str): return definition
+    if isinstance(definition, str):
+        return definition
     if isinstance(definition, dict):
-        try: return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        except (TypeError, ValueError) as e: raise ManifestError(f"definition is not JSON-serialisable: {e}") from None
+        try:
+            return json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"definition is not JSON-serialisable: {e}") from None
     if callable(definition):
-        try: return textwrap.dedent(inspect.getsource(definition))
-        except (OSError, TypeError): raise ManifestError(f"definition {definition!r}: its source cannot be read") from None
+        try:
+            return textwrap.dedent(inspect.getsource(definition))
+        except (OSError, TypeError):
+            raise ManifestError(f"definition {definition!r}: its source cannot be read") from None
     raise ManifestError(f"definition must be a string, a dict or a function, got {type(definition).__name__}")
+
 
 def definition_hash(definition) -> str:
     "`sha256:<hex>` of `definition_text(definition)`."
     return "sha256:" + _sha256(definition_text(definition))
 
-def submit_feature_set(data, name: str, *, version, definition, kind: str = "features", run_id=None, producer=None,
-                       meta=None, root=None, **kw) -> Receipt:
+
+def submit_feature_set(
+    data,
+    name: str,
+    *,
+    version,
+    definition,
+    kind: str = "features",
+    run_id=None,
+    producer=None,
+    meta=None,
+    root=None,
+    **kw,
+) -> Receipt:
     "Submit version `version` of feature set `name`, defined by `definition`; re-submitting a version replaces it."
     _name(name, "feature set name")
-    if not isinstance(version, (str, int)) or isinstance(version, bool): raise ManifestError(f"version must be a string or an integer, got {version!r}")
+    if not isinstance(version, (str, int)) or isinstance(version, bool):
+        raise ManifestError(f"version must be a string or an integer, got {version!r}")
     version = _name(str(version), "feature set version")
     text = definition_text(definition)
     fs = {"name": name, "version": version, "definition_hash": "sha256:" + _sha256(text)}
-    if len(text.encode()) < 16 << 10: fs["definition"] = definition if isinstance(definition, dict) else text
-    return submit(data, check_kind(kind), run_id=run_id, producer=producer or "FeatureSetCompiler", meta={**(meta or {}), "feature_set": fs},
-                  key=f"feature_set:{name}:{version}", replace=True, root=root, **kw)
+    if len(text.encode()) < 16 << 10:
+        fs["definition"] = definition if isinstance(definition, dict) else text
+    return submit(
+        data,
+        check_kind(kind),
+        run_id=run_id,
+        producer=producer or "FeatureSetCompiler",
+        meta={**(meta or {}), "feature_set": fs},
+        key=f"feature_set:{name}:{version}",
+        replace=True,
+        root=root,
+        **kw,
+    )
 
 # %% ../nbs/17_producers.ipynb #c8907861
 SIMULATION_KINDS = ("fills", "positions", "events")
 
+
 def shipped_contracts() -> dict[str, dict]:
     "The contracts shipped with the package, by kind."
-    return {p.stem: {**load_contract(p), "source": f"shipped contract {p.name}"} for p in sorted(package_dir("producer_contracts").glob("*.toml"))}
+    return {
+        p.stem: {**load_contract(p), "source": f"shipped contract {p.name}"}
+        for p in sorted(package_dir("producer_contracts").glob("*.toml"))
+    }
+
 
 def install_contracts(root=None, *, kinds=SIMULATION_KINDS, overwrite: bool = False) -> list[Path]:
     """Copy the shipped contracts of `kinds` into the bus root's `contracts/`, so the writer checks them at
@@ -163,18 +252,36 @@ def install_contracts(root=None, *, kinds=SIMULATION_KINDS, overwrite: bool = Fa
     dest, src, done = contracts_dir(load_config(root)), package_dir("producer_contracts"), []
     for kind in kinds:
         s, d = src / f"{check_kind(kind)}.toml", dest / f"{kind}.toml"
-        if not s.is_file(): raise ConfigError(f"no shipped contract for kind {kind!r} (shipped: {', '.join(sorted(shipped_contracts()))})")
-        if d.exists() and d.read_bytes() == s.read_bytes(): continue
-        if d.exists() and not overwrite: raise ConfigError(f"{d}: a different contract is already installed; pass overwrite=True to replace it")
-        dest.mkdir(parents=True, exist_ok=True); atomic_write(d, s.read_bytes()); done.append(d)
+        if not s.is_file():
+            raise ConfigError(
+                f"no shipped contract for kind {kind!r} (shipped: {', '.join(sorted(shipped_contracts()))})"
+            )
+        if d.exists() and d.read_bytes() == s.read_bytes():
+            continue
+        if d.exists() and not overwrite:
+            raise ConfigError(f"{d}: a different contract is already installed; pass overwrite=True to replace it")
+        dest.mkdir(parents=True, exist_ok=True)
+        atomic_write(d, s.read_bytes())
+        done.append(d)
     return done
 
 # %% ../nbs/17_producers.ipynb #70f67a4a
-def submit_simulation(fills, positions, events, *, run_id: str, producer: str = "SimulationArtifactWriter", meta=None,
-                      root=None, key=None, **kw) -> Receipt:
+def submit_simulation(
+    fills,
+    positions,
+    events,
+    *,
+    run_id: str,
+    producer: str = "SimulationArtifactWriter",
+    meta=None,
+    root=None,
+    key=None,
+    **kw,
+) -> Receipt:
     """Submit one simulation run's `fills`, `positions` and `events` as one atomic job, each checked against
     its shipped contract; the key defaults to `simulation:<run_id>`. `kw` goes to `job`."""
-    if not isinstance(run_id, str) or not run_id: raise ManifestError("run_id must be a non-empty string: it names the simulation run")
+    if not isinstance(run_id, str) or not run_id:
+        raise ManifestError("run_id must be a non-empty string: it names the simulation run")
     contracts = shipped_contracts()
     with job(run_id=run_id, producer=producer, meta=meta, key=key or f"simulation:{run_id}", root=root, **kw) as j:
         for kind, data in zip(SIMULATION_KINDS, (fills, positions, events)):
@@ -184,18 +291,29 @@ def submit_simulation(fills, positions, events, *, run_id: str, producer: str = 
 # %% ../nbs/17_producers.ipynb #2a89edcf
 def _jsonable(v, what: str):
     "`v` in canonical JSON form: dates as ISO text, paths as strings, sets sorted; raise if JSON cannot hold it."
-    if v is None or isinstance(v, (bool, int, float, str)): return v
-    if isinstance(v, (datetime, date)): return v.isoformat()
-    if isinstance(v, os.PathLike): return os.fspath(v)
-    if isinstance(v, dict): return {str(k): _jsonable(x, what) for k, x in v.items()}
-    if isinstance(v, (list, tuple)): return [_jsonable(x, what) for x in v]
-    if isinstance(v, (set, frozenset)): return sorted(_jsonable(x, what) for x in v)
-    if hasattr(v, "item") and getattr(v, "ndim", None) == 0: return v.item()   # a numpy scalar
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (datetime, date)):
+        return v.isoformat()
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x, what) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x, what) for x in v]
+    if isinstance(v, (set, frozenset)):
+        return sorted(_jsonable(x, what) for x in v)
+    if hasattr(v, "item") and getattr(v, "ndim", None) == 0:
+        return v.item()  # a numpy scalar
     raise ManifestError(f"{what} is a {type(v).__name__}, which has no stable key: leave it out with key_args=[...]")
 
+
 def _meta_value(v, what):
-    try: return _jsonable(v, what)
-    except ManifestError: return repr(v)[:200]
+    try:
+        return _jsonable(v, what)
+    except ManifestError:
+        return repr(v)[:200]
+
 
 def _origin(fn) -> tuple[str, str]:
     """Where `fn` is defined: (source file, `<module>.<qualname>`). A script's or a notebook's `__main__`
@@ -203,34 +321,54 @@ def _origin(fn) -> tuple[str, str]:
     where, module = inspect.getsourcefile(fn) or fn.__code__.co_filename, fn.__module__
     if module == "__main__":
         main = lineage().get("notebook") or getattr(sys.modules.get("__main__"), "__file__", None)
-        if main: module = Path(main).name.removesuffix(".ipynb").removesuffix(".py")
+        if main:
+            module = Path(main).name.removesuffix(".ipynb").removesuffix(".py")
     return where, f"{module}.{fn.__qualname__}"[-200:]
+
 
 def produces(kind: str, *, key_args=None, run_id=None, producer=None, meta=None, root=None, replace: bool = True, **kw):
     """Decorate a function that returns a table: each call submits the result as a job of `kind` keyed by
     the arguments in `key_args` (default: all), and returns it unchanged. `run_id` is a string or a
     function of the arguments (as keywords); `kw` goes to `submit`."""
     check_kind(kind)
+
     def deco(fn):
         sig, (where, fname) = inspect.signature(fn), _origin(fn)
         unknown = [a for a in (key_args or ()) if a not in sig.parameters]
-        if unknown: raise ManifestError(f"key_args: {fn.__qualname__} has no argument {unknown[0]!r}")
+        if unknown:
+            raise ManifestError(f"key_args: {fn.__qualname__} has no argument {unknown[0]!r}")
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             result = fn(*args, **kwargs)
-            b = sig.bind(*args, **kwargs); b.apply_defaults()
-            ident = {k: _jsonable(b.arguments[k], f"argument {k!r} of {fn.__qualname__}") for k in (key_args if key_args is not None else b.arguments)}
+            b = sig.bind(*args, **kwargs)
+            b.apply_defaults()
+            ident = {
+                k: _jsonable(b.arguments[k], f"argument {k!r} of {fn.__qualname__}")
+                for k in (key_args if key_args is not None else b.arguments)
+            }
             h = _sha256(json.dumps(ident, sort_keys=True, separators=(",", ":"), ensure_ascii=False))[:16]
             info = {"script": where, "function": fname, "args": {k: _meta_value(v, k) for k, v in b.arguments.items()}}
             rid = run_id(**b.arguments) if callable(run_id) else run_id
-            wrapper.last_receipt = submit(result, kind, run_id=rid, producer=producer or f"{Path(where).name}:{fn.__qualname__}",
-                                          meta={**(meta or {}), "produces": info}, key=f"produces:{kind}:{fname}:{h}",
-                                          replace=replace, root=root, **kw)
+            wrapper.last_receipt = submit(
+                result,
+                kind,
+                run_id=rid,
+                producer=producer or f"{Path(where).name}:{fn.__qualname__}",
+                meta={**(meta or {}), "produces": info},
+                key=f"produces:{kind}:{fname}:{h}",
+                replace=replace,
+                root=root,
+                **kw,
+            )
             return result
+
         wrapper.last_receipt = None
         return wrapper
+
     return deco
 
 # %% ../nbs/17_producers.ipynb #5df194cd
 from .clickhouse import submit_clickhouse
+
 _all_ = ["submit_clickhouse"]

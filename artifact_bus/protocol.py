@@ -19,13 +19,13 @@ import stat
 import subprocess
 import sys
 import time
-from importlib import metadata, resources
 from datetime import datetime, timedelta, timezone
+from importlib import metadata, resources
 from pathlib import Path
 
+import fastjsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
-import fastjsonschema
 
 from .core import KindError, ManifestError, SchemaMismatch, is_job_id, job_millis, notebook_runner
 
@@ -40,14 +40,18 @@ __all__ = ['PROTOCOL', 'MANIFEST', 'COMMIT', 'KINDS_FILE', 'MAX_MANIFEST_BYTES',
 # %% ../nbs/01_protocol.ipynb #e66e3343
 PROTOCOL = 1
 MANIFEST, COMMIT = "manifest.json", "COMMIT"
-KINDS_FILE = "kinds.json"   # under published/: the kinds of the latest publish, for producers that never open the database
+KINDS_FILE = (
+    "kinds.json"  # under published/: the kinds of the latest publish, for producers that never open the database
+)
 MAX_MANIFEST_BYTES = 1 << 20  # a manifest above 1 MiB is rejected unread
 RESERVED_COLUMNS = ("_job_id", "_run_id", "_bus_file")  # matched case-insensitively, as DuckDB matches names
+
 
 @functools.cache
 def manifest_schema() -> dict:
     "The manifest's JSON Schema (draft-07, the most widely implemented draft), the contract for producers in every language."
     return json.loads(resources.files("artifact_bus").joinpath("manifest.schema.json").read_text())
+
 
 @functools.cache
 def _validator():
@@ -57,6 +61,7 @@ def _validator():
 # %% ../nbs/01_protocol.ipynb #3c8b7269
 class Rejection(ManifestError):
     "A job failed validation: `code` is stable and machine-readable, `field` names the part at fault."
+
     def __init__(self, code: str, message: str, field: str | None = None, job_id: str | None = None):
         self.code, self.field, self.job_id, self.detail = code, field, job_id, message
         super().__init__(f"job {job_id}: {message}" if job_id else message)
@@ -71,24 +76,32 @@ def bad_text(value, field: str = "manifest") -> tuple[str, str] | None:
     while stack:
         where, v = stack.pop()
         if isinstance(v, str):
-            if "\x00" in v: return where, "contains a NUL character"
-            try: v.encode("utf-8")
-            except UnicodeEncodeError: return where, "is not valid Unicode (a lone surrogate)"
+            if "\x00" in v:
+                return where, "contains a NUL character"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return where, "is not valid Unicode (a lone surrogate)"
         elif isinstance(v, dict):
             for k, x in v.items():
-                if (bad := bad_text(k, f"{where} key")): return bad
+                if bad := bad_text(k, f"{where} key"):
+                    return bad
                 stack.append((f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else f"{where}[{k!r}]", x))
-        elif isinstance(v, (list, tuple)): stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
     return None
 
+
 EARLIEST_JOB = datetime(2000, 1, 1, tzinfo=timezone.utc)
-FUTURE_SLACK = timedelta(days=1)   # a producer's clock may run a little ahead of the writer's
+FUTURE_SLACK = timedelta(days=1)  # a producer's clock may run a little ahead of the writer's
+
 
 def job_time_problem(job_id: str, now: datetime | None = None) -> str | None:
     "Why the time encoded in `job_id` is not sane (before 2000, or more than a day ahead), else None."
     ms = job_millis(job_id)
     now = now or datetime.now(timezone.utc)
-    if ms < EARLIEST_JOB.timestamp() * 1000: return "encodes a time before 2000"
+    if ms < EARLIEST_JOB.timestamp() * 1000:
+        return "encodes a time before 2000"
     if ms > (now + FUTURE_SLACK).timestamp() * 1000:
         return f"encodes a time more than {FUTURE_SLACK.days} day ahead of this machine's clock"
     return None
@@ -98,34 +111,44 @@ _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.parquet$")
 
+
 def check_kind(kind) -> str:
     "Return `kind` if it is a valid kind name, else raise `KindError`."
     if not isinstance(kind, str) or not _KIND_RE.match(kind):
-        raise KindError(f"kind {kind!r} is not a plain identifier: use lower-case letters, digits and '_', "
-                        f"starting with a letter, at most 63 characters")
+        raise KindError(
+            f"kind {kind!r} is not a plain identifier: use lower-case letters, digits and '_', "
+            f"starting with a letter, at most 63 characters"
+        )
     return kind
+
 
 def is_safe_file(name) -> bool:
     "True for a plain Parquet file name that cannot leave its folder."
     return isinstance(name, str) and bool(_FILE_RE.match(name)) and ".." not in name
 
+
 def reserved_clash(names) -> list[str]:
     "Column names that collide with the bus's own, compared as DuckDB compares names: ignoring case."
     return [n for n in names if n.lower() in RESERVED_COLUMNS]
+
 
 def case_clash(names) -> tuple[str, str] | None:
     "The first two column names that are one name to DuckDB (equal ignoring case), or None."
     seen: dict[str, str] = {}
     for n in names:
-        if (k := n.lower()) in seen: return seen[k], n
+        if (k := n.lower()) in seen:
+            return seen[k], n
         seen[k] = n
     return None
+
 
 def check_columns(schema: pa.Schema, what: str) -> None:
     "Refuse producer columns that would collide with the bus's own view columns, or with each other in DuckDB."
     clash = reserved_clash(schema.names)
-    if clash: raise SchemaMismatch(f"{what}: column {clash[0]!r} is reserved for the bus ({', '.join(RESERVED_COLUMNS)})")
-    if bad := bad_text(list(schema.names), "column names"): raise SchemaMismatch(f"{what}: {bad[0]} {bad[1]}")
+    if clash:
+        raise SchemaMismatch(f"{what}: column {clash[0]!r} is reserved for the bus ({', '.join(RESERVED_COLUMNS)})")
+    if bad := bad_text(list(schema.names), "column names"):
+        raise SchemaMismatch(f"{what}: {bad[0]} {bad[1]}")
     if dup := case_clash(schema.names):
         same = "appears twice" if dup[0] == dup[1] else f"and {dup[1]!r} are one column to DuckDB (names ignore case)"
         raise SchemaMismatch(f"{what}: column {dup[0]!r} {same}: rename one")
@@ -135,17 +158,21 @@ def schema_to_json(schema: pa.Schema) -> dict:
     "The manifest form of an Arrow schema."
     return {"fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema]}
 
+
 def schema_diff(declared: dict, actual: dict) -> str | None:
     "None when the schemas agree, else a short description of the first difference."
     d = {f["name"]: f for f in declared.get("fields", [])}
     a = {f["name"]: f for f in actual.get("fields", [])}
     for name in a:
-        if name not in d: return f"column {name!r} is in the file but not in the manifest"
+        if name not in d:
+            return f"column {name!r} is in the file but not in the manifest"
     for name, f in d.items():
-        if name not in a: return f"column {name!r} is in the manifest but not in the file"
+        if name not in a:
+            return f"column {name!r} is in the manifest but not in the file"
         if f["type"] != a[name]["type"]:
             return f"column {name!r} is {a[name]['type']} in the file but {f['type']} in the manifest"
-        if f["nullable"] != a[name]["nullable"]: return f"column {name!r} differs in nullability"
+        if f["nullable"] != a[name]["nullable"]:
+            return f"column {name!r} differs in nullability"
     if [f["name"] for f in declared["fields"]] != [f["name"] for f in actual["fields"]]:
         return "columns are in a different order than in the manifest"
     return None
@@ -154,56 +181,84 @@ def schema_diff(declared: dict, actual: dict) -> str | None:
 def checksum_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
+
 def checksum_fileobj(f) -> str:
     "Checksum of an open binary file from its current position, streamed."
     return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
+
 def checksum_file(path) -> str:
-    with open(path, "rb") as f: return checksum_fileobj(f)
+    with open(path, "rb") as f:
+        return checksum_fileobj(f)
 
 # %% ../nbs/01_protocol.ipynb #ef8d541c
 def _git(*args, cwd=None):
     try:
         r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=cwd)
         return r.stdout.strip() if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError): return None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
 
 def _version(dist):
-    try: return metadata.version(dist)
-    except metadata.PackageNotFoundError: return None
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
 
 @functools.cache
 def _static_lineage() -> dict:
     "What cannot change while the process runs: host, user, Python and package versions."
-    try: user = getpass.getuser()
-    except Exception: user = None
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = None
     packages = {d: v for d in ("artifact_bus", "pyarrow", "pandas", "polars", "papermill") if (v := _version(d))}
-    return {"host": socket.gethostname(), "user": user, "language": "python",
-            "python": platform.python_version(), "packages": packages}
+    return {
+        "host": socket.gethostname(),
+        "user": user,
+        "language": "python",
+        "python": platform.python_version(),
+        "packages": packages,
+    }
+
 
 def _git_dirs(cwd: str) -> tuple[Path, Path] | None:
     "The repository around `cwd`: (its git dir, the common dir holding refs), following a worktree's `.git` file."
     for d in (Path(cwd), *Path(cwd).parents):
         g = d / ".git"
         try:
-            if g.is_dir(): gd = g
-            elif g.is_file() and (txt := g.read_text()).startswith("gitdir:"): gd = (d / txt[7:].strip()).resolve()
-            else: continue
+            if g.is_dir():
+                gd = g
+            elif g.is_file() and (txt := g.read_text()).startswith("gitdir:"):
+                gd = (d / txt[7:].strip()).resolve()
+            else:
+                continue
             common = (gd / (gd / "commondir").read_text().strip()).resolve() if (gd / "commondir").is_file() else gd
-        except OSError: return None
+        except OSError:
+            return None
         return gd, common
     return None
+
 
 def _stamp(*paths) -> tuple:
     "What changes when git writes one of `paths`: inode, size and mtime (None for a missing file)."
     out: list[tuple[int, int, int] | None] = []
     for p in paths:
-        try: st = os.stat(p); out.append((st.st_ino, st.st_size, st.st_mtime_ns))
-        except OSError: out.append(None)
+        try:
+            st = os.stat(p)
+            out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
     return tuple(out)
 
+
 _GIT_CACHE: dict = {}
-DIRTY_TTL = 2.0   # seconds: an edit to a tracked file touches nothing under .git, so `git status` is re-asked at most this often
+DIRTY_TTL = (
+    2.0  # seconds: an edit to a tracked file touches nothing under .git, so `git status` is re-asked at most this often
+)
+
 
 def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     """The commit checked out in the repository around `cwd` and whether tracked files differ from it,
@@ -211,30 +266,42 @@ def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     subprocess) only when one of them or the index changed, and `git status` runs only then or after `DIRTY_TTL`."""
     cwd = cwd or os.getcwd()
     dirs = _git_dirs(cwd)
-    if dirs is None: return None, None
+    if dirs is None:
+        return None, None
     gd, common = dirs
-    try: head = (gd / "HEAD").read_text().strip()
-    except OSError: return None, None
+    try:
+        head = (gd / "HEAD").read_text().strip()
+    except OSError:
+        return None, None
     ref = head[5:].strip() if head.startswith("ref:") else None
     key = (head, _stamp(gd / "HEAD", common / ref if ref else gd / "HEAD", common / "packed-refs", gd / "index"))
     hit = _GIT_CACHE.get(gd)
     now = time.monotonic()
-    if hit and hit[0] == key and now - hit[3] < DIRTY_TTL: return hit[1], hit[2]
-    if hit and hit[0] == key: commit = hit[1]
-    else: commit = _read_ref(common, ref) if ref else head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
-    if commit is None and ref: commit = _git("rev-parse", "HEAD", cwd=cwd)   # reftable or another layout: ask git
+    if hit and hit[0] == key and now - hit[3] < DIRTY_TTL:
+        return hit[1], hit[2]
+    if hit and hit[0] == key:
+        commit = hit[1]
+    else:
+        commit = _read_ref(common, ref) if ref else head if re.fullmatch(r"[0-9a-f]{40,64}", head) else None
+    if commit is None and ref:
+        commit = _git("rev-parse", "HEAD", cwd=cwd)  # reftable or another layout: ask git
     dirty = None if commit is None else bool(_git("status", "--porcelain", "--untracked-files=no", cwd=cwd))
     _GIT_CACHE[gd] = (key, commit, dirty, now)
     return commit, dirty
 
+
 def _read_ref(common: Path, ref: str) -> str | None:
     "The commit a branch points to, from its loose ref file or from packed-refs (None for an unborn branch)."
-    try: return (common / ref).read_text().strip() or None
-    except OSError: pass
+    try:
+        return (common / ref).read_text().strip() or None
+    except OSError:
+        pass
     try:
         for line in (common / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref) and not line.startswith(("#", "^")): return line.split(" ", 1)[0]
-    except OSError: pass
+            if line.endswith(" " + ref) and not line.startswith(("#", "^")):
+                return line.split(" ", 1)[0]
+    except OSError:
+        pass
     return None
 
 # %% ../nbs/01_protocol.ipynb #8a06a86f
@@ -242,53 +309,76 @@ def _ipython():
     ip = sys.modules.get("IPython")
     return ip.get_ipython() if ip is not None and hasattr(ip, "get_ipython") else None
 
-_PATH_PARAMS = ("PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH")   # what papermill's --inject-paths adds
+
+_PATH_PARAMS = ("PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH")  # what papermill's --inject-paths adds
+
 
 def papermill_parameters(shell=None) -> dict | None:
     "The parameters papermill injected into the running notebook, read from the kernel's cell history."
     shell = shell or _ipython()
-    if shell is None: return None
+    if shell is None:
+        return None
     for src in reversed(shell.user_ns.get("In", [])):
-        if not src.lstrip().startswith("# Parameters"): continue
+        if not src.lstrip().startswith("# Parameters"):
+            continue
         params = {}
-        try: tree = ast.parse(src)
-        except SyntaxError: return None
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            return None
         for node in tree.body:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                if node.targets[0].id in _PATH_PARAMS: continue
-                try: params[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError: params[node.targets[0].id] = ast.unparse(node.value)
+                if node.targets[0].id in _PATH_PARAMS:
+                    continue
+                try:
+                    params[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    params[node.targets[0].id] = ast.unparse(node.value)
         return params
     return None
+
 
 def runner_notebook(pid: int | None = None) -> str | None:
     """The input notebook of the papermill, `jupyter nbconvert --execute` or `jupyter execute` (nbclient)
     command that started this kernel, read from its command line (Linux `/proc`): neither tells the kernel."""
     found = notebook_runner(pid)
-    if found is None: return None
+    if found is None:
+        return None
     argv, cwd = found
-    nbs = [a for prev, a in zip(argv, argv[1:]) if a.endswith(".ipynb") and not a.startswith("-")
-           and prev not in ("--output", "-o")]   # nbconvert's output name is no input
-    if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(Path(a).name for a in argv[:3])): return None   # several notebooks: ambiguous
+    nbs = [
+        a
+        for prev, a in zip(argv, argv[1:])
+        if a.endswith(".ipynb") and not a.startswith("-") and prev not in ("--output", "-o")
+    ]  # nbconvert's output name is no input
+    if not nbs or (len(nbs) > 1 and "papermill" not in " ".join(Path(a).name for a in argv[:3])):
+        return None  # several notebooks: ambiguous
     return os.path.normpath(os.path.join(cwd, nbs[0]))
+
 
 def notebook_path(shell=None) -> str | None:
     """Path of the running notebook, when it can be known: papermill's injected `PAPERMILL_INPUT_PATH`, the
     papermill or nbclient command that started the kernel, VS Code's `__vsc_ipynb_file__`, Jupyter's
     `JPY_SESSION_NAME` (`__session__`). None outside a kernel."""
     shell = shell or _ipython()
-    if shell is None: return None
+    if shell is None:
+        return None
     ns = shell.user_ns
-    if isinstance(ns.get("PAPERMILL_INPUT_PATH"), str): return ns["PAPERMILL_INPUT_PATH"]
-    if found := runner_notebook(): return found
+    if isinstance(ns.get("PAPERMILL_INPUT_PATH"), str):
+        return ns["PAPERMILL_INPUT_PATH"]
+    if found := runner_notebook():
+        return found
     return ns.get("__vsc_ipynb_file__") or ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or None
+
 
 def script_path() -> str | None:
     "Absolute path of the running script (`python script.py`, `python -m pkg.mod`); None in a notebook, `python -c` or a REPL."
     f = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv else None)
-    if "ipykernel" in sys.modules and _ipython() is not None: return None   # a kernel: its argv[0] is ipykernel_launcher
-    if not f or f.startswith(("<", "-")) or not os.path.isfile(f): return None
+    if "ipykernel" in sys.modules and _ipython() is not None:
+        return None  # a kernel: its argv[0] is ipykernel_launcher
+    if not f or f.startswith(("<", "-")) or not os.path.isfile(f):
+        return None
     return os.path.abspath(f)
+
 
 def lineage() -> dict:
     "Where a job comes from, captured from the running process at each call (the git state too, see `git_state`)."
@@ -304,104 +394,162 @@ def lineage() -> dict:
 def _open_nofollow(path, rej, name: str):
     """Open a regular file of a job for reading. The folder was listed a moment before, and a producer may
     have swapped the entry since: a symlink is never followed and a FIFO never waited on; both are `rej`ected."""
-    try: fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as e:
-        if e.errno == errno.ELOOP: raise rej("unsafe_entry", f"{name!r} is a symlink", name) from None
+        if e.errno == errno.ELOOP:
+            raise rej("unsafe_entry", f"{name!r} is a symlink", name) from None
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd); raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
+        os.close(fd)
+        raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
     return os.fdopen(fd, "rb")
+
 
 def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
     "Read and check `manifest.json` and `COMMIT` of a job folder; return the manifest and its bytes."
-    job_dir = os.fspath(job_dir); job_id = job_id or Path(job_dir).name
+    job_dir = os.fspath(job_dir)
+    job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
     mpath, cpath = os.path.join(job_dir, MANIFEST), os.path.join(job_dir, COMMIT)
-    try: st = os.lstat(mpath)
-    except FileNotFoundError: raise rej("manifest_missing", "manifest.json is missing", MANIFEST) from None
-    if not stat.S_ISREG(st.st_mode): raise rej("unsafe_entry", "manifest.json is not a regular file", MANIFEST)
+    try:
+        st = os.lstat(mpath)
+    except FileNotFoundError:
+        raise rej("manifest_missing", "manifest.json is missing", MANIFEST) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise rej("unsafe_entry", "manifest.json is not a regular file", MANIFEST)
     if st.st_size > MAX_MANIFEST_BYTES:
         raise rej("manifest_too_large", f"manifest.json is {st.st_size} bytes (limit {MAX_MANIFEST_BYTES})", MANIFEST)
-    with _open_nofollow(mpath, rej, MANIFEST) as f: raw = f.read(MAX_MANIFEST_BYTES + 1)
+    with _open_nofollow(mpath, rej, MANIFEST) as f:
+        raw = f.read(MAX_MANIFEST_BYTES + 1)
     try:
         cst = os.lstat(cpath)
-        if not stat.S_ISREG(cst.st_mode) or cst.st_size > 1024: raise rej("commit_mismatch", "COMMIT is not a small regular file", COMMIT)
-        with _open_nofollow(cpath, rej, COMMIT) as f: commit = f.read(1024).decode("ascii", "replace").strip()
-    except FileNotFoundError: raise rej("commit_missing", "COMMIT is missing: the job was never committed", COMMIT) from None
+        if not stat.S_ISREG(cst.st_mode) or cst.st_size > 1024:
+            raise rej("commit_mismatch", "COMMIT is not a small regular file", COMMIT)
+        with _open_nofollow(cpath, rej, COMMIT) as f:
+            commit = f.read(1024).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        raise rej("commit_missing", "COMMIT is missing: the job was never committed", COMMIT) from None
     if commit != checksum_bytes(raw):
         raise rej("commit_mismatch", "COMMIT does not match manifest.json (torn or edited manifest)", COMMIT)
-    try: manifest = json.loads(raw)
+    try:
+        manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise rej("manifest_invalid_json", f"manifest.json is not valid JSON: {e}", MANIFEST) from None
     except RecursionError:
         raise rej("manifest_invalid_json", "manifest.json is nested too deeply to read", MANIFEST) from None
-    if not isinstance(manifest, dict): raise rej("manifest_schema", "manifest.json must hold a JSON object", MANIFEST)
+    if not isinstance(manifest, dict):
+        raise rej("manifest_schema", "manifest.json must hold a JSON object", MANIFEST)
     if manifest.get("protocol") != PROTOCOL:
-        raise rej("protocol_version", f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})", "protocol")
-    try: _validator()(manifest)
+        raise rej(
+            "protocol_version",
+            f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})",
+            "protocol",
+        )
+    try:
+        _validator()(manifest)
     except fastjsonschema.JsonSchemaValueException as err:
         field = (err.name or "").removeprefix("data").lstrip(".") or "manifest"
-        code = "kind_invalid" if field.endswith(".kind") else "unsafe_name" if field.endswith(".file") else "manifest_schema"
+        code = (
+            "kind_invalid"
+            if field.endswith(".kind")
+            else "unsafe_name"
+            if field.endswith(".file")
+            else "manifest_schema"
+        )
         msg = err.message.removeprefix("data").lstrip(".")
         raise rej(code, f"manifest.json: {msg[:300]}", field) from None
     if manifest["job_id"] != job_id:
         raise rej("job_id_mismatch", f"manifest job_id {manifest['job_id']!r} does not match the folder name", "job_id")
     if bad := bad_text(manifest):
-        raise rej("text_invalid", f"manifest.json: {bad[0].removeprefix('manifest.')} {bad[1]}", bad[0].removeprefix("manifest."))
+        raise rej(
+            "text_invalid",
+            f"manifest.json: {bad[0].removeprefix('manifest.')} {bad[1]}",
+            bad[0].removeprefix("manifest."),
+        )
     return manifest, raw
 
-WHOLE_READ_BYTES = 8 << 20   # a file this small is read once: the same bytes give its checksum and its footer
+
+WHOLE_READ_BYTES = 8 << 20  # a file this small is read once: the same bytes give its checksum and its footer
+
 
 def validate_job(job_dir, job_id=None) -> dict:
     "Validate a committed job folder completely; return its manifest or raise `Rejection`."
-    job_dir = os.fspath(job_dir); job_id = job_id or Path(job_dir).name
+    job_dir = os.fspath(job_dir)
+    job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
-    if not is_job_id(job_id): raise rej("job_id_invalid", f"folder name {job_id!r} is not a job id", "job_id")
-    if why := job_time_problem(job_id): raise rej("job_id_invalid", f"job id {job_id} {why}", "job_id")
-    if not stat.S_ISDIR(os.lstat(job_dir).st_mode): raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
-    with os.scandir(job_dir) as it: entries = {e.name: e for e in it}
+    if not is_job_id(job_id):
+        raise rej("job_id_invalid", f"folder name {job_id!r} is not a job id", "job_id")
+    if why := job_time_problem(job_id):
+        raise rej("job_id_invalid", f"job id {job_id} {why}", "job_id")
+    if not stat.S_ISDIR(os.lstat(job_dir).st_mode):
+        raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
+    with os.scandir(job_dir) as it:
+        entries = {e.name: e for e in it}
     manifest, _ = read_manifest(job_dir, job_id)
     arts = manifest["artifacts"]
     seen_names, seen_files = set(), set()
     for i, a in enumerate(arts):
         f = f"artifacts[{i}]"
-        if a["name"] in seen_names: raise rej("duplicate_name", f"artifact name {a['name']!r} appears twice", f"{f}.name")
-        if a["file"] in seen_files: raise rej("duplicate_name", f"file {a['file']!r} is listed twice", f"{f}.file")
-        seen_names.add(a["name"]); seen_files.add(a["file"])
-        if not is_safe_file(a["file"]): raise rej("unsafe_name", f"file name {a['file']!r} is not a plain name", f"{f}.file")
+        if a["name"] in seen_names:
+            raise rej("duplicate_name", f"artifact name {a['name']!r} appears twice", f"{f}.name")
+        if a["file"] in seen_files:
+            raise rej("duplicate_name", f"file {a['file']!r} is listed twice", f"{f}.file")
+        seen_names.add(a["name"])
+        seen_files.add(a["file"])
+        if not is_safe_file(a["file"]):
+            raise rej("unsafe_name", f"file name {a['file']!r} is not a plain name", f"{f}.file")
     for name, e in entries.items():
-        if e.is_symlink(): raise rej("unsafe_entry", f"{name!r} is a symlink", name)
-        if not e.is_file(follow_symlinks=False): raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
+        if e.is_symlink():
+            raise rej("unsafe_entry", f"{name!r} is a symlink", name)
+        if not e.is_file(follow_symlinks=False):
+            raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
         if name not in seen_files and name not in (MANIFEST, COMMIT):
             raise rej("file_unlisted", f"{name!r} is in the job but not listed in the manifest", name)
     for i, a in enumerate(arts):
         f, fn = f"artifacts[{i}]", a["file"]
-        if fn not in entries: raise rej("file_missing", f"{fn} is listed in the manifest but missing", f"{f}.file")
+        if fn not in entries:
+            raise rej("file_missing", f"{fn} is listed in the manifest but missing", f"{f}.file")
         with _open_nofollow(entries[fn].path, rej, fn) as fh:
             size = os.fstat(fh.fileno()).st_size
-            if size != a["bytes"]: raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
-            if size <= WHOLE_READ_BYTES:   # one read, no second pass over the file
+            if size != a["bytes"]:
+                raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
+            if size <= WHOLE_READ_BYTES:  # one read, no second pass over the file
                 data = fh.read(size + 1)
-                if len(data) != size: raise rej("size_mismatch", f"{fn}: changed size while being read", f"{f}.bytes")
+                if len(data) != size:
+                    raise rej("size_mismatch", f"{fn}: changed size while being read", f"{f}.bytes")
                 digest, source = checksum_bytes(data), pa.BufferReader(data)
-            else:                         # streamed: memory stays flat whatever the artifact's size
+            else:  # streamed: memory stays flat whatever the artifact's size
                 digest, source = checksum_fileobj(fh), fh
                 fh.seek(0)
-            if digest != a["checksum"]: raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
+            if digest != a["checksum"]:
+                raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
             try:
                 pf = pq.ParquetFile(source)
                 md, schema = pf.metadata, pf.schema_arrow
                 rows, in_groups = md.num_rows, sum(md.row_group(g).num_rows for g in range(md.num_row_groups))
             except (pa.ArrowException, OSError, ValueError) as e:
-                raise rej("not_parquet", f"{fn}: not a readable Parquet file ({str(e).splitlines()[0][:200]})", f"{f}.file") from None
-        if rows != in_groups:   # a footer that lies: readers would disagree on how many rows there are
-            raise rej("row_count_mismatch", f"{fn}: the footer says {rows} rows but its row groups hold {in_groups}", f"{f}.rows")
-        if rows != a["rows"]: raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
+                raise rej(
+                    "not_parquet", f"{fn}: not a readable Parquet file ({str(e).splitlines()[0][:200]})", f"{f}.file"
+                ) from None
+        if rows != in_groups:  # a footer that lies: readers would disagree on how many rows there are
+            raise rej(
+                "row_count_mismatch",
+                f"{fn}: the footer says {rows} rows but its row groups hold {in_groups}",
+                f"{f}.rows",
+            )
+        if rows != a["rows"]:
+            raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
         if dup := case_clash([x["name"] for x in a["schema"]["fields"]]) or case_clash(schema.names):
-            raise rej("duplicate_column", f"{fn}: columns {dup[0]!r} and {dup[1]!r} are one column to DuckDB "
-                      "(names must be unique, ignoring case)", f"{f}.schema")
+            raise rej(
+                "duplicate_column",
+                f"{fn}: columns {dup[0]!r} and {dup[1]!r} are one column to DuckDB "
+                "(names must be unique, ignoring case)",
+                f"{f}.schema",
+            )
         if diff := schema_diff(a["schema"], schema_to_json(schema)):
             raise rej("schema_mismatch", f"{fn}: {diff}", f"{f}.schema")
         clash = reserved_clash(schema.names)
-        if clash: raise rej("reserved_column", f"{fn}: column {clash[0]!r} is reserved for the bus", f"{f}.schema")
+        if clash:
+            raise rej("reserved_column", f"{fn}: column {clash[0]!r} is reserved for the bus", f"{f}.schema")
     return manifest

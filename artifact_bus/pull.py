@@ -31,22 +31,28 @@ def remote_jobs(config: Config, *, fs=None) -> dict[str, dict]:
     object lying directly in `inbox/`). Raises `BusUnavailable` when object storage is unreachable."""
     fs, root = remote_root(config, fs)
     top = f"{root}/inbox"
-    try: infos = fs.get_file_info(pafs.FileSelector(top, recursive=True, allow_not_found=True))
-    except OSError as e: raise store_unavailable(config, e, "cannot list its inbox") from None
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(top, recursive=True, allow_not_found=True))
+    except OSError as e:
+        raise store_unavailable(config, e, "cannot list its inbox") from None
     jobs: dict = {}
     for i in infos:
-        if i.type != pafs.FileType.File: continue
-        name, _, key = i.path[len(top) + 1:].partition("/")
+        if i.type != pafs.FileType.File:
+            continue
+        name, _, key = i.path[len(top) + 1 :].partition("/")
         jobs.setdefault(name, {})[key] = i
     return jobs
+
 
 def _local_name(key: str) -> str:
     """A plain local file name for an object key: `/` and other unsafe characters escaped; never hidden (a
     leading `.` is escaped too: the inbox skips hidden names), and a long key shortened with a hash of it, so
     two keys never share a name."""
     n = quote(key, safe="")
-    if n.startswith("."): n = "%2E" + n[1:]
+    if n.startswith("."):
+        n = "%2E" + n[1:]
     return n if len(n) <= 200 else n[:150] + "~" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
 
 def known_jobs(config: Config, names, con=None) -> set[str]:
     """Which of `names` this bus already has: in its inbox, store or quarantine, or (given the writer's
@@ -54,57 +60,81 @@ def known_jobs(config: Config, names, con=None) -> set[str]:
     names, found = set(names), set()
     for n in names:
         places = [config.inbox / n, config.rejected / n, config.duplicates / n]
-        if is_job_id(n): places.append(config.store / job_day(n) / n)
-        if any(os.path.lexists(p) for p in places): found.add(n)
+        if is_job_id(n):
+            places.append(config.store / job_day(n) / n)
+        if any(os.path.lexists(p) for p in places):
+            found.add(n)
     rest = sorted(names - found)
     if con is not None and rest:
-        found |= {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY($1) UNION "
-                                            "SELECT job_id FROM catalog.rejections WHERE job_id = ANY($1)", [rest]).fetchall()}
+        found |= {
+            r[0]
+            for r in con.execute(
+                "SELECT job_id FROM catalog.jobs WHERE job_id = ANY($1) UNION "
+                "SELECT job_id FROM catalog.rejections WHERE job_id = ANY($1)",
+                [rest],
+            ).fetchall()
+        }
     return found
 
 # %% ../nbs/23_pull.ipynb #a3e40e33
 def _get(fs, key: str, dest: Path) -> None:
     with fs.open_input_stream(key) as src, open(dest, "xb") as out:
-        while chunk := src.read(CHUNK): out.write(chunk)
+        while chunk := src.read(CHUNK):
+            out.write(chunk)
+
 
 def _download(config: Config, fs, folder: str, objs: dict, local: str, mtime: float | None = None) -> None:
     "Stream a remote job into `inbox/.tmp/<local>`, fsync, rename it into the inbox, fsync the inbox."
     tmp, dest = config.tmp / local, config.inbox / local
-    if os.path.isdir(tmp) and not os.path.islink(tmp): shutil.rmtree(tmp)   # left by a pull that was killed
-    elif os.path.lexists(tmp): os.unlink(tmp)
+    if os.path.isdir(tmp) and not os.path.islink(tmp):
+        shutil.rmtree(tmp)  # left by a pull that was killed
+    elif os.path.lexists(tmp):
+        os.unlink(tmp)
     config.tmp.mkdir(parents=True, exist_ok=True)
-    if set(objs) == {""}:   # a stray object lying in inbox/: it arrives as a stray file, quarantined by ingest
-        _get(fs, folder, tmp); files, dirs = [tmp], []
+    if set(objs) == {""}:  # a stray object lying in inbox/: it arrives as a stray file, quarantined by ingest
+        _get(fs, folder, tmp)
+        files, dirs = [tmp], []
     else:
         tmp.mkdir()
         files = [tmp / _local_name(k) for k in objs if k]
-        for k, f in zip([k for k in objs if k], files): _get(fs, f"{folder}/{k}", f)
+        for k, f in zip([k for k in objs if k], files):
+            _get(fs, f"{folder}/{k}", f)
         dirs = [tmp]
     fsync_all(files, dirs)
     os.rename(tmp, dest)
-    if mtime is not None: os.utime(dest, (mtime, mtime), follow_symlinks=False)
+    if mtime is not None:
+        os.utime(dest, (mtime, mtime), follow_symlinks=False)
     fsync_dir(config.inbox)
+
 
 def _delete(fs, folder: str, objs: dict) -> None:
     "Delete a remote job: `COMMIT` first (a half-deleted job is uncommitted, never pulled again), then the rest."
     for key in ("", COMMIT):
         if key in objs:
-            try: fs.delete_file(f"{folder}/{key}" if key else folder)
-            except FileNotFoundError: pass
+            try:
+                fs.delete_file(f"{folder}/{key}" if key else folder)
+            except FileNotFoundError:
+                pass
     if set(objs) - {""}:
-        try: fs.delete_dir(folder)   # everything under it, also objects uploaded after the listing
-        except FileNotFoundError: pass
+        try:
+            fs.delete_dir(folder)  # everything under it, also objects uploaded after the listing
+        except FileNotFoundError:
+            pass
+
 
 def _committed(objs: dict) -> bool:
     "A remote job with its COMMIT, or a stray object lying in `inbox/` (pulled as it is, for quarantine)."
     return COMMIT in objs or set(objs) == {""}
 
+
 def _newest(objs: dict) -> float:
     return max(o.mtime.timestamp() for o in objs.values())
+
 
 def _stale(objs: dict, now: float, max_age: float) -> bool:
     "An uncommitted remote job untouched for longer than `max_age`: its producer died mid-upload."
     return now - _newest(objs) > max_age
+
 
 def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, threads: int = 1) -> list[str]:
     """Move the jobs committed on object storage (`config.remote`) into the local inbox, in job-id order,
@@ -115,7 +145,8 @@ def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, thre
     each request waits on the network; against a store on the same LAN one at a time is fastest (SeaweedFS
     serialises concurrent deletes in a folder). Raises `BusUnavailable` when object storage is unreachable
     (the jobs not moved yet stay remote for the next pull)."""
-    if not config.remote: return []
+    if not config.remote:
+        return []
     fs, root = remote_root(config, fs)
     jobs = remote_jobs(config, fs=fs)
     local = {n: _local_name(n) for n in jobs}
@@ -126,13 +157,18 @@ def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, thre
     for name in sorted(set(jobs) - set(committed)):
         if local[name] not in known and _stale(jobs[name], now, config.tmp_max_age):
             newest = _newest(jobs[name])
-            log.warning("remote job %s has had no COMMIT for %ds: pulled uncommitted, for quarantine", name, now - newest)
+            log.warning(
+                "remote job %s has had no COMMIT for %ds: pulled uncommitted, for quarantine", name, now - newest
+            )
             stale[name] = newest
-    gone = [n for n in jobs if local[n] in known]   # also the rest of a remote copy whose deletion was interrupted
+    gone = [n for n in jobs if local[n] in known]  # also the rest of a remote copy whose deletion was interrupted
+
     def move(name):
         folder = f"{root}/inbox/{name}"
-        if local[name] not in known: _download(config, fs, folder, jobs[name], local[name], stale.get(name))
+        if local[name] not in known:
+            _download(config, fs, folder, jobs[name], local[name], stale.get(name))
         _delete(fs, folder, jobs[name])
+
     todo = new + sorted(stale, key=inbox_order) + gone
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(todo)))) as pool:
         results = list(zip(todo, [pool.submit(move, n) for n in todo]))
@@ -140,9 +176,13 @@ def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, thre
     pulled = [local[n] for n, f in results if f.exception() is None and local[n] not in known]
     if errors:
         name, e = errors[0]
-        if not isinstance(e, OSError): raise e
-        raise store_unavailable(config, e, f"pull of {name} failed ({len(pulled)} of {len(new) + len(stale)} jobs pulled); "
-                                      f"the next pull resumes") from None
+        if not isinstance(e, OSError):
+            raise e
+        raise store_unavailable(
+            config,
+            e,
+            f"pull of {name} failed ({len(pulled)} of {len(new) + len(stale)} jobs pulled); the next pull resumes",
+        ) from None
     return pulled
 
 # %% ../nbs/23_pull.ipynb #c03a3ffc
@@ -150,9 +190,12 @@ def has_remote_work(config: Config, *, fs=None) -> bool:
     """True when a job waits on object storage for the writer: committed, or uncommitted for longer than
     `tmp_max_age`. One listing; False (with a warning) when object storage is unreachable — for a daemon
     deciding whether to run a cycle."""
-    if not config.remote: return False
-    try: jobs = remote_jobs(config, fs=fs)
+    if not config.remote:
+        return False
+    try:
+        jobs = remote_jobs(config, fs=fs)
     except BusUnavailable as e:
-        log.warning("%s", e); return False
+        log.warning("%s", e)
+        return False
     now = time.time()
     return any(_committed(objs) or _stale(objs, now, config.tmp_max_age) for objs in jobs.values())

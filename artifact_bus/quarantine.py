@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .catalog_db import WriterLock, bump_version, publish, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, to_json
 
-if TYPE_CHECKING: from artifact_bus.ingest import Report
+if TYPE_CHECKING:
+    from artifact_bus.ingest import Report
 
 # %% auto #0
 __all__ = ['REASON', 'PAYLOAD', 'LAYOUT', 'quarantine_entry', 'payload_path', 'read_reason', 'release_entry', 'rejections',
@@ -22,7 +22,8 @@ __all__ = ['REASON', 'PAYLOAD', 'LAYOUT', 'quarantine_entry', 'payload_path', 'r
 
 # %% ../nbs/11_quarantine.ipynb #6a48681d
 REASON, PAYLOAD = "reason.json", "payload"
-LAYOUT = 2   # 1: reason.json inside the job folder (before this version); 2: beside the payload
+LAYOUT = 2  # 1: reason.json inside the job folder (before this version); 2: beside the payload
+
 
 def quarantine_entry(src: Path, dest: Path, reason: dict) -> None:
     "Quarantine the inbox entry `src` (of any type) at `dest`: its reason first, then the payload, by one rename."
@@ -30,30 +31,40 @@ def quarantine_entry(src: Path, dest: Path, reason: dict) -> None:
     atomic_write(dest / REASON, to_json(reason, indent=1).encode())
     os.rename(src, dest / PAYLOAD)
 
+
 def payload_path(folder: Path) -> Path:
     "Where the producer's entry lies in a quarantine folder, in either layout."
-    if os.path.lexists(folder / PAYLOAD) and os.path.isfile(folder / REASON): return folder / PAYLOAD
+    if os.path.lexists(folder / PAYLOAD) and os.path.isfile(folder / REASON):
+        return folder / PAYLOAD
     inner = [n for n in os.listdir(folder) if n != REASON] if folder.is_dir() and not folder.is_symlink() else []
     if len(inner) == 1 and not os.path.lexists(folder / "manifest.json") and inner[0] == folder.name.split("~")[0]:
-        return folder / inner[0]   # layout 1: a stray file kept inside a folder of its name
+        return folder / inner[0]  # layout 1: a stray file kept inside a folder of its name
     return folder
+
 
 def read_reason(folder: Path) -> dict:
     "The reason a quarantine folder holds (a stand-in when it is missing or unreadable)."
-    try: return json.loads((folder / REASON).read_text())
-    except (OSError, ValueError): return {"code": "unknown", "message": f"{REASON} is missing or unreadable"}
+    try:
+        return json.loads((folder / REASON).read_text())
+    except (OSError, ValueError):
+        return {"code": "unknown", "message": f"{REASON} is missing or unreadable"}
+
 
 def release_entry(folder: Path, dest: Path, layout: int | None = None) -> bool:
     """Move a quarantined payload back to `dest` (in the inbox) and remove the bus's own files; True when
     a payload moved. Works on both layouts, and on a folder left half-made by a writer killed mid-quarantine."""
-    payload = folder / PAYLOAD if layout == LAYOUT else payload_path(folder)   # the journal knows; a requeue looks
-    if payload == folder:   # layout 1: the job folder itself, with the bus's reason inside
+    payload = folder / PAYLOAD if layout == LAYOUT else payload_path(folder)  # the journal knows; a requeue looks
+    if payload == folder:  # layout 1: the job folder itself, with the bus's reason inside
         (folder / REASON).unlink(missing_ok=True)
-        if os.path.lexists(folder / (REASON + ".payload")): os.rename(folder / (REASON + ".payload"), folder / REASON)
-        os.rename(folder, dest); return True
+        if os.path.lexists(folder / (REASON + ".payload")):
+            os.rename(folder / (REASON + ".payload"), folder / REASON)
+        os.rename(folder, dest)
+        return True
     moved = os.path.lexists(payload)
-    if moved: os.rename(payload, dest)
-    for p in folder.iterdir(): p.unlink()   # only the bus's files are left: the reason and its temp file
+    if moved:
+        os.rename(payload, dest)
+    for p in folder.iterdir():
+        p.unlink()  # only the bus's files are left: the reason and its temp file
     folder.rmdir()
     return moved
 
@@ -66,7 +77,10 @@ def rejections(root=None, *, config: Config | None = None) -> list[dict]:
         out.append({"folder": d.name, **read_reason(d)})
     return sorted(out, key=lambda r: r.get("rejected_at") or "")
 
-def requeue(job_id: str, root: str | os.PathLike | None = None, *, config: Config | None = None, ingest_now: bool = True) -> Report | None:
+
+def requeue(
+    job_id: str, root: str | os.PathLike | None = None, *, config: Config | None = None, ingest_now: bool = True
+) -> Report | None:
     """Move the rejected job `job_id` back into the inbox and (unless `ingest_now=False`) ingest, so it
     is validated again. Returns the ingest report, or None when it was not run here (`ingest_now=False`,
     or another writer started meanwhile and will ingest it). Raises `NotFound` if no such job is in quarantine."""
@@ -77,13 +91,19 @@ def requeue(job_id: str, root: str | os.PathLike | None = None, *, config: Confi
     name = read_reason(src).get("job_id") or job_id.split("~")[0]
     dest = config.inbox / name
     with WriterLock(config.lock), writer_connection(config) as con:
-        if os.path.lexists(dest): raise BusError(f"cannot requeue {job_id}: {dest} already exists in the inbox")
+        if os.path.lexists(dest):
+            raise BusError(f"cannot requeue {job_id}: {dest} already exists in the inbox")
         release_entry(src, dest)
-        fsync_dir(config.inbox); fsync_dir(config.rejected)
+        fsync_dir(config.inbox)
+        fsync_dir(config.rejected)
         con.execute("UPDATE catalog.rejections SET status = 'requeued' WHERE path = ?", [f"rejected/{job_id}"])
         bump_version(con)
         publish(con, config)
-    if not ingest_now: return None
-    from artifact_bus.ingest import ingest   # the writer's run; imported here, as ingest itself uses this layout
-    try: return ingest(config=config)
-    except WriterBusy: return None   # another writer took over meanwhile: it ingests the job
+    if not ingest_now:
+        return None
+    from artifact_bus.ingest import ingest  # the writer's run; imported here, as ingest itself uses this layout
+
+    try:
+        return ingest(config=config)
+    except WriterBusy:
+        return None  # another writer took over meanwhile: it ingests the job

@@ -34,50 +34,96 @@ __all__ = ['RUNS_SQL', 'ARTIFACT_COLUMNS', 'SORTABLE', 'LINEAGE_FIELDS', 'TimeTr
 class TimeTravelUnavailable(BusError):
     "`as_of` asked for a catalog version this bus cannot give."
 
+
 def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
+
 def _in(col: str, values: str | Sequence[str]) -> str:
     vals = [values] if isinstance(values, str) else list(values)
-    if not vals: return "false"
+    if not vals:
+        return "false"
     return f"{col} IN ({', '.join(sql_str(v) for v in vals)})"
 
-def _kinds(con: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'bus' "
-                                      "AND database_name = current_database() ORDER BY 1").fetchall()]
 
-def read_relation(con: duckdb.DuckDBPyConnection, kind: str, *, run_id: str | Sequence[str] | None = None,
-                  job_id: str | Sequence[str] | None = None, where: str | None = None,
-                  columns: Sequence[str] | None = None) -> duckdb.DuckDBPyRelation:
+def _kinds(con: duckdb.DuckDBPyConnection) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE schema_name = 'bus' "
+            "AND database_name = current_database() ORDER BY 1"
+        ).fetchall()
+    ]
+
+
+def read_relation(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    *,
+    run_id: str | Sequence[str] | None = None,
+    job_id: str | Sequence[str] | None = None,
+    where: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> duckdb.DuckDBPyRelation:
     """The rows of `bus.<kind>` in the catalog connection `con` as a DuckDB relation, filtered by run(s),
     job(s) and a SQL `where` expression: `.df()`, `.arrow()`, `.pl()` or more SQL on it, lazily."""
     check_kind(kind)
     known = _kinds(con)
     if kind not in known:
         close = difflib.get_close_matches(kind, known, n=3)
-        raise NotFound(f"no kind {kind!r} in the published catalog" + (f": did you mean {' or '.join(map(repr, close))}?" if close
-                       else f" (kinds: {', '.join(known) or 'none yet'})"))
-    cond = [c for c in (run_id is not None and _in("_run_id", run_id), job_id is not None and _in("_job_id", job_id),
-                        where and f"({where})") if c]
+        raise NotFound(
+            f"no kind {kind!r} in the published catalog"
+            + (
+                f": did you mean {' or '.join(map(repr, close))}?"
+                if close
+                else f" (kinds: {', '.join(known) or 'none yet'})"
+            )
+        )
+    cond = [
+        c
+        for c in (
+            run_id is not None and _in("_run_id", run_id),
+            job_id is not None and _in("_job_id", job_id),
+            where and f"({where})",
+        )
+        if c
+    ]
     cols = ", ".join(map(_ident, columns)) if columns else "*"
     sql = f"SELECT {cols} FROM bus.{kind}" + (" WHERE " + " AND ".join(cond) if cond else "")
-    try: return con.sql(sql)
-    except duckdb.Error as e: raise BusError(f"read {kind!r}: {str(e).splitlines()[0]}") from None
+    try:
+        return con.sql(sql)
+    except duckdb.Error as e:
+        raise BusError(f"read {kind!r}: {str(e).splitlines()[0]}") from None
 
-def read(kind: str, *, run_id: str | Sequence[str] | None = None, job_id: str | Sequence[str] | None = None,
-         where: str | None = None, as_of: Any = None, columns: Sequence[str] | None = None,
-         root: str | os.PathLike | None = None, config: Config | None = None) -> pd.DataFrame:
+
+def read(
+    kind: str,
+    *,
+    run_id: str | Sequence[str] | None = None,
+    job_id: str | Sequence[str] | None = None,
+    where: str | None = None,
+    as_of: Any = None,
+    columns: Sequence[str] | None = None,
+    root: str | os.PathLike | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
     """The rows of artifact kind `kind` from the latest published snapshot as a pandas DataFrame, with the
     bus's `_job_id` and `_run_id` columns: only run(s) `run_id`, job(s) `job_id`, rows matching the SQL
     expression `where`, the `columns` named. For Arrow or polars use `read_relation` on a `catalog()`
     connection. `as_of` (a catalog version or time) is part of the contract, for time travel."""
     if as_of is not None:
-        raise TimeTravelUnavailable(f"read({kind!r}, as_of={as_of!r}): time travel is not available yet: this bus keeps "
-                                    f"no catalog versions to read from; read the latest snapshot (as_of=None)")
+        raise TimeTravelUnavailable(
+            f"read({kind!r}, as_of={as_of!r}): time travel is not available yet: this bus keeps "
+            f"no catalog versions to read from; read the latest snapshot (as_of=None)"
+        )
     with catalog(root, config=config) as con:
         rel = read_relation(con, kind, run_id=run_id, job_id=job_id, where=where, columns=columns)
-        try: return rel.df()
-        except ImportError: raise BusError("read() returns a pandas DataFrame: install pandas, or use read_relation(...).arrow()") from None
+        try:
+            return rel.df()
+        except ImportError:
+            raise BusError(
+                "read() returns a pandas DataFrame: install pandas, or use read_relation(...).arrow()"
+            ) from None
 
 # %% ../nbs/18_reader.ipynb #9a9a4640
 RUNS_SQL = """
@@ -97,15 +143,26 @@ FROM j LEFT JOIN a USING (job_id)
 GROUP BY j.run_id ORDER BY last_submitted DESC NULLS LAST, j.run_id{limit}
 """
 
-def runs_relation(con: duckdb.DuckDBPyConnection, *, producer: str | None = None, limit: int | None = None) -> duckdb.DuckDBPyRelation:
+
+def runs_relation(
+    con: duckdb.DuckDBPyConnection, *, producer: str | None = None, limit: int | None = None
+) -> duckdb.DuckDBPyRelation:
     "The runs of catalog connection `con` as a DuckDB relation (see `runs`)."
-    if limit is not None and (not isinstance(limit, int) or limit < 1): raise BusError(f"limit must be a positive integer, got {limit!r}")
-    sql = RUNS_SQL.format(filter=f" AND producer = {sql_str(producer)}" if producer else "",
-                          limit=f" LIMIT {limit}" if limit else "")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise BusError(f"limit must be a positive integer, got {limit!r}")
+    sql = RUNS_SQL.format(
+        filter=f" AND producer = {sql_str(producer)}" if producer else "", limit=f" LIMIT {limit}" if limit else ""
+    )
     return con.sql(sql)
 
-def runs(*, root: str | os.PathLike | None = None, producer: str | None = None, limit: int | None = None,
-         config: Config | None = None) -> pd.DataFrame:
+
+def runs(
+    *,
+    root: str | os.PathLike | None = None,
+    producer: str | None = None,
+    limit: int | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
     """One row per run (`run_id`; jobs without one form the run None), newest first: its producer(s), the
     notebook, papermill parameters and git commit of its latest job that has one (a NULL is skipped: a
     script's job does not hide the notebook's parameters), whether any job had uncommitted changes, its kinds, jobs and rows, first and last submission and last ingest (naive UTC).
@@ -117,29 +174,47 @@ def runs(*, root: str | os.PathLike | None = None, producer: str | None = None, 
     return df
 
 # %% ../nbs/18_reader.ipynb #6a4f8f7f
-def compare(run_ids: Sequence[str], kind: str, metrics: Mapping[str, str] | Sequence[str] = ("count(*)",), *,
-            by: str | Sequence[str] | None = None, where: str | None = None,
-            root: str | os.PathLike | None = None, config: Config | None = None) -> pd.DataFrame:
+def compare(
+    run_ids: Sequence[str],
+    kind: str,
+    metrics: Mapping[str, str] | Sequence[str] = ("count(*)",),
+    *,
+    by: str | Sequence[str] | None = None,
+    where: str | None = None,
+    root: str | os.PathLike | None = None,
+    config: Config | None = None,
+) -> pd.DataFrame:
     """Two or more runs' metrics side by side: one column per run (in the order given), one row per metric
     (and per group of the `by` columns). `metrics` are SQL aggregate expressions over `bus.<kind>`, as a
     {name: expression} mapping or a list (named by their text), e.g. `{"pnl": "sum(qty * price * side)"}`."""
     import pandas as pd
+
     run_ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
-    if not run_ids: raise BusError("compare() needs at least one run id")
+    if not run_ids:
+        raise BusError("compare() needs at least one run id")
     named = dict(metrics) if isinstance(metrics, Mapping) else {m: m for m in metrics}
-    if not named: raise BusError("compare() needs at least one metric")
+    if not named:
+        raise BusError("compare() needs at least one metric")
     by = [by] if isinstance(by, str) else list(by or [])
     with catalog(root, config=config) as con:
-        read_relation(con, kind)   # the kind exists (else NotFound with the close matches)
+        read_relation(con, kind)  # the kind exists (else NotFound with the close matches)
         aggs = ", ".join(f"{expr} AS {_ident(name)}" for name, expr in named.items())
         keys = ", ".join([*map(_ident, by), "_run_id"])
-        sql = (f"SELECT {keys}, {aggs} FROM bus.{kind} WHERE {_in('_run_id', run_ids)}" + (f" AND ({where})" if where else "")
-               + f" GROUP BY {keys}")
-        try: df = con.sql(sql).df()
-        except duckdb.Error as e: raise BusError(f"compare {kind!r}: {str(e).splitlines()[0]}") from None
+        sql = (
+            f"SELECT {keys}, {aggs} FROM bus.{kind} WHERE {_in('_run_id', run_ids)}"
+            + (f" AND ({where})" if where else "")
+            + f" GROUP BY {keys}"
+        )
+        try:
+            df = con.sql(sql).df()
+        except duckdb.Error as e:
+            raise BusError(f"compare {kind!r}: {str(e).splitlines()[0]}") from None
     missing = [r for r in run_ids if r not in set(df["_run_id"])]
-    if missing: raise NotFound(f"no rows of {kind!r} for run(s) {', '.join(map(repr, missing))}" + (f" where {where}" if where else ""))
-    df[list(named)] = df[list(named)].astype(object)   # each metric keeps its own type (a count stays an integer)
+    if missing:
+        raise NotFound(
+            f"no rows of {kind!r} for run(s) {', '.join(map(repr, missing))}" + (f" where {where}" if where else "")
+        )
+    df[list(named)] = df[list(named)].astype(object)  # each metric keeps its own type (a count stays an integer)
     long = df.melt(id_vars=[*by, "_run_id"], value_vars=list(named), var_name="metric")
     long["metric"] = pd.Categorical(long["metric"], categories=list(named), ordered=True)
     wide = long.pivot(index=[*by, "metric"], columns="_run_id", values="value").reindex(columns=run_ids)
@@ -151,54 +226,93 @@ ARTIFACT_COLUMNS = ("job_id", "name", "kind", "run_id", "producer", "rows", "byt
 SORTABLE = ARTIFACT_COLUMNS
 _TIMES = ("submitted_at", "ingested_at")
 
+
 def _bound(v: Any, end: bool = False) -> tuple[datetime | None, bool]:
     """A filter bound as an aware datetime, and whether it is exact: a date (or 'YYYY-MM-DD') means its
     whole day, so as an end it becomes the next midnight, excluded; a naive datetime is UTC."""
-    if v is None or v == "": return None, False
-    if isinstance(v, str): v = date.fromisoformat(v) if len(v) == 10 else datetime.fromisoformat(v)
+    if v is None or v == "":
+        return None, False
+    if isinstance(v, str):
+        v = date.fromisoformat(v) if len(v) == 10 else datetime.fromisoformat(v)
     if not isinstance(v, datetime):
         return datetime(v.year, v.month, v.day, tzinfo=timezone.utc) + timedelta(days=1 if end else 0), False
     return (v if v.tzinfo else v.replace(tzinfo=timezone.utc)), True
 
-def _where(kind: str | None = None, run: str | None = None, producer: str | None = None, since: Any = None, until: Any = None,
-           text: str | None = None) -> tuple[str, list]:
+
+def _where(
+    kind: str | None = None,
+    run: str | None = None,
+    producer: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    text: str | None = None,
+) -> tuple[str, list]:
     "The WHERE clause (fixed SQL fragments) and its bound parameters."
     sql: list[str] = []
     params: list[Any] = []
     for col, v in (("kind", kind), ("run_id", run), ("producer", producer)):
-        if v: sql.append(f"a.{col} = ?"); params.append(v)
+        if v:
+            sql.append(f"a.{col} = ?")
+            params.append(v)
     when = "coalesce(a.submitted_at, a.ingested_at)"
     lo, _ = _bound(since)
     hi, exact = _bound(until, end=True)
-    if lo is not None: sql.append(f"{when} >= ?"); params.append(lo)
-    if hi is not None: sql.append(f"{when} {'<=' if exact else '<'} ?"); params.append(hi)
+    if lo is not None:
+        sql.append(f"{when} >= ?")
+        params.append(lo)
+    if hi is not None:
+        sql.append(f"{when} {'<=' if exact else '<'} ?")
+        params.append(hi)
     for word in (text or "").lower().split():
-        sql.append("contains(lower(concat_ws(' ', a.job_id, a.name, a.kind, a.run_id, a.producer, j.meta::VARCHAR)), ?)")
+        sql.append(
+            "contains(lower(concat_ws(' ', a.job_id, a.name, a.kind, a.run_id, a.producer, j.meta::VARCHAR)), ?)"
+        )
         params.append(word)
     return (" WHERE " + " AND ".join(sql)) if sql else "", params
 
-def list_artifacts(con: duckdb.DuckDBPyConnection, kind: str | None = None, run: str | None = None, producer: str | None = None,
-                   since: Any = None, until: Any = None, text: str | None = None,
-                   sort: str = "ingested_at", desc: bool = True, page: int = 0, page_size: int = 50) -> tuple[pd.DataFrame, int]:
+
+def list_artifacts(
+    con: duckdb.DuckDBPyConnection,
+    kind: str | None = None,
+    run: str | None = None,
+    producer: str | None = None,
+    since: Any = None,
+    until: Any = None,
+    text: str | None = None,
+    sort: str = "ingested_at",
+    desc: bool = True,
+    page: int = 0,
+    page_size: int = 50,
+) -> tuple[pd.DataFrame, int]:
     """One page of the artifacts matching the filters, sorted by `sort`, and how many match in all.
     Times come back as naive UTC."""
-    if sort not in SORTABLE: raise ValueError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
+    if sort not in SORTABLE:
+        raise ValueError(f"cannot sort by {sort!r}: choose one of {', '.join(SORTABLE)}")
     where, params = _where(kind, run, producer, since, until, text)
-    frm = "FROM catalog.artifacts AS a" + (" LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id" if text and text.strip() else "")
+    frm = "FROM catalog.artifacts AS a" + (
+        " LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id" if text and text.strip() else ""
+    )
     total = con.execute(f"SELECT count(*) {frm}{where}", params).fetchall()[0][0]
     cols = ", ".join(f"timezone('UTC', a.{c}) AS {c}" if c in _TIMES else f"a.{c}" for c in ARTIFACT_COLUMNS)
     d = "DESC" if desc else "ASC"
-    df = con.execute(f"SELECT {cols} {frm}{where} ORDER BY a.{sort} {d} NULLS LAST, a.job_id {d}, a.name "
-                     f"LIMIT ? OFFSET ?", params + [int(page_size), int(page) * int(page_size)]).df()
+    df = con.execute(
+        f"SELECT {cols} {frm}{where} ORDER BY a.{sort} {d} NULLS LAST, a.job_id {d}, a.name LIMIT ? OFFSET ?",
+        params + [int(page_size), int(page) * int(page_size)],
+    ).df()
     return df, int(total)
+
 
 def filter_options(con: duckdb.DuckDBPyConnection) -> dict:
     "The values the kind, run and producer filters offer."
-    col = lambda c: [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM catalog.artifacts WHERE {c} IS NOT NULL ORDER BY 1").fetchall()]
+    col = lambda c: [
+        r[0]
+        for r in con.execute(f"SELECT DISTINCT {c} FROM catalog.artifacts WHERE {c} IS NOT NULL ORDER BY 1").fetchall()
+    ]
     return {"kinds": col("kind"), "runs": col("run_id"), "producers": col("producer")}
 
 # %% ../nbs/18_reader.ipynb #67a113f2
 LINEAGE_FIELDS = ("notebook", "parameters", "git_commit", "git_dirty", "host", "user", "python")
+
 
 def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> dict:
     "Everything the published catalog says about artifact `name` of job `job_id`."
@@ -207,9 +321,11 @@ def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> d
         "a.run_id, a.producer, timezone('UTC', a.submitted_at) AS submitted_at, timezone('UTC', a.ingested_at) AS ingested_at, "
         "a.segment, j.key, j.ingest_run, j.meta::VARCHAR AS meta, j.lineage::VARCHAR AS lineage "
         "FROM catalog.artifacts AS a LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id WHERE a.job_id = ? AND a.name = ?",
-        [job_id, name])
-    row = next(iter(rel.fetchall()), None)   # not fetchone: on duckdb 2.x it would leave `con` busy for the caller
-    if row is None: raise NotFound(f"no artifact {name!r} in job {job_id!r} in the published catalog")
+        [job_id, name],
+    )
+    row = next(iter(rel.fetchall()), None)  # not fetchone: on duckdb 2.x it would leave `con` busy for the caller
+    if row is None:
+        raise NotFound(f"no artifact {name!r} in job {job_id!r} in the published catalog")
     d = dict(zip([c[0] for c in rel.description], row))
     d["schema"] = json.loads(d["schema"] or "{}").get("fields", [])
     d["meta"] = json.loads(d["meta"] or "{}")
@@ -217,12 +333,15 @@ def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> d
     d["lineage"] = {"producer": d["producer"], **{k: lin.get(k) for k in LINEAGE_FIELDS}}
     return d
 
+
 _NUMERIC_RE = re.compile(r"^(u?int(8|16|32|64)|halffloat|float|double|decimal(32|64|128|256)?\(.*\))$")
 _TIME_RE = re.compile(r"^(timestamp\[.*\]|date32\[day\]|date64\[ms\])$")
+
 
 def numeric_columns(schema: list[dict]) -> list[str]:
     "The columns that can be plotted, in schema order."
     return [f["name"] for f in schema if _NUMERIC_RE.match(f["type"])]
+
 
 def time_column(schema: list[dict]) -> str | None:
     "The first timestamp or date column, the x axis of a line plot; None if there is none."
@@ -232,9 +351,12 @@ def time_column(schema: list[dict]) -> str | None:
 def _artifact_file(config: Config, detail: dict) -> Path:
     p = config.root / detail["path"]
     if not p.is_file():
-        raise NotFound(f"{detail['path']} is missing from the store (artifact {detail['name']!r} of job {detail['job_id']}): "
-                       f"run `artifact-bus doctor`")
+        raise NotFound(
+            f"{detail['path']} is missing from the store (artifact {detail['name']!r} of job {detail['job_id']}): "
+            f"run `artifact-bus doctor`"
+        )
     return p
+
 
 def read_head(config: Config, detail: dict, n: int = 20) -> pd.DataFrame:
     "The first `n` rows of the artifact `detail` describes."
@@ -242,6 +364,7 @@ def read_head(config: Config, detail: dict, n: int = 20) -> pd.DataFrame:
     batch = next(f.iter_batches(batch_size=max(1, n)), None)
     t = pa.Table.from_batches([batch]) if batch is not None else f.schema_arrow.empty_table()
     return t.slice(0, n).to_pandas()
+
 
 def preview(con: duckdb.DuckDBPyConnection, config: Config, job_id: str, name: str, n: int = 20) -> pd.DataFrame:
     "The first `n` rows of artifact `name` of job `job_id`."

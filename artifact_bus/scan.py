@@ -12,30 +12,39 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .core import BusError, NotFound
+from .core import NotFound
 
 # %% auto #0
 __all__ = ['WRITE_VERBS', 'PY_SUFFIXES', 'JS_SUFFIXES', 'SKIP_DIRS', 'INSTALL_HINT', 'sql_statements', 'Stmt', 'parse_sql',
            'Conn', 'Finding', 'replacement', 'scan_python', 'scan_js', 'ScanReport', 'scan']
 
 # %% ../nbs/16_scan.ipynb #2af58fed
-_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*"""
-                    r"""|[A-Za-z_][\w$]*(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*|--[^\n]*|/\*.*?\*/|\S""", re.S)
+_TOKEN = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*"""
+    r"""|[A-Za-z_][\w$]*(?:\s*\.\s*(?:[A-Za-z_][\w$]*|"(?:[^"]|"")*"))*|--[^\n]*|/\*.*?\*/|\S""",
+    re.S,
+)
+
 
 def sql_statements(sql: str) -> list[list[str]]:
     "The statements of `sql`, each a list of tokens; comments dropped, split on `;` outside quotes."
     stmts, cur = [], []
     for t in _TOKEN.findall(sql):
-        if t.startswith(("--", "/*")): continue
+        if t.startswith(("--", "/*")):
+            continue
         if t == ";":
-            if cur: stmts.append(cur)
+            if cur:
+                stmts.append(cur)
             cur = []
-        else: cur.append(t)
+        else:
+            cur.append(t)
     return stmts + [cur] if cur else stmts
+
 
 def _name(tok: str) -> str:
     "`\"Team\" . fills` -> `Team.fills`: a (dotted) identifier as DuckDB resolves it."
     return ".".join(p.strip('"') for p in re.findall(r'"(?:[^"]|"")*"|[^.\s]+', tok))
+
 
 def _literal(tok: str) -> str | None:
     return tok[1:-1].replace("''", "'") if len(tok) >= 2 and tok[0] == tok[-1] == "'" else None
@@ -44,37 +53,62 @@ def _literal(tok: str) -> str | None:
 @dataclass
 class Stmt:
     "One SQL statement as the scan sees it."
-    verb: str                    # "INSERT INTO", "CREATE TABLE", "COPY FROM", "ATTACH", "SELECT"…
-    target: str | None = None    # the object written, or the database attached or used
-    source: str | None = None    # the relation an INSERT or CREATE … AS reads (often a registered DataFrame)
-    replace: bool = False        # rows are replaced: CREATE OR REPLACE, INSERT OR REPLACE, UPDATE, MERGE
-    temp: bool = False           # CREATE TEMP …: lives in memory, not in a database file
-    path: str | None = None      # ATTACH: the database path
-    read_only: bool = False      # ATTACH … (READ_ONLY)
+
+    verb: str  # "INSERT INTO", "CREATE TABLE", "COPY FROM", "ATTACH", "SELECT"…
+    target: str | None = None  # the object written, or the database attached or used
+    source: str | None = None  # the relation an INSERT or CREATE … AS reads (often a registered DataFrame)
+    replace: bool = False  # rows are replaced: CREATE OR REPLACE, INSERT OR REPLACE, UPDATE, MERGE
+    temp: bool = False  # CREATE TEMP …: lives in memory, not in a database file
+    path: str | None = None  # ATTACH: the database path
+    read_only: bool = False  # ATTACH … (READ_ONLY)
 
     @property
     def writes(self) -> bool:
         "Whether the statement changes a database (a file written by `COPY … TO` is not one)."
         return self.verb in WRITE_VERBS and not self.temp
 
-WRITE_VERBS = {"INSERT INTO", "UPDATE", "DELETE FROM", "MERGE INTO", "TRUNCATE", "DROP", "ALTER", "COPY FROM",
-               "COPY FROM DATABASE", "IMPORT DATABASE", "COMMENT ON", "CREATE TABLE", "CREATE TABLE AS", "CREATE VIEW", "CREATE SCHEMA",
-               "CREATE SEQUENCE", "CREATE INDEX", "CREATE MACRO", "CREATE FUNCTION", "CREATE TYPE"}
+
+WRITE_VERBS = {
+    "INSERT INTO",
+    "UPDATE",
+    "DELETE FROM",
+    "MERGE INTO",
+    "TRUNCATE",
+    "DROP",
+    "ALTER",
+    "COPY FROM",
+    "COPY FROM DATABASE",
+    "IMPORT DATABASE",
+    "COMMENT ON",
+    "CREATE TABLE",
+    "CREATE TABLE AS",
+    "CREATE VIEW",
+    "CREATE SCHEMA",
+    "CREATE SEQUENCE",
+    "CREATE INDEX",
+    "CREATE MACRO",
+    "CREATE FUNCTION",
+    "CREATE TYPE",
+}
 _CREATE_OBJECTS = {"TABLE", "VIEW", "SCHEMA", "SEQUENCE", "INDEX", "MACRO", "FUNCTION", "TYPE", "SECRET"}
 
 # %% ../nbs/16_scan.ipynb #97ac8385
 def _after(toks, i, skip=("IF", "NOT", "EXISTS", "ONLY", "OR", "REPLACE", "IGNORE", "TABLE", "DATABASE")):
     "The first token from `i` on that is not one of the `skip` words (upper-cased)."
-    while i < len(toks) and toks[i].upper() in skip: i += 1
+    while i < len(toks) and toks[i].upper() in skip:
+        i += 1
     return toks[i] if i < len(toks) else None
+
 
 def _source(toks) -> str | None:
     "The relation after the first FROM (the data an INSERT … SELECT or CREATE … AS reads), if a plain name."
     up = [t.upper() for t in toks]
     if "FROM" in up:
         t = toks[up.index("FROM") + 1] if up.index("FROM") + 1 < len(toks) else None
-        if t and re.fullmatch(r'[A-Za-z_"][\w$."]*', t): return _name(t)
+        if t and re.fullmatch(r'[A-Za-z_"][\w$."]*', t):
+            return _name(t)
     return None
+
 
 def _create(toks, up) -> Stmt:
     words = [w for w in up[1:6] if w not in ("OR", "REPLACE", "PERSISTENT", "UNIQUE")]
@@ -82,11 +116,18 @@ def _create(toks, up) -> Stmt:
     obj = next((w for w in words if w in _CREATE_OBJECTS), "TABLE")
     i = up.index(obj) + 1 if obj in up else 1
     target = _after(toks, i, ("IF", "NOT", "EXISTS"))
-    if obj == "INDEX": target = toks[up.index("ON") + 1] if "ON" in up[:-1] else target
-    if obj == "SECRET": temp = "PERSISTENT" not in up   # a persistent secret is stored outside the database
+    if obj == "INDEX":
+        target = toks[up.index("ON") + 1] if "ON" in up[:-1] else target
+    if obj == "SECRET":
+        temp = "PERSISTENT" not in up  # a persistent secret is stored outside the database
     as_query = obj == "TABLE" and "AS" in up
-    return Stmt(f"CREATE {obj}" + (" AS" if as_query else ""), _name(target) if target else None,
-                _source(toks) if as_query else None, replace="REPLACE" in up[:3], temp=temp)
+    return Stmt(
+        f"CREATE {obj}" + (" AS" if as_query else ""),
+        _name(target) if target else None,
+        _source(toks) if as_query else None,
+        replace="REPLACE" in up[:3],
+        temp=temp,
+    )
 
 # %% ../nbs/16_scan.ipynb #28e2a1b2
 def parse_sql(sql: str) -> list[Stmt]:
@@ -95,72 +136,103 @@ def parse_sql(sql: str) -> list[Stmt]:
     for toks in sql_statements(sql):
         up = [t.upper() for t in toks]
         v = up[0]
-        if v == "WITH":   # a CTE before the real verb
+        if v == "WITH":  # a CTE before the real verb
             v = next((w for w in up if w in ("INSERT", "UPDATE", "DELETE", "MERGE")), "SELECT")
-            toks, up = toks[up.index(v):] if v in up else toks, up[up.index(v):] if v in up else up
+            toks, up = toks[up.index(v) :] if v in up else toks, up[up.index(v) :] if v in up else up
         nxt = lambda i: _name(t) if (t := _after(toks, i)) else None
         if v == "INSERT":
             i = up.index("INTO") + 1 if "INTO" in up else 1
             out.append(Stmt("INSERT INTO", nxt(i), _source(toks), replace="REPLACE" in up[:4]))
-        elif v == "UPDATE": out.append(Stmt("UPDATE", nxt(1), replace=True))
-        elif v == "DELETE": out.append(Stmt("DELETE FROM", nxt(2 if up[1:2] == ["FROM"] else 1)))
-        elif v == "MERGE": out.append(Stmt("MERGE INTO", nxt(2 if up[1:2] == ["INTO"] else 1), replace=True))
+        elif v == "UPDATE":
+            out.append(Stmt("UPDATE", nxt(1), replace=True))
+        elif v == "DELETE":
+            out.append(Stmt("DELETE FROM", nxt(2 if up[1:2] == ["FROM"] else 1)))
+        elif v == "MERGE":
+            out.append(Stmt("MERGE INTO", nxt(2 if up[1:2] == ["INTO"] else 1), replace=True))
         elif v in ("TRUNCATE", "DROP", "ALTER"):
             temp = v == "DROP" and up[1:2] == ["SECRET"] and "PERSISTENT" not in up
             out.append(Stmt(v, nxt(2 if up[1:2] and up[1] in _CREATE_OBJECTS | {"TABLE"} else 1), temp=temp))
-        elif v == "CREATE": out.append(_create(toks, up))
+        elif v == "CREATE":
+            out.append(_create(toks, up))
         elif v == "COPY":
             if up[1:3] == ["FROM", "DATABASE"]:
                 out.append(Stmt("COPY FROM DATABASE", _name(toks[-1]) if "TO" in up else None))
             elif "FROM" in up and "TO" not in up and toks[1] != "(":
-                out.append(Stmt("COPY FROM", _name(toks[1]), _literal(toks[up.index("FROM") + 1]) if up.index("FROM") + 1 < len(toks) else None))
-            else: out.append(Stmt("COPY TO"))   # writes a file, not the database
-        elif v == "IMPORT": out.append(Stmt("IMPORT DATABASE"))
-        elif v == "COMMENT": out.append(Stmt("COMMENT ON", nxt(3)))
-        elif v == "ATTACH": out.append(_attach(toks, up))
-        elif v == "USE": out.append(Stmt("USE", _name(toks[1]).split(".")[0] if len(toks) > 1 else None))
-        elif v == "DETACH": out.append(Stmt("DETACH", nxt(2 if up[1:2] == ["DATABASE"] else 1)))
-        else: out.append(Stmt(v))
+                out.append(
+                    Stmt(
+                        "COPY FROM",
+                        _name(toks[1]),
+                        _literal(toks[up.index("FROM") + 1]) if up.index("FROM") + 1 < len(toks) else None,
+                    )
+                )
+            else:
+                out.append(Stmt("COPY TO"))  # writes a file, not the database
+        elif v == "IMPORT":
+            out.append(Stmt("IMPORT DATABASE"))
+        elif v == "COMMENT":
+            out.append(Stmt("COMMENT ON", nxt(3)))
+        elif v == "ATTACH":
+            out.append(_attach(toks, up))
+        elif v == "USE":
+            out.append(Stmt("USE", _name(toks[1]).split(".")[0] if len(toks) > 1 else None))
+        elif v == "DETACH":
+            out.append(Stmt("DETACH", nxt(2 if up[1:2] == ["DATABASE"] else 1)))
+        else:
+            out.append(Stmt(v))
     return out
+
 
 def _attach(toks, up) -> Stmt:
     i = 1
-    while i < len(toks) and up[i] in ("DATABASE", "IF", "NOT", "EXISTS", "OR", "REPLACE"): i += 1
+    while i < len(toks) and up[i] in ("DATABASE", "IF", "NOT", "EXISTS", "OR", "REPLACE"):
+        i += 1
     path = _literal(toks[i]) if i < len(toks) else None
     alias = _name(toks[up.index("AS") + 1]) if "AS" in up[i:-1] else None
-    if alias is None and path is not None:   # DuckDB names it after the file
+    if alias is None and path is not None:  # DuckDB names it after the file
         alias = re.sub(r"\.[^.]*$", "", Path(path.split(":", 1)[-1] if re.match(r"\w+:", path) else path).name)
-    opts = " ".join(up[i + 1:])
-    return Stmt("ATTACH", alias, path=path, read_only=bool(re.search(r"\bREAD_ONLY\b|\bREADONLY\b|\bREAD_ONLY\s+TRUE", opts))
-                and not re.search(r"READ_ONLY\s+FALSE", opts))
+    opts = " ".join(up[i + 1 :])
+    return Stmt(
+        "ATTACH",
+        alias,
+        path=path,
+        read_only=bool(re.search(r"\bREAD_ONLY\b|\bREADONLY\b|\bREAD_ONLY\s+TRUE", opts))
+        and not re.search(r"READ_ONLY\s+FALSE", opts),
+    )
 
 # %% ../nbs/16_scan.ipynb #a37499d1
 @dataclass
 class Conn:
     "A connection the scan follows: to a `file`, in `memory`, or `read_only`."
-    mode: str                      # "file" | "memory" | "read_only"
-    origin: str                    # how it was opened, e.g. duckdb.connect('team.duckdb')
+
+    mode: str  # "file" | "memory" | "read_only"
+    origin: str  # how it was opened, e.g. duckdb.connect('team.duckdb')
     line: int
-    attached: dict = field(default_factory=dict)   # alias (lower case) -> mode of the attached database
-    use: str | None = None         # the attached database `USE` made the default
-    temps: set = field(default_factory=set)        # temporary tables created through it
+    attached: dict = field(default_factory=dict)  # alias (lower case) -> mode of the attached database
+    use: str | None = None  # the attached database `USE` made the default
+    temps: set = field(default_factory=set)  # temporary tables created through it
 
     def see(self, s: Stmt):
         "Follow the statements that change where later writes land."
         if s.verb == "ATTACH" and s.target:
             mem = s.path is None or s.path in ("", ":memory:") or s.path.startswith(":memory:")
             self.attached[s.target.lower()] = "memory" if mem else "read_only" if s.read_only else "file"
-        elif s.verb == "DETACH" and s.target: self.attached.pop(s.target.lower(), None)
-        elif s.verb == "USE" and s.target: self.use = s.target.lower() if s.target.lower() in self.attached else None
-        elif s.verb.startswith("CREATE TABLE") and s.temp and s.target: self.temps.add(s.target.lower())
+        elif s.verb == "DETACH" and s.target:
+            self.attached.pop(s.target.lower(), None)
+        elif s.verb == "USE" and s.target:
+            self.use = s.target.lower() if s.target.lower() in self.attached else None
+        elif s.verb.startswith("CREATE TABLE") and s.temp and s.target:
+            self.temps.add(s.target.lower())
 
     def writes_file(self, s: Stmt) -> bool:
         "Whether write statement `s`, run through this connection, changes a database file."
-        if not s.writes: return False
+        if not s.writes:
+            return False
         target = (s.target or "").lower()
         parts = target.split(".")
-        if s.verb == "COPY FROM DATABASE": return self.attached.get(target, self.mode) == "file"
-        if len(parts) == 1 and target in self.temps: return False
+        if s.verb == "COPY FROM DATABASE":
+            return self.attached.get(target, self.mode) == "file"
+        if len(parts) == 1 and target in self.temps:
+            return False
         db = parts[0] if len(parts) > 1 and parts[0] in self.attached else self.use
         return (self.attached.get(db) if db else self.mode) == "file"
 
@@ -168,75 +240,138 @@ class Conn:
 @dataclass
 class Finding:
     "One direct write to a database file: where, what, and the bus call that replaces it."
+
     path: str
     line: int
     what: str
     replacement: str
     language: str = "python"
 
-    def __str__(self): return f"{self.path}:{self.line}: {self.what} -> {self.replacement}"
+    def __str__(self):
+        return f"{self.path}:{self.line}: {self.what} -> {self.replacement}"
 
-_LOADS = {"INSERT INTO", "COPY FROM", "MERGE INTO", "UPDATE", "CREATE TABLE AS", "append", "to_sql", "write_database",
-          "create", "to_table", "insert_into", "insert", "appender"}
+
+_LOADS = {
+    "INSERT INTO",
+    "COPY FROM",
+    "MERGE INTO",
+    "UPDATE",
+    "CREATE TABLE AS",
+    "append",
+    "to_sql",
+    "write_database",
+    "create",
+    "to_table",
+    "insert_into",
+    "insert",
+    "appender",
+}
 _REMOVES = {"DELETE FROM", "DROP", "TRUNCATE"}
+
 
 def _kind(target) -> str:
     k = (target or "").split(".")[-1].lower()
     return k if re.fullmatch(r"[a-z_][a-z0-9_]*", k) else "<kind>"
 
+
 def replacement(op: str, target=None, data=None, *, replace=False, language="python") -> str:
     "The bus call that replaces write `op` (a SQL verb or an API method) of `data` into table `target`."
     kind, data = _kind(target), data or ("rows" if language != "python" else "df")
     if op in _LOADS:
-        if language != "python": return f'submit({data}, {{ kind: "{kind}", runId }}) from "artifact-bus"'
+        if language != "python":
+            return f'submit({data}, {{ kind: "{kind}", runId }}) from "artifact-bus"'
         return f'artifact_bus.submit({data}, "{kind}", run_id=...' + (", key=..., replace=True)" if replace else ")")
-    if op in _REMOVES: return "artifact_bus.retire(run_id=..., reason=...) (the writer's side)"
-    if op == "CREATE VIEW": return f"a golden export (exports/{kind}.sql), or a view over bus.<kind> on the reader's side"
-    if op in ("IMPORT DATABASE", "COPY FROM DATABASE"): return "one submit() per table, a kind each"
+    if op in _REMOVES:
+        return "artifact_bus.retire(run_id=..., reason=...) (the writer's side)"
+    if op == "CREATE VIEW":
+        return f"a golden export (exports/{kind}.sql), or a view over bus.<kind> on the reader's side"
+    if op in ("IMPORT DATABASE", "COPY FROM DATABASE"):
+        return "one submit() per table, a kind each"
     return f'a contract for kind "{kind}" (contracts/{kind}.toml); the writer creates bus.{kind}'
 
 # %% ../nbs/16_scan.ipynb #58d14d1a
 _SQL_METHODS = {"execute", "executemany", "sql", "query"}
-_REL_WRITES = {"create", "to_table", "insert_into"}   # a relation's methods that write a table
-_DATA_METHODS = {"fetchall", "fetchone", "fetchmany", "df", "fetchdf", "fetch_df", "fetch_df_chunk", "arrow", "pl",
-                 "fetch_arrow_table", "fetch_record_batch", "fetchnumpy", "record_batch", "to_arrow_table", "tf", "torch",
-                 "show", "close", "commit", "rollback", "description", "columns", "types", "dtypes", "shape"}
+_REL_WRITES = {"create", "to_table", "insert_into"}  # a relation's methods that write a table
+_DATA_METHODS = {
+    "fetchall",
+    "fetchone",
+    "fetchmany",
+    "df",
+    "fetchdf",
+    "fetch_df",
+    "fetch_df_chunk",
+    "arrow",
+    "pl",
+    "fetch_arrow_table",
+    "fetch_record_batch",
+    "fetchnumpy",
+    "record_batch",
+    "to_arrow_table",
+    "tf",
+    "torch",
+    "show",
+    "close",
+    "commit",
+    "rollback",
+    "description",
+    "columns",
+    "types",
+    "dtypes",
+    "shape",
+}
+
 
 def _dotted(node) -> str | None:
     "`self.con` for an attribute chain of plain names, else None."
-    if isinstance(node, ast.Name): return node.id
-    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)): return f"{base}.{node.attr}"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute) and (base := _dotted(node.value)):
+        return f"{base}.{node.attr}"
     return None
+
 
 def _kw(call: ast.Call, name: str, pos: int | None = None):
     "The argument `name` of `call`, by keyword or at position `pos`."
-    if pos is not None and len(call.args) > pos and not isinstance(call.args[pos], ast.Starred): return call.args[pos]
+    if pos is not None and len(call.args) > pos and not isinstance(call.args[pos], ast.Starred):
+        return call.args[pos]
     return next((k.value for k in call.keywords if k.arg == name), None)
 
-def _const(node): return node.value if isinstance(node, ast.Constant) else None
+
+def _const(node):
+    return node.value if isinstance(node, ast.Constant) else None
+
 
 def _short(node, n=60) -> str:
     s = ast.unparse(node)
-    return s if len(s) <= n else s[:n - 1] + "…"
+    return s if len(s) <= n else s[: n - 1] + "…"
 
 # %% ../nbs/16_scan.ipynb #5e7eefec
 def _py_mode(sc, call: ast.Call) -> str:
     "`read_only`, `memory` or `file`, from the arguments of `duckdb.connect`."
-    if _const(_kw(call, "read_only", 1)) is True: return "read_only"
-    if any(k == "access_mode" and str(_const(v)).upper() in ("READ_ONLY", "READONLY") for k, v in _pairs(_kw(call, "config", 2))):
+    if _const(_kw(call, "read_only", 1)) is True:
+        return "read_only"
+    if any(
+        k == "access_mode" and str(_const(v)).upper() in ("READ_ONLY", "READONLY")
+        for k, v in _pairs(_kw(call, "config", 2))
+    ):
         return "read_only"
     db = _kw(call, "database", 0)
-    if db is None: return "memory"
+    if db is None:
+        return "memory"
     s = sc.string(db)
     return "memory" if s is not None and (s == "" or s.startswith(":memory:")) else "file"
+
 
 def _pairs(node) -> list:
     return [(_const(k), v) for k, v in zip(node.keys, node.values)] if isinstance(node, ast.Dict) else []
 
+
 def _py_opened(sc, node) -> Conn | None:
     "The connection that `duckdb.connect(…)`, `create_engine('duckdb:///…')` or `duckdb.default_connection()` gives."
-    if isinstance(node, ast.Await): node = node.value
-    if not isinstance(node, ast.Call) or not (name := _dotted(node.func)): return None
+    if isinstance(node, ast.Await):
+        node = node.value
+    if not isinstance(node, ast.Call) or not (name := _dotted(node.func)):
+        return None
     base, _, last = name.rpartition(".")
     if (last == "connect" and base in sc.mods) or name in sc.connects:
         return Conn(_py_mode(sc, node), _short(node), node.lineno)
@@ -253,95 +388,141 @@ def _py_opened(sc, node) -> Conn | None:
 def _py_string(sc, node) -> str | None:
     "The text of a SQL string expression; a quoted placeholder stands for each interpolated expression."
     hole = lambda n: '"{' + ast.unparse(n).replace('"', "'") + '}"'
-    if node is None: return None
-    if isinstance(node, ast.Constant): return node.value if isinstance(node.value, str) else None
+    if node is None:
+        return None
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
     if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else sc.strings.get(_dotted(v.value)) or hole(v.value)
-                       for v in node.values)
+        return "".join(
+            v.value if isinstance(v, ast.Constant) else sc.strings.get(_dotted(v.value)) or hole(v.value)
+            for v in node.values
+        )
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         l, r = _py_string(sc, node.left), _py_string(sc, node.right)
-        return None if l is None and r is None else (l if l is not None else hole(node.left)) + (r if r is not None else hole(node.right))
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod): return _py_string(sc, node.left)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("format", "strip", "dedent"):
+        return (
+            None
+            if l is None and r is None
+            else (l if l is not None else hole(node.left)) + (r if r is not None else hole(node.right))
+        )
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return _py_string(sc, node.left)
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("format", "strip", "dedent")
+    ):
         return _py_string(sc, node.func.value)
     if isinstance(node, ast.Call) and (_dotted(node.func) or "").rpartition(".")[2] in ("text", "dedent") and node.args:
-        return _py_string(sc, node.args[0])   # sqlalchemy.text(…), textwrap.dedent(…)
+        return _py_string(sc, node.args[0])  # sqlalchemy.text(…), textwrap.dedent(…)
     return sc.strings.get(_dotted(node))
 
 # %% ../nbs/16_scan.ipynb #4ca7496a
 class _PyState(ast.NodeVisitor):
     "What the scan knows in one Python module: the names of duckdb, the connections bound to names, the strings."
+
     def __init__(self, path: str, tree: ast.Module):
         self.path, self.findings, self.env, self.strings = path, [], {}, {}
         self.default = Conn("memory", "DuckDB's default connection", 0)
         self.mods, self.connects, self.defaults, self.engines = set(), set(), {}, {"create_engine"}
         for n in ast.walk(tree):
-            if isinstance(n, ast.Import): self.mods |= {a.asname or a.name for a in n.names if a.name == "duckdb"}
+            if isinstance(n, ast.Import):
+                self.mods |= {a.asname or a.name for a in n.names if a.name == "duckdb"}
             elif isinstance(n, ast.ImportFrom) and n.module == "duckdb":
                 for a in n.names:
-                    if a.name == "connect": self.connects.add(a.asname or a.name)
-                    else: self.defaults[a.asname or a.name] = a.name   # duckdb.sql, duckdb.execute… use the default connection
+                    if a.name == "connect":
+                        self.connects.add(a.asname or a.name)
+                    else:
+                        self.defaults[a.asname or a.name] = (
+                            a.name
+                        )  # duckdb.sql, duckdb.execute… use the default connection
             elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("sqlalchemy"):
                 self.engines |= {a.asname or a.name for a in n.names if a.name == "create_engine"}
         self.openers = {}
-        for fn in ast.walk(tree):   # functions and methods that return or yield a connection they open
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)): continue
+        for fn in ast.walk(tree):  # functions and methods that return or yield a connection they open
+            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
             local = {}
             for n in ast.walk(fn):
                 if isinstance(n, ast.Assign) and (c := _py_opened(self, n.value)):
                     local.update({t.id: c for t in n.targets if isinstance(t, ast.Name)})
                 elif isinstance(n, (ast.With, ast.AsyncWith)):
-                    local.update({i.optional_vars.id: c for i in n.items
-                                  if isinstance(i.optional_vars, ast.Name) and (c := _py_opened(self, i.context_expr))})
+                    local.update(
+                        {
+                            i.optional_vars.id: c
+                            for i in n.items
+                            if isinstance(i.optional_vars, ast.Name) and (c := _py_opened(self, i.context_expr))
+                        }
+                    )
                 elif isinstance(n, (ast.Return, ast.Yield)) and n.value is not None:
-                    if c := _py_opened(self, n.value) or (local.get(n.value.id) if isinstance(n.value, ast.Name) else None):
+                    if c := _py_opened(self, n.value) or (
+                        local.get(n.value.id) if isinstance(n.value, ast.Name) else None
+                    ):
                         self.openers[fn.name] = c
 
-    def string(self, node): return _py_string(self, node)
+    def string(self, node):
+        return _py_string(self, node)
 
     def resolve(self, node) -> Conn | None:
         "The connection `node` is, or was derived from (a cursor, a relation, an engine's connection)."
-        if isinstance(node, ast.Await): return self.resolve(node.value)
+        if isinstance(node, ast.Await):
+            return self.resolve(node.value)
         if (d := _dotted(node)) is not None:
             return self.env.get(d) or (self.default if d in self.mods else None)
-        if not isinstance(node, ast.Call): return None
-        if c := _py_opened(self, node): return c
+        if not isinstance(node, ast.Call):
+            return None
+        if c := _py_opened(self, node):
+            return c
         f = node.func
-        if isinstance(f, ast.Name): return self.openers.get(f.id) or (self.default if f.id in self.defaults else None)
+        if isinstance(f, ast.Name):
+            return self.openers.get(f.id) or (self.default if f.id in self.defaults else None)
         if isinstance(f, ast.Attribute):
-            if _dotted(f.value) in ("self", "cls") and f.attr in self.openers: return self.openers[f.attr]
-            if f.attr not in _DATA_METHODS: return self.resolve(f.value)
+            if _dotted(f.value) in ("self", "cls") and f.attr in self.openers:
+                return self.openers[f.attr]
+            if f.attr not in _DATA_METHODS:
+                return self.resolve(f.value)
         return None
 
     def bind(self, target, conn, text=None):
         if isinstance(target, (ast.Tuple, ast.List)):
-            for t in target.elts: self.bind(t, None)
+            for t in target.elts:
+                self.bind(t, None)
         elif (d := _dotted(target)) is not None:
-            if conn: self.env[d] = conn
-            else: self.env.pop(d, None)
-            if text is not None: self.strings[d] = text
-            else: self.strings.pop(d, None)
+            if conn:
+                self.env[d] = conn
+            else:
+                self.env.pop(d, None)
+            if text is not None:
+                self.strings[d] = text
+            else:
+                self.strings.pop(d, None)
 
 # %% ../nbs/16_scan.ipynb #53700dfc
 class _PyScan(_PyState):
     "Walk one module in source order; `findings` collects the writes to database files."
+
     def add(self, node, conn: Conn, op: str, what: str, target=None, data=None, replace=False):
-        where = f"DuckDB's default connection" if conn.line == 0 else f"{conn.origin} (line {conn.line})"
-        self.findings.append(Finding(self.path, node.lineno, f"{what} through {where}", replacement(op, target, data, replace=replace)))
+        where = "DuckDB's default connection" if conn.line == 0 else f"{conn.origin} (line {conn.line})"
+        self.findings.append(
+            Finding(self.path, node.lineno, f"{what} through {where}", replacement(op, target, data, replace=replace))
+        )
 
     def run_sql(self, node, conn: Conn, sql: str):
         for s in parse_sql(sql):
             if conn.writes_file(s):
-                what = f"{s.verb.removesuffix(' AS')} {s.target or ''}".rstrip() + (" AS …" if s.verb.endswith(" AS") else "")
+                what = f"{s.verb.removesuffix(' AS')} {s.target or ''}".rstrip() + (
+                    " AS …" if s.verb.endswith(" AS") else ""
+                )
                 data = s.source if s.source and not s.source.startswith("{") else None
-                if data and data.endswith(".parquet"): data = repr(data)
+                if data and data.endswith(".parquet"):
+                    data = repr(data)
                 self.add(node, conn, s.verb, what, s.target, data, s.replace)
             conn.see(s)
 
     def visit_Assign(self, node):
         self.visit(node.value)
         conn, text = self.resolve(node.value), self.string(node.value)
-        for t in node.targets: self.bind(t, conn, text)
+        for t in node.targets:
+            self.bind(t, conn, text)
 
     def visit_AnnAssign(self, node):
         if node.value is not None:
@@ -351,8 +532,11 @@ class _PyScan(_PyState):
     def visit_With(self, node):
         for item in node.items:
             self.visit(item.context_expr)
-            if item.optional_vars is not None: self.bind(item.optional_vars, self.resolve(item.context_expr))
-        for stmt in node.body: self.visit(stmt)
+            if item.optional_vars is not None:
+                self.bind(item.optional_vars, self.resolve(item.context_expr))
+        for stmt in node.body:
+            self.visit(stmt)
+
     visit_AsyncWith = visit_With
 
     def visit_FunctionDef(self, node):
@@ -361,24 +545,34 @@ class _PyScan(_PyState):
         for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
             if a.annotation is not None and (_dotted(a.annotation) or "").endswith("DuckDBPyConnection"):
                 self.env[a.arg] = Conn("file", f"the connection passed as `{a.arg}`", node.lineno)
-            else: self.env.pop(a.arg, None)
-        for stmt in node.body: self.visit(stmt)
+            else:
+                self.env.pop(a.arg, None)
+        for stmt in node.body:
+            self.visit(stmt)
         self.env = {k: v for k, v in self.env.items() if "." in k} | saved
+
     visit_AsyncFunctionDef = visit_FunctionDef
 
     def visit_Call(self, node):
         self.generic_visit(node)
-        _py_visit_call(self, node)   # below
+        _py_visit_call(self, node)  # below
 
 # %% ../nbs/16_scan.ipynb #1f5b8898
 @dataclass
 class _Call:
     "A call's parts: the method name, its receiver, and `arg(name, pos)`."
+
     node: ast.Call
+
     def __post_init__(self):
         f = self.node.func
-        self.method, self.receiver = (f.attr, f.value) if isinstance(f, ast.Attribute) else (getattr(f, "id", None), None)
-    def arg(self, name, pos=None): return _kw(self.node, name, pos)
+        self.method, self.receiver = (
+            (f.attr, f.value) if isinstance(f, ast.Attribute) else (getattr(f, "id", None), None)
+        )
+
+    def arg(self, name, pos=None):
+        return _kw(self.node, name, pos)
+
 
 def _py_visit_call(sc: _PyScan, node: ast.Call):
     "Record the write `node` makes, if it makes one into a database file."
@@ -386,23 +580,43 @@ def _py_visit_call(sc: _PyScan, node: ast.Call):
     if c.method in _SQL_METHODS:
         conn = sc.resolve(c.receiver) if c.receiver is not None else (sc.default if sc.defaults.get(c.method) else None)
         sql = sc.string(c.arg("query", 0))
-        if conn is not None and sql: sc.run_sql(node, conn, sql)
+        if conn is not None and sql:
+            sc.run_sql(node, conn, sql)
     elif c.method in ("to_sql", "write_database") and c.receiver is not None:
         table = sc.string(c.arg("name" if c.method == "to_sql" else "table_name", 0))
         target = c.arg("con" if c.method == "to_sql" else "connection", 1)
         url = sc.string(target)
-        conn = (Conn("memory" if url.rstrip("/") in ("duckdb:", "duckdb:///:memory:") else "file", repr(url), node.lineno)
-                if url and url.startswith("duckdb:") else sc.resolve(target))
+        conn = (
+            Conn("memory" if url.rstrip("/") in ("duckdb:", "duckdb:///:memory:") else "file", repr(url), node.lineno)
+            if url and url.startswith("duckdb:")
+            else sc.resolve(target)
+        )
         mode = sc.string(c.arg("if_exists" if c.method == "to_sql" else "if_table_exists"))
         if conn is not None and conn.writes_file(Stmt("INSERT INTO", table)):
-            sc.add(node, conn, c.method, f"{_short(c.receiver, 30)}.{c.method}({table!r})", table, _short(c.receiver, 30), mode == "replace")
+            sc.add(
+                node,
+                conn,
+                c.method,
+                f"{_short(c.receiver, 30)}.{c.method}({table!r})",
+                table,
+                _short(c.receiver, 30),
+                mode == "replace",
+            )
     elif c.method in _REL_WRITES | {"append", "insert"} and c.receiver is not None:
         conn = sc.resolve(c.receiver)
         table = sc.string(c.arg("table_name", 0)) if c.method != "insert" else _table_of(sc, c.receiver)
-        if c.method == "append" and (table is None or len(node.args) < 2): return   # list.append(x) and the like
+        if c.method == "append" and (table is None or len(node.args) < 2):
+            return  # list.append(x) and the like
         if conn is not None and conn.writes_file(Stmt("INSERT INTO", table)):
-            data = _short(node.args[1], 30) if c.method == "append" else _short(c.receiver, 30) if c.method in _REL_WRITES else None
+            data = (
+                _short(node.args[1], 30)
+                if c.method == "append"
+                else _short(c.receiver, 30)
+                if c.method in _REL_WRITES
+                else None
+            )
             sc.add(node, conn, c.method, f".{c.method}({table!r})" if table else f".{c.method}()", table, data)
+
 
 def _table_of(sc, rel) -> str | None:
     "The table a `con.table('t')` relation stands for."
@@ -420,30 +634,62 @@ def scan_python(text: str, path: str = "<string>") -> list[Finding]:
 
 # %% ../nbs/16_scan.ipynb #87b63079
 _JS_MODULES = {"duckdb": "node", "duckdb-async": "async", "@duckdb/node-api": "api"}
-_JS_SQL = {"run", "exec", "all", "each", "get", "prepare", "stream", "runAndRead", "runAndReadAll", "runAndReadUntil",
-           "streamAndRead", "streamAndReadAll", "streamAndReadUntil", "arrowIPCAll", "arrowIPCStream", "query"}
-_JS_DERIVED = {"connect", "duplicate"}   # methods that return a connection of the same database
-_JS_WRAPPERS = {"await_expression", "parenthesized_expression", "as_expression", "non_null_expression",
-                "satisfies_expression", "type_assertion"}
+_JS_SQL = {
+    "run",
+    "exec",
+    "all",
+    "each",
+    "get",
+    "prepare",
+    "stream",
+    "runAndRead",
+    "runAndReadAll",
+    "runAndReadUntil",
+    "streamAndRead",
+    "streamAndReadAll",
+    "streamAndReadUntil",
+    "arrowIPCAll",
+    "arrowIPCStream",
+    "query",
+}
+_JS_DERIVED = {"connect", "duplicate"}  # methods that return a connection of the same database
+_JS_WRAPPERS = {
+    "await_expression",
+    "parenthesized_expression",
+    "as_expression",
+    "non_null_expression",
+    "satisfies_expression",
+    "type_assertion",
+}
+
 
 def _ts_parser(suffix: str):
     "A tree-sitter parser for a file suffix, or None when the `scan` extra is not installed."
     try:
+        import tree_sitter_javascript
+        import tree_sitter_typescript
         from tree_sitter import Language, Parser
-        import tree_sitter_javascript, tree_sitter_typescript
-    except ImportError: return None
-    lang = {".ts": tree_sitter_typescript.language_typescript, ".mts": tree_sitter_typescript.language_typescript,
-            ".cts": tree_sitter_typescript.language_typescript, ".tsx": tree_sitter_typescript.language_tsx}.get(
-                suffix, tree_sitter_javascript.language)
+    except ImportError:
+        return None
+    lang = {
+        ".ts": tree_sitter_typescript.language_typescript,
+        ".mts": tree_sitter_typescript.language_typescript,
+        ".cts": tree_sitter_typescript.language_typescript,
+        ".tsx": tree_sitter_typescript.language_tsx,
+    }.get(suffix, tree_sitter_javascript.language)
     return Parser(Language(lang()))
 
-def _txt(n) -> str: return n.text.decode("utf-8", "replace")
+
+def _txt(n) -> str:
+    return n.text.decode("utf-8", "replace")
+
 
 def _unwrap(n):
-    while n is not None and n.type in _JS_WRAPPERS:   # `x as T` keeps x first, `<T>x` last
+    while n is not None and n.type in _JS_WRAPPERS:  # `x as T` keeps x first, `<T>x` last
         kids = n.named_children
         n = (kids[0] if n.type in ("as_expression", "satisfies_expression") else kids[-1]) if kids else None
     return n
+
 
 def _args(call) -> list:
     a = call.child_by_field_name("arguments")
@@ -452,30 +698,45 @@ def _args(call) -> list:
 # %% ../nbs/16_scan.ipynb #0699a282
 class _JsScan:
     "Follow DuckDB databases and connections through one TypeScript or JavaScript file."
+
     def __init__(self, path: str):
         self.path, self.findings, self.env, self.strings = path, [], {}, {}
-        self.mods, self.names = {}, {}   # local name -> client ("node", "async", "api"); imported class -> client
+        self.mods, self.names = {}, {}  # local name -> client ("node", "async", "api"); imported class -> client
 
     def imported(self, name_node, module: str | None):
         "Record `import … from module` / `require(module)` bound to `name_node`."
         client = _JS_MODULES.get(module or "")
-        if client is None or name_node is None: return
+        if client is None or name_node is None:
+            return
         if name_node.type in ("identifier", "namespace_import"):
             self.mods[_txt(name_node).split()[-1]] = client
-        for spec in (c for c in _walk(name_node) if c.type in ("import_specifier", "shorthand_property_identifier_pattern",
-                                                                "pair_pattern")):
-            ids = [c for c in spec.named_children if c.type in ("identifier", "property_identifier", "shorthand_property_identifier_pattern")]
+        for spec in (
+            c
+            for c in _walk(name_node)
+            if c.type in ("import_specifier", "shorthand_property_identifier_pattern", "pair_pattern")
+        ):
+            ids = [
+                c
+                for c in spec.named_children
+                if c.type in ("identifier", "property_identifier", "shorthand_property_identifier_pattern")
+            ]
             local = _txt(ids[-1] if ids else spec)
             self.names[local] = (client, _txt(ids[0] if ids else spec))
 
     def string(self, n) -> str | None:
         n = _unwrap(n)
-        if n is None: return None
-        if n.type == "string": return "".join(_txt(c) for c in n.named_children)
+        if n is None:
+            return None
+        if n.type == "string":
+            return "".join(_txt(c) for c in n.named_children)
         if n.type == "template_string":
-            return "".join(_txt(c) if c.type == "string_fragment" else
-                           self.strings.get(_txt(c.named_children[0]) if c.named_children else "") or '"{' + _txt(c)[2:-1].replace('"', "'") + '}"'
-                           for c in n.named_children)
+            return "".join(
+                _txt(c)
+                if c.type == "string_fragment"
+                else self.strings.get(_txt(c.named_children[0]) if c.named_children else "")
+                or '"{' + _txt(c)[2:-1].replace('"', "'") + '}"'
+                for c in n.named_children
+            )
         if n.type == "binary_expression" and n.child_by_field_name("operator").type == "+":
             l, r = self.string(n.child_by_field_name("left")), self.string(n.child_by_field_name("right"))
             return None if l is None and r is None else (l or '"{…}"') + (r or '"{…}"')
@@ -484,38 +745,57 @@ class _JsScan:
 # %% ../nbs/16_scan.ipynb #d65edf55
 def _walk(n):
     yield n
-    for c in n.children: yield from _walk(c)
+    for c in n.children:
+        yield from _walk(c)
+
 
 def _js_cls(sc, n):
     "(client, class) for `Database`, `duckdb.Database`, `DuckDBInstance`… as imported in this file."
     n = _unwrap(n)
-    if n is None: return None
-    if n.type == "identifier": return sc.names.get(_txt(n))
+    if n is None:
+        return None
+    if n.type == "identifier":
+        return sc.names.get(_txt(n))
     if n.type == "member_expression" and (o := n.child_by_field_name("object")) is not None and _txt(o) in sc.mods:
         return sc.mods[_txt(o)], _txt(n.child_by_field_name("property"))
     return None
 
+
 def _js_mode(sc, args) -> str:
     if any(a.type == "member_expression" and _txt(a).endswith("OPEN_READONLY") for a in args[1:]) or any(
-            p.type == "pair" and _txt(p.child_by_field_name("key")).strip("'\"") == "access_mode"
-            and (sc.string(p.child_by_field_name("value")) or "").upper() in ("READ_ONLY", "READONLY")
-            for a in args[1:] if a.type == "object" for p in a.named_children): return "read_only"
+        p.type == "pair"
+        and _txt(p.child_by_field_name("key")).strip("'\"") == "access_mode"
+        and (sc.string(p.child_by_field_name("value")) or "").upper() in ("READ_ONLY", "READONLY")
+        for a in args[1:]
+        if a.type == "object"
+        for p in a.named_children
+    ):
+        return "read_only"
     path = sc.string(args[0]) if args else None
     return "memory" if not args or (path is not None and (path == "" or path.startswith(":memory:"))) else "file"
+
 
 def _js_opened(sc, n) -> Conn | None:
     "The database `new duckdb.Database(p)`, `Database.create(p)` or `DuckDBInstance.create(p)` opens."
     n = _unwrap(n)
-    if n is None: return None
+    if n is None:
+        return None
     line = n.start_point[0] + 1
-    origin = re.sub(r"\s+", " ", _txt(n)); origin = origin if len(origin) <= 60 else origin[:59] + "…"
+    origin = re.sub(r"\s+", " ", _txt(n))
+    origin = origin if len(origin) <= 60 else origin[:59] + "…"
     if n.type == "new_expression" and (_js_cls(sc, n.child_by_field_name("constructor")) or ("", ""))[1] == "Database":
         return Conn(_js_mode(sc, _args(n)), origin, line)
     fn = n.child_by_field_name("function") if n.type == "call_expression" else None
-    if fn is None or fn.type != "member_expression": return None
+    if fn is None or fn.type != "member_expression":
+        return None
     cls, prop = _js_cls(sc, fn.child_by_field_name("object")), _txt(fn.child_by_field_name("property"))
-    if cls in (("async", "Database"), ("node", "Database")) and prop == "create" or \
-            cls and cls[1] == "DuckDBInstance" and prop in ("create", "fromCache"):
+    if (
+        cls in (("async", "Database"), ("node", "Database"))
+        and prop == "create"
+        or cls
+        and cls[1] == "DuckDBInstance"
+        and prop in ("create", "fromCache")
+    ):
         return Conn(_js_mode(sc, _args(n)), origin, line)
     if cls and cls[1] == "DuckDBConnection" and prop == "create":
         return sc.resolve(_args(n)[0]) if _args(n) else Conn("memory", origin, line)
@@ -524,71 +804,108 @@ def _js_opened(sc, n) -> Conn | None:
 # %% ../nbs/16_scan.ipynb #382f6fe2
 class _JsWalk(_JsScan):
     "Walk a TypeScript or JavaScript tree in source order; `findings` collects the writes to database files."
+
     def resolve(self, n) -> Conn | None:
         n = _unwrap(n)
-        if n is None: return None
-        if n.type in ("identifier", "member_expression", "this"): return self.env.get(_txt(n))
-        if c := _js_opened(self, n): return c
+        if n is None:
+            return None
+        if n.type in ("identifier", "member_expression", "this"):
+            return self.env.get(_txt(n))
+        if c := _js_opened(self, n):
+            return c
         fn = n.child_by_field_name("function") if n.type == "call_expression" else None
-        if fn is not None and fn.type == "member_expression" and _txt(fn.child_by_field_name("property")) in _JS_DERIVED:
+        if (
+            fn is not None
+            and fn.type == "member_expression"
+            and _txt(fn.child_by_field_name("property")) in _JS_DERIVED
+        ):
             return self.resolve(fn.child_by_field_name("object"))
         return None
 
     def bind(self, left, value):
-        if left is None or left.type not in ("identifier", "member_expression"): return
+        if left is None or left.type not in ("identifier", "member_expression"):
+            return
         key, conn, text = _txt(left), self.resolve(value), self.string(value)
-        if conn: self.env[key] = conn
-        else: self.env.pop(key, None)
-        if text is not None: self.strings[key] = text
-        else: self.strings.pop(key, None)
+        if conn:
+            self.env[key] = conn
+        else:
+            self.env.pop(key, None)
+        if text is not None:
+            self.strings[key] = text
+        else:
+            self.strings.pop(key, None)
 
     def add(self, n, conn, op, what, target=None, replace=False):
-        self.findings.append(Finding(self.path, n.start_point[0] + 1, f"{what} through {conn.origin} (line {conn.line})",
-                                     replacement(op, target, "rows", replace=replace, language="typescript"), "typescript"))
+        self.findings.append(
+            Finding(
+                self.path,
+                n.start_point[0] + 1,
+                f"{what} through {conn.origin} (line {conn.line})",
+                replacement(op, target, "rows", replace=replace, language="typescript"),
+                "typescript",
+            )
+        )
 
     def visit(self, n):
         t = n.type
         if t == "import_statement":
             src = self.string(n.child_by_field_name("source"))
             for clause in (c for c in n.named_children if c.type == "import_clause"):
-                for c in clause.named_children: self.imported(c, src)
+                for c in clause.named_children:
+                    self.imported(c, src)
             return
         if t in ("variable_declarator", "assignment_expression"):
             left = n.child_by_field_name("name" if t == "variable_declarator" else "left")
             value = n.child_by_field_name("value" if t == "variable_declarator" else "right")
-            if value is None: return
+            if value is None:
+                return
             self.visit(value)
             v = _unwrap(value)
-            if v is not None and v.type == "call_expression" and _txt(v.child_by_field_name("function")) == "require" and _args(v):
+            if (
+                v is not None
+                and v.type == "call_expression"
+                and _txt(v.child_by_field_name("function")) == "require"
+                and _args(v)
+            ):
                 self.imported(left, self.string(_args(v)[0]))
             return self.bind(left, value)
-        for c in n.children: self.visit(c)
-        if t == "call_expression": _js_call(self, n)   # below
+        for c in n.children:
+            self.visit(c)
+        if t == "call_expression":
+            _js_call(self, n)  # below
 
 # %% ../nbs/16_scan.ipynb #e6645000
 def _js_call(sc: _JsWalk, n):
     "Record the write that call `n` makes, if it makes one into a database file."
     fn = n.child_by_field_name("function")
-    if fn is None or fn.type != "member_expression": return
+    if fn is None or fn.type != "member_expression":
+        return
     prop, args = _txt(fn.child_by_field_name("property")), _args(n)
-    if prop not in _JS_SQL and prop != "createAppender": return
+    if prop not in _JS_SQL and prop != "createAppender":
+        return
     conn = sc.resolve(fn.child_by_field_name("object"))
-    if conn is None: return
+    if conn is None:
+        return
     if prop == "createAppender":
         names = [sc.string(a) for a in args]
         table = names[1] if len(names) > 1 and (names[0] or "").lower() == "main" else names[0] if names else None
-        if conn.writes_file(Stmt("INSERT INTO", table)): sc.add(n, conn, "appender", f"createAppender({table!r})", table)
+        if conn.writes_file(Stmt("INSERT INTO", table)):
+            sc.add(n, conn, "appender", f"createAppender({table!r})", table)
         return
     for s in parse_sql(sc.string(args[0]) or "") if args else []:
         if conn.writes_file(s):
-            what = f"{s.verb.removesuffix(' AS')} {s.target or ''}".rstrip() + (" AS …" if s.verb.endswith(" AS") else "")
+            what = f"{s.verb.removesuffix(' AS')} {s.target or ''}".rstrip() + (
+                " AS …" if s.verb.endswith(" AS") else ""
+            )
             sc.add(n, conn, s.verb, what, s.target, s.replace)
         conn.see(s)
+
 
 def scan_js(text: str, path: str = "<string>.ts") -> list[Finding] | None:
     "The direct writes to database files in TypeScript/JavaScript `text`; None when the `scan` extra is missing."
     parser = _ts_parser(Path(path).suffix)
-    if parser is None: return None
+    if parser is None:
+        return None
     sc = _JsWalk(path)
     sc.visit(parser.parse(text.encode()).root_node)
     return sc.findings
@@ -598,54 +915,77 @@ PY_SUFFIXES, JS_SUFFIXES = {".py", ".ipynb"}, {".ts", ".tsx", ".mts", ".cts", ".
 SKIP_DIRS = {"node_modules", "__pycache__", "site-packages", "dist", "build", "venv", ".venv", "env"}
 INSTALL_HINT = "pip install 'artifact_bus[scan]'"
 
+
 @dataclass
 class ScanReport:
     "What `scan()` found: the direct writes, and what it could not read."
+
     findings: list = field(default_factory=list)
     files: int = 0
-    skipped: list = field(default_factory=list)   # TS/JS files not scanned: the `scan` extra is missing
-    errors: list = field(default_factory=list)    # "path: why" for files that could not be parsed
+    skipped: list = field(default_factory=list)  # TS/JS files not scanned: the `scan` extra is missing
+    errors: list = field(default_factory=list)  # "path: why" for files that could not be parsed
 
     def to_dict(self) -> dict:
-        return {"findings": [asdict(f) | {"where": f"{f.path}:{f.line}"} for f in self.findings], "files": self.files,
-                "skipped": self.skipped, "errors": self.errors}
+        return {
+            "findings": [asdict(f) | {"where": f"{f.path}:{f.line}"} for f in self.findings],
+            "files": self.files,
+            "skipped": self.skipped,
+            "errors": self.errors,
+        }
+
 
 def _files(root: Path):
-    if root.is_file(): yield root; return
+    if root.is_file():
+        yield root
+        return
     for d, dirs, files in os.walk(root):
         dirs[:] = sorted(x for x in dirs if x not in SKIP_DIRS and not x.startswith("."))
         yield from (Path(d) / f for f in sorted(files) if Path(f).suffix in PY_SUFFIXES | JS_SUFFIXES)
 
+
 def _notebook(text: str, path: str) -> list[Finding]:
     "Scan a notebook's code cells as one module; a finding names its cell: `nb.ipynb:cell_N:line`."
     lines, where = [], []
-    for i, cell in enumerate(json.loads(text).get("cells", []), 1):   # numbered as Jupyter shows them
-        if cell.get("cell_type") != "code": continue
+    for i, cell in enumerate(json.loads(text).get("cells", []), 1):  # numbered as Jupyter shows them
+        if cell.get("cell_type") != "code":
+            continue
         src = "".join(cell.get("source", []))
-        magic = src.lstrip().startswith("%%")   # a cell magic: not Python
+        magic = src.lstrip().startswith("%%")  # a cell magic: not Python
         for j, l in enumerate(src.splitlines(), 1):
-            lines.append("" if magic or l.lstrip().startswith(("%", "!")) else l); where.append((i, j))
+            lines.append("" if magic or l.lstrip().startswith(("%", "!")) else l)
+            where.append((i, j))
     found = scan_python("\n".join(lines), path)
-    for f in found: f.path, f.line = f"{path}:cell_{where[f.line - 1][0]}", where[f.line - 1][1]
+    for f in found:
+        f.path, f.line = f"{path}:cell_{where[f.line - 1][0]}", where[f.line - 1][1]
     return found
 
 # %% ../nbs/16_scan.ipynb #fb7fa0d6
 def scan(path) -> ScanReport:
     "Find the code under `path` (a folder or a file) that writes to a DuckDB database file directly."
     root = Path(path)
-    if not root.exists(): raise NotFound(f"{root}: no such file or folder to scan")
+    if not root.exists():
+        raise NotFound(f"{root}: no such file or folder to scan")
     rep = ScanReport()
     for f in _files(root):
         shown = str(f)
-        try: text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e: rep.errors.append(f"{shown}: {e}"); continue
         try:
-            if f.suffix == ".py": found = scan_python(text, shown)
-            elif f.suffix == ".ipynb": found = _notebook(text, shown)
-            else: found = scan_js(text, shown)
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            rep.errors.append(f"{shown}: {e}")
+            continue
+        try:
+            if f.suffix == ".py":
+                found = scan_python(text, shown)
+            elif f.suffix == ".ipynb":
+                found = _notebook(text, shown)
+            else:
+                found = scan_js(text, shown)
         except (SyntaxError, ValueError) as e:
-            rep.errors.append(f"{shown}: {type(e).__name__}: {e}"); continue
-        if found is None: rep.skipped.append(shown); continue
+            rep.errors.append(f"{shown}: {type(e).__name__}: {e}")
+            continue
+        if found is None:
+            rep.skipped.append(shown)
+            continue
         rep.files += 1
         rep.findings += found
     return rep

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,27 +21,57 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .core import (BusError, BusUnavailable, Config, ManifestError, UNMOUNTED, fsync_all, root_unmounted, spool_dir, fsync_dir, fsync_file, load_config, progress_bar,
-                               new_job_id, utcnow)
-from .protocol import (MAX_MANIFEST_BYTES, bad_text, COMMIT, KINDS_FILE, MANIFEST, PROTOCOL, check_columns, check_kind, checksum_bytes,
-                                   lineage, schema_to_json)
+from artifact_bus.core import (
+    UNMOUNTED,
+    BusError,
+    BusUnavailable,
+    Config,
+    ManifestError,
+    fsync_all,
+    fsync_dir,
+    fsync_file,
+    load_config,
+    new_job_id,
+    progress_bar,
+    root_unmounted,
+    spool_dir,
+    utcnow,
+)
+from artifact_bus.protocol import (
+    COMMIT,
+    KINDS_FILE,
+    MANIFEST,
+    MAX_MANIFEST_BYTES,
+    PROTOCOL,
+    bad_text,
+    check_columns,
+    check_kind,
+    checksum_bytes,
+    lineage,
+    schema_to_json,
+)
 
 # %% auto #0
 __all__ = ['ACCEPTED_TYPES', 'write_parquet', 'NewKindWarning', 'known_kinds', 'warn_new_kind', 'Receipt', 'SpooledWarning',
            'Job', 'job', 'submit', 'Batch', 'batch', 'spooled_jobs', 'flush']
 
 # %% ../nbs/02_submit.ipynb #17f979a6
-ACCEPTED_TYPES = ("a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
-                  "an object with __arrow_c_stream__, or the path of a Parquet file")
+ACCEPTED_TYPES = (
+    "a pandas or polars DataFrame, a pyarrow Table, RecordBatch or RecordBatchReader, "
+    "an object with __arrow_c_stream__, or the path of a Parquet file"
+)
+
 
 def _column_names(df, what: str):
     "String column names for `df`: a MultiIndex's levels joined with '_', other names as str(), with a warning that says so."
     import pandas as pd
+
     cols = list(df.columns)
     if isinstance(df.columns, pd.MultiIndex):
         new = ["_".join(str(x) for x in c if x is not None and str(x) != "") for c in cols]
         how = "a MultiIndex of columns: levels joined with '_'"
-    elif all(isinstance(c, str) for c in cols): return df
+    elif all(isinstance(c, str) for c in cols):
+        return df
     else:
         new = [str(c) for c in cols]
         how = "column names that are not strings: converted with str()"
@@ -51,124 +80,185 @@ def _column_names(df, what: str):
         raise ManifestError(f"{what}: {how} gives the name {dup!r} twice: rename the columns first")
     shown = ", ".join(f"{c!r} -> {n!r}" for c, n in list(zip(cols, new))[:4]) + (", ..." if len(new) > 4 else "")
     warnings.warn(f"{what}: {how} ({shown}); rename the columns to choose other names", UserWarning, stacklevel=6)
-    out = df.copy(deep=False); out.columns = new
+    out = df.copy(deep=False)
+    out.columns = new
     return out
+
 
 def _from_pandas(df, what: str = "data") -> pa.Table:
     import pandas as pd
-    if isinstance(df, pd.Series):   # one column, named after the Series
+
+    if isinstance(df, pd.Series):  # one column, named after the Series
         df = df.to_frame(name="value" if df.name is None else df.name)
     if not (isinstance(df.index, pd.RangeIndex) and df.index.name is None):
         df = df.reset_index()  # a meaningful index (a DatetimeIndex, a symbol) becomes a column
     df = _column_names(df, what)
-    try: return pa.Table.from_pandas(df, preserve_index=False)
+    try:
+        return pa.Table.from_pandas(df, preserve_index=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-        for col in df.columns:   # name the column at fault
-            try: pa.array(df[col], from_pandas=True)
+        for col in df.columns:  # name the column at fault
+            try:
+                pa.array(df[col], from_pandas=True)
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e2:
                 types = sorted({type(v).__name__ for v in df[col].dropna().head(10_000)})
-                raise ManifestError(f"{what}: column {col!r} cannot be stored as one Arrow type ({str(e2).splitlines()[0][:200]}); "
-                                    f"it holds {', '.join(types)} values: convert it first, e.g. df[{col!r}].astype(str)") from None
+                raise ManifestError(
+                    f"{what}: column {col!r} cannot be stored as one Arrow type ({str(e2).splitlines()[0][:200]}); "
+                    f"it holds {', '.join(types)} values: convert it first, e.g. df[{col!r}].astype(str)"
+                ) from None
         raise ManifestError(f"{what}: cannot convert the DataFrame to Arrow: {str(e).splitlines()[0][:300]}") from None
+
 
 class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
+
     def __init__(self, path):
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.hash, self.size, self.discard = hashlib.sha256(), 0, False
-    def writable(self): return True
+
+    def writable(self):
+        return True
+
     def write(self, b) -> int:
         mv = memoryview(b).cast("B")
-        if self.discard: return len(mv)
+        if self.discard:
+            return len(mv)
         self.hash.update(mv)
         done = 0
-        while done < len(mv): done += os.write(self._fd, mv[done:])
+        while done < len(mv):
+            done += os.write(self._fd, mv[done:])
         self.size += done
         return done
+
     def close(self):
-        if not self.closed: os.close(self._fd)
+        if not self.closed:
+            os.close(self._fd)
         super().close()
+
 
 def _write_arrow(batches, schema: pa.Schema, sink) -> pq.FileMetaData:
     "Write Arrow data to `sink` as Parquet; the footer the writer produced says the rows and the schema a reader will see."
     w = pq.ParquetWriter(sink, schema)
     try:
-        if isinstance(batches, pa.Table): w.write_table(batches)
+        if isinstance(batches, pa.Table):
+            w.write_table(batches)
         else:
-            for b in batches: w.write_batch(b)
-    finally: w.close()
+            for b in batches:
+                w.write_batch(b)
+    finally:
+        w.close()
     return w.writer.metadata
 
+
 def _copy_parquet(src: Path, sink, what: str) -> pq.FileMetaData:
-    if not src.is_file(): raise ManifestError(f"{what}: {src} is not a file")
-    try: md = pq.ParquetFile(src).metadata
-    except (pa.ArrowException, OSError) as e: raise ManifestError(f"{what}: {src} is not a Parquet file ({e})") from None
+    if not src.is_file():
+        raise ManifestError(f"{what}: {src} is not a file")
+    try:
+        md = pq.ParquetFile(src).metadata
+    except (pa.ArrowException, OSError) as e:
+        raise ManifestError(f"{what}: {src} is not a Parquet file ({e})") from None
     with open(src, "rb") as f:
-        while chunk := f.read(1 << 20): sink.write(chunk)
+        while chunk := f.read(1 << 20):
+            sink.write(chunk)
     return md
+
 
 def write_parquet(data, path, what: str = "data") -> dict:
     """Write `data` (any accepted type, see above) to a new Parquet file at `path`; returns its manifest
     facts: `rows`, `bytes`, `checksum` (computed while writing) and `schema` (as a reader will see it)."""
     mod = type(data).__module__.split(".")[0]
-    if isinstance(data, (str, os.PathLike)): write = lambda sink: _copy_parquet(Path(data), sink, what)
-    elif isinstance(data, pa.Table): write = lambda sink: _write_arrow(data, data.schema, sink)
-    elif isinstance(data, pa.RecordBatch): write = lambda sink: _write_arrow([data], data.schema, sink)
-    elif isinstance(data, pa.RecordBatchReader): write = lambda sink: _write_arrow(data, data.schema, sink)
+    if isinstance(data, (str, os.PathLike)):
+        write = lambda sink: _copy_parquet(Path(data), sink, what)
+    elif isinstance(data, pa.Table):
+        write = lambda sink: _write_arrow(data, data.schema, sink)
+    elif isinstance(data, pa.RecordBatch):
+        write = lambda sink: _write_arrow([data], data.schema, sink)
+    elif isinstance(data, pa.RecordBatchReader):
+        write = lambda sink: _write_arrow(data, data.schema, sink)
     elif mod == "pandas" and type(data).__name__ in ("DataFrame", "Series"):
-        t = _from_pandas(data, what); write = lambda sink: _write_arrow(t, t.schema, sink)
+        t = _from_pandas(data, what)
+        write = lambda sink: _write_arrow(t, t.schema, sink)
     elif mod == "polars" and type(data).__name__ in ("DataFrame", "Series"):
         t = (data if type(data).__name__ == "DataFrame" else data.to_frame(data.name or "value")).to_arrow()
         write = lambda sink: _write_arrow(t, t.schema, sink)
     elif hasattr(data, "__arrow_c_stream__"):
-        r = pa.RecordBatchReader.from_stream(data); write = lambda sink: _write_arrow(r, r.schema, sink)
-    else: raise ManifestError(f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}")
+        r = pa.RecordBatchReader.from_stream(data)
+        write = lambda sink: _write_arrow(r, r.schema, sink)
+    else:
+        raise ManifestError(
+            f"{what}: cannot submit a {type(data).__module__}.{type(data).__name__}: pass {ACCEPTED_TYPES}"
+        )
     sink = _HashingFile(path)
-    out = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=1 << 20)   # few, large writes
-    try: md = write(out)
+    out = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=1 << 20)  # few, large writes
+    try:
+        md = write(out)
     except BaseException:
-        sink.discard = True   # the caller deletes the file: drop what the buffer still holds
+        sink.discard = True  # the caller deletes the file: drop what the buffer still holds
         raise
     finally:
-        try: out.close()
-        finally: sink.close()
-    return {"rows": md.num_rows, "bytes": sink.size, "checksum": "sha256:" + sink.hash.hexdigest(),
-            "schema": md.schema.to_arrow_schema()}
+        try:
+            out.close()
+        finally:
+            sink.close()
+    return {
+        "rows": md.num_rows,
+        "bytes": sink.size,
+        "checksum": "sha256:" + sink.hash.hexdigest(),
+        "schema": md.schema.to_arrow_schema(),
+    }
 
 # %% ../nbs/02_submit.ipynb #eea32465
 class NewKindWarning(UserWarning):
     "A job starts a kind the bus has never published: perhaps a typo."
 
+
 _WARNED: set = set()
 _KINDS_CACHE: dict = {}
+
 
 def known_kinds(config: Config) -> list[str] | None:
     "The kinds of the bus's latest publish, from `published/kinds.json`; None when nothing says (never published, object storage)."
     p = config.published / KINDS_FILE
-    try: st = os.stat(p)
-    except OSError: return None
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
     hit = _KINDS_CACHE.get(p)
-    if hit and hit[0] == (st.st_ino, st.st_mtime_ns, st.st_size): return hit[1]
-    try: kinds = json.loads(p.read_text())["kinds"]
-    except (OSError, ValueError, KeyError, TypeError): return None
+    if hit and hit[0] == (st.st_ino, st.st_mtime_ns, st.st_size):
+        return hit[1]
+    try:
+        kinds = json.loads(p.read_text())["kinds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
     _KINDS_CACHE[p] = ((st.st_ino, st.st_mtime_ns, st.st_size), kinds)
     return kinds
 
+
 def warn_new_kind(config: Config, kind: str) -> None:
     "Warn once per process and kind when `kind` is not among the bus's published kinds."
-    if (str(config.root), kind) in _WARNED: return
+    if (str(config.root), kind) in _WARNED:
+        return
     known = known_kinds(config)
-    if not known or kind in known: return
+    if not known or kind in known:
+        return
     _WARNED.add((str(config.root), kind))
     close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
-    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"its kinds are {', '.join(known[:10])}" + (", ..." if len(known) > 10 else "")
-    warnings.warn(f"kind {kind!r} is new to the bus at {config.root}: {hint} "
-                  f"(pass new_kind=True to start a new kind without this warning)", NewKindWarning, stacklevel=4)
+    hint = (
+        f"did you mean {' or '.join(map(repr, close))}?"
+        if close
+        else f"its kinds are {', '.join(known[:10])}" + (", ..." if len(known) > 10 else "")
+    )
+    warnings.warn(
+        f"kind {kind!r} is new to the bus at {config.root}: {hint} "
+        f"(pass new_kind=True to start a new kind without this warning)",
+        NewKindWarning,
+        stacklevel=4,
+    )
 
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
 class Receipt:
     "What `submit` and `job` return: the job's id, `status` ('committed' or 'spooled'), where it is (a path, or an s3:// URL), what it holds."
+
     job_id: str
     status: str
     path: Path | str
@@ -183,37 +273,62 @@ class Receipt:
     def _repr_html_(self) -> str:
         "A notebook shows the receipt as a small table: the job, its status, each artifact's kind and rows."
         import html
-        arts = "".join(f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td style='text-align:right'>{a['rows']:,}</td></tr>"
-                       for a in self.artifacts)
+
+        arts = "".join(
+            f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td style='text-align:right'>{a['rows']:,}</td></tr>"
+            for a in self.artifacts
+        )
         color = "#2a7" if self.status == "committed" else "#c80"
-        return (f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b style='color:{color}'>{html.escape(self.status)}</b>"
-                f" ({self.rows:,} rows, {self.bytes:,} bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>")
+        return (
+            f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b style='color:{color}'>{html.escape(self.status)}</b>"
+            f" ({self.rows:,} rows, {self.bytes:,} bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>"
+        )
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
 class SpooledWarning(UserWarning):
     "A job was written to the local spool because the bus root is unavailable."
 
+
 def _replayable(data) -> bool:
     "Can `data` be written a second time (after a failed first attempt)? Streams cannot."
     mod = type(data).__module__.split(".")[0]
-    return (isinstance(data, (str, os.PathLike, pa.Table, pa.RecordBatch))
-            or (mod in ("pandas", "polars") and type(data).__name__ == "DataFrame"))
+    return isinstance(data, (str, os.PathLike, pa.Table, pa.RecordBatch)) or (
+        mod in ("pandas", "polars") and type(data).__name__ == "DataFrame"
+    )
+
 
 class Job:
     """Build one atomic job: `add` artifacts, then `commit`; as a context manager it commits on success
     and leaves nothing visible when the block raises. When the bus root is unavailable the job goes to
     the local spool instead (status `'spooled'`), unless the bus is `required`."""
-    def __init__(self, *, run_id=None, producer=None, meta=None, key=None, root=None, required=None,
-                 config: Config | None = None, replace: bool = False):
+
+    def __init__(
+        self,
+        *,
+        run_id=None,
+        producer=None,
+        meta=None,
+        key=None,
+        root=None,
+        required=None,
+        config: Config | None = None,
+        replace: bool = False,
+    ):
         self.config = config or load_config(root, required=required)
-        if meta is not None and not isinstance(meta, dict): raise ManifestError(f"meta must be a dict, got {type(meta).__name__}")
-        if key is not None and (not isinstance(key, str) or not key): raise ManifestError("key must be a non-empty string")
-        if not isinstance(replace, bool): raise ManifestError(f"replace must be True or False, got {replace!r}")
-        if replace and key is None: raise ManifestError("replace=True needs a key: it replaces the accepted job(s) with the same key")
-        try: json.dumps(meta or {})
-        except (TypeError, ValueError) as e: raise ManifestError(f"meta is not JSON-serialisable: {e}") from None
+        if meta is not None and not isinstance(meta, dict):
+            raise ManifestError(f"meta must be a dict, got {type(meta).__name__}")
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ManifestError("key must be a non-empty string")
+        if not isinstance(replace, bool):
+            raise ManifestError(f"replace must be True or False, got {replace!r}")
+        if replace and key is None:
+            raise ManifestError("replace=True needs a key: it replaces the accepted job(s) with the same key")
+        try:
+            json.dumps(meta or {})
+        except (TypeError, ValueError) as e:
+            raise ManifestError(f"meta is not JSON-serialisable: {e}") from None
         if bad := bad_text({"run_id": run_id, "producer": producer, "key": key, "meta": meta or {}}, "job"):
-            raise ManifestError(f"{bad[0]} {bad[1]}: no writer can store it")   # learnt now, not at ingest
+            raise ManifestError(f"{bad[0]} {bad[1]}: no writer can store it")  # learnt now, not at ingest
         self.run_id, self.meta, self.key, self.replace = run_id, dict(meta or {}), key, replace
         self.lineage = lineage()
         self.producer = producer or _default_producer(self.lineage)
@@ -238,69 +353,99 @@ class Job:
         reason = f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
         if self.config.required:
             self.abort()
-            raise BusUnavailable(f"bus root {self.config.root} is unavailable ({reason}) and the bus is required: "
-                                 f"job {self.job_id} was not written") from None
+            raise BusUnavailable(
+                f"bus root {self.config.root} is unavailable ({reason}) and the bus is required: "
+                f"job {self.job_id} was not written"
+            ) from None
         d = spool_dir(self.config) / "tmp" / self.job_id
         try:
             d.mkdir(parents=True)
             (d.parent.parent / "root.txt").write_text(str(self.config.root))
             if self._dir is not None:  # move what was written so far
-                for f in os.listdir(self._dir): shutil.copyfile(self._dir / f, d / f); fsync_file(d / f)
+                for f in os.listdir(self._dir):
+                    shutil.copyfile(self._dir / f, d / f)
+                    fsync_file(d / f)
                 shutil.rmtree(self._dir, ignore_errors=True)
         except OSError as e2:
-            shutil.rmtree(d, ignore_errors=True); self.abort()
-            raise BusUnavailable(f"bus root {self.config.root} is unavailable ({reason}) and so is the spool "
-                                 f"{d.parent.parent} ({e2.strerror}): job {self.job_id} was not written") from None
+            shutil.rmtree(d, ignore_errors=True)
+            self.abort()
+            raise BusUnavailable(
+                f"bus root {self.config.root} is unavailable ({reason}) and so is the spool "
+                f"{d.parent.parent} ({e2.strerror}): job {self.job_id} was not written"
+            ) from None
         self._dir, self.spooled, self.spool_reason = d, True, reason
         return d
 
     def _workdir(self) -> Path:
         if self._dir is None:
-            try: self._dir = self._bus_dir()
-            except OSError as e: self._dir = self._unavailable(e)
+            try:
+                self._dir = self._bus_dir()
+            except OSError as e:
+                self._dir = self._unavailable(e)
         return self._dir
 
     def add(self, kind: str, data: Any, *, name: str | None = None, new_kind: bool = False) -> dict:
         """Write `data` as an artifact of `kind` into the job; returns its manifest entry. A kind the bus has
         never published warns once (`NewKindWarning`, naming the close matches) unless `new_kind=True`."""
-        if self.receipt is not None: raise ManifestError(f"job {self.job_id} is already committed")
+        if self.receipt is not None:
+            raise ManifestError(f"job {self.job_id} is already committed")
         check_kind(kind)
-        if not new_kind: warn_new_kind(self.config, kind)
+        if not new_kind:
+            warn_new_kind(self.config, kind)
         names = {a["name"] for a in self.artifacts}
         if name is None:
             name, n = kind, 1
-            while name in names: n += 1; name = f"{kind}-{n}"
-        elif name in names: raise ManifestError(f"job {self.job_id}: artifact name {name!r} is used twice")
+            while name in names:
+                n += 1
+                name = f"{kind}-{n}"
+        elif name in names:
+            raise ManifestError(f"job {self.job_id}: artifact name {name!r} is used twice")
         file, what = f"{name}.parquet", f"{kind} artifact {name!r}"
         for attempt in (1, 2):
             path = self._workdir() / file
             try:
-                facts = write_parquet(data, path, what=what)   # made durable at commit, with the rest of the job
+                facts = write_parquet(data, path, what=what)  # made durable at commit, with the rest of the job
                 break
             except OSError as e:  # disk full, read-only, I/O error: nothing of this job becomes visible
                 path.unlink(missing_ok=True)
                 if self.spooled or attempt == 2 or not _replayable(data):
                     self.abort()
-                    raise BusUnavailable(f"cannot write {what} of job {self.job_id} to {path.parent}: "
-                                         f"{e.strerror or e}; nothing was committed") from None
+                    raise BusUnavailable(
+                        f"cannot write {what} of job {self.job_id} to {path.parent}: "
+                        f"{e.strerror or e}; nothing was committed"
+                    ) from None
                 self._unavailable(e)
             except BaseException:
-                path.unlink(missing_ok=True); raise
-        try: check_columns(facts["schema"], what)
-        except ManifestError: path.unlink(); raise
+                path.unlink(missing_ok=True)
+                raise
+        try:
+            check_columns(facts["schema"], what)
+        except ManifestError:
+            path.unlink()
+            raise
         entry = {"name": name, "kind": kind, "file": file, **facts, "schema": schema_to_json(facts["schema"])}
         self.artifacts.append(entry)
         return entry
 
     def manifest(self) -> dict:
-        return {"protocol": PROTOCOL, "job_id": self.job_id, "run_id": self.run_id, "producer": self.producer,
-                "submitted_at": utcnow().isoformat(), "key": self.key, **({"replace": True} if self.replace else {}),
-                "meta": self.meta, "lineage": self.lineage, "artifacts": self.artifacts}
+        return {
+            "protocol": PROTOCOL,
+            "job_id": self.job_id,
+            "run_id": self.run_id,
+            "producer": self.producer,
+            "submitted_at": utcnow().isoformat(),
+            "key": self.key,
+            **({"replace": True} if self.replace else {}),
+            "meta": self.meta,
+            "lineage": self.lineage,
+            "artifacts": self.artifacts,
+        }
 
     def _write_commit(self, d: Path) -> list[Path]:
         "Write manifest.json, then COMMIT, into `d`; returns the job's files, not yet durable."
-        raw = json.dumps(self.manifest(), default=str).encode()   # compact: the C encoder, no indent
-        for f in (MANIFEST, COMMIT): (d / f).unlink(missing_ok=True)
+        raw = json.dumps(self.manifest(), default=str).encode()  # compact: the C encoder, no indent
+        for f in (MANIFEST, COMMIT):
+            (d / f).unlink(missing_ok=True)
         (d / MANIFEST).write_bytes(raw)
         (d / COMMIT).write_bytes(checksum_bytes(raw).encode())
         return [d / a["file"] for a in self.artifacts] + [d / MANIFEST, d / COMMIT]
@@ -309,18 +454,22 @@ class Job:
         fsync_all(self._write_commit(d), [d])
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / self.job_id
-        os.rename(d, dest)   # the commit point
+        os.rename(d, dest)  # the commit point
         fsync_dir(dest_dir)
         return dest
 
     def commit(self) -> Receipt:
         "Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point."
-        if self.receipt is not None: return self.receipt
-        if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
+        if self.receipt is not None:
+            return self.receipt
+        if not self.artifacts:
+            raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
         if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
             self.abort()
-            raise ManifestError(f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
-                                "limit every writer enforces: make meta smaller or split the job")
+            raise ManifestError(
+                f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
+                "limit every writer enforces: make meta smaller or split the job"
+            )
         d = self._workdir()
         # a producer staging for object storage holds its job folder locked (the lock follows it through the
         # rename) until the job is handed on, so a sweep for jobs left by dead producers never takes it
@@ -329,41 +478,65 @@ class Job:
             try:
                 dest = self._commit_in(d, spool_dir(self.config) / "jobs" if self.spooled else self.config.inbox)
             except OSError as e:
-                if self.spooled: self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id} to the spool: {e.strerror or e}") from None
-                try: dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
+                if self.spooled:
+                    self.abort()
+                    raise BusUnavailable(f"cannot commit job {self.job_id} to the spool: {e.strerror or e}") from None
+                try:
+                    dest = self._commit_in(self._unavailable(e), spool_dir(self.config) / "jobs")
                 except OSError as e2:
-                    self.abort(); raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
+                    self.abort()
+                    raise BusUnavailable(f"cannot commit job {self.job_id}: {e2.strerror or e2}") from None
             return self._committed(dest)
         finally:
-            if held is not None: os.close(held)
+            if held is not None:
+                os.close(held)
 
     def _committed(self, dest: Path | str, flush_spool: bool = True) -> Receipt:
         "After the rename: hand a remote job to object storage, make the receipt, move on what waits in the spool."
         self._dir = None
-        if self.config.staged and not self.spooled:   # a producer on another machine: hand the job to object storage
+        if self.config.staged and not self.spooled:  # a producer on another machine: hand the job to object storage
             from artifact_bus.upload import deliver
+
             outcome, delivered, reason = deliver(self.config, dest)
-            dest = delivered   # an s3:// URL once delivered
-            if outcome == "spooled": self.spooled, self.spool_reason = True, reason
+            dest = delivered  # an s3:// URL once delivered
+            if outcome == "spooled":
+                self.spooled, self.spool_reason = True, reason
         status = "spooled" if self.spooled else "committed"
-        self.receipt = Receipt(self.job_id, status, dest, tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
-                               sum(a["rows"] for a in self.artifacts), sum(a["bytes"] for a in self.artifacts))
+        self.receipt = Receipt(
+            self.job_id,
+            status,
+            dest,
+            tuple({k: a[k] for k in ("name", "kind", "rows")} for a in self.artifacts),
+            sum(a["rows"] for a in self.artifacts),
+            sum(a["bytes"] for a in self.artifacts),
+        )
         if self.spooled:
-            warnings.warn(f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
-                          f"{Path(dest).parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
-                          SpooledWarning, stacklevel=4)
-        elif flush_spool: _flush_spool(self.config)
+            warnings.warn(
+                f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
+                f"{Path(dest).parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
+                SpooledWarning,
+                stacklevel=4,
+            )
+        elif flush_spool:
+            _flush_spool(self.config)
         return self.receipt
 
     def abort(self) -> None:
         "Remove everything written so far; nothing ever became visible."
-        if self._dir is not None: shutil.rmtree(self._dir, ignore_errors=True); self._dir = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
-    def __enter__(self): return self
+    def __enter__(self):
+        return self
+
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is None: self.commit()
-        else: self.abort()
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
         return False
+
 
 def _hold(folder) -> int:
     "An exclusive lock on `folder`'s inode, held until the returned descriptor is closed."
@@ -371,31 +544,59 @@ def _hold(folder) -> int:
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd
 
+
 def _flush_spool(config: Config) -> None:
     """After a commit to the bus: move on what this machine's spool holds for it, if anything, and for a
     producer staging for object storage, the jobs a dead producer committed here but never uploaded."""
     if os.path.isdir(spool_dir(config) / "jobs"):
-        try: flush(config=config)
-        except BusError: pass  # the spool stays for the next try
+        try:
+            flush(config=config)
+        except BusError:
+            pass  # the spool stays for the next try
     elif config.staged:
         from artifact_bus.upload import deliver_stranded
-        try: deliver_stranded(config)
-        except (BusError, OSError): pass  # the next commit or flush() tries again
+
+        try:
+            deliver_stranded(config)
+        except (BusError, OSError):
+            pass  # the next commit or flush() tries again
+
 
 def _default_producer(lin: dict) -> str:
     "The notebook's or the script's file name, else 'python' (a REPL, `python -c`, a kernel whose notebook is unknown)."
     f = lin.get("notebook") or lin.get("script")
     return Path(f).name if f else "python"
 
-def job(*, run_id: str | None = None, producer: str | None = None, meta: dict | None = None, key: str | None = None,
-        root: str | os.PathLike | None = None, required: bool | None = None, replace: bool = False) -> Job:
+
+def job(
+    *,
+    run_id: str | None = None,
+    producer: str | None = None,
+    meta: dict | None = None,
+    key: str | None = None,
+    root: str | os.PathLike | None = None,
+    required: bool | None = None,
+    replace: bool = False,
+) -> Job:
     """Start one atomic job of several artifacts: `with job(run_id=...) as j: j.add('fills', df)`.
     `replace=True` (with a `key`): the job replaces the accepted job(s) with the same key once ingested."""
     return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace)
 
-def submit(data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
-           key: str | None = None, root: str | os.PathLike | None = None, required: bool | None = None,
-           name: str | None = None, new_kind: bool = False, replace: bool = False) -> Receipt:
+
+def submit(
+    data: Any,
+    kind: str,
+    *,
+    run_id: str | None = None,
+    producer: str | None = None,
+    meta: dict | None = None,
+    key: str | None = None,
+    root: str | os.PathLike | None = None,
+    required: bool | None = None,
+    name: str | None = None,
+    new_kind: bool = False,
+    replace: bool = False,
+) -> Receipt:
     "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`). See `job` for `replace`."
     with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace) as j:
         j.add(kind, data, name=name, new_kind=new_kind)
@@ -404,26 +605,39 @@ def submit(data: Any, kind: str, *, run_id: str | None = None, producer: str | N
 # %% ../nbs/02_submit.ipynb #f1f494e0
 class _BatchJob(Job):
     "A job of a batch: its commit queues it for the batch's next flush."
+
     def __init__(self, batch: Batch, **kw):
         super().__init__(config=batch.config, **kw)
         self._batch = batch
+
     def commit(self):
-        if self.receipt is not None: return self.receipt
-        if not self.artifacts: raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
+        if self.receipt is not None:
+            return self.receipt
+        if not self.artifacts:
+            raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
         if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
             self.abort()
-            raise ManifestError(f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
-                                "limit every writer enforces: make meta smaller or split the job")
-        if self.spooled or self.config.staged:   # the spool and object storage: job by job
-            r = super().commit(); self._batch.receipts.append(r); return r
+            raise ManifestError(
+                f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
+                "limit every writer enforces: make meta smaller or split the job"
+            )
+        if self.spooled or self.config.staged:  # the spool and object storage: job by job
+            r = super().commit()
+            self._batch.receipts.append(r)
+            return r
         self._batch._queue(self)
+
 
 class Batch:
     "Submit many jobs that become durable together; see `batch`."
-    def __init__(self, *, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20,
-                 config: Config | None = None):
-        if not (isinstance(max_jobs, int) and max_jobs >= 1): raise ManifestError(f"max_jobs must be a positive integer, got {max_jobs!r}")
-        if not (isinstance(max_bytes, int) and max_bytes >= 1): raise ManifestError(f"max_bytes must be a positive integer, got {max_bytes!r}")
+
+    def __init__(
+        self, *, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20, config: Config | None = None
+    ):
+        if not (isinstance(max_jobs, int) and max_jobs >= 1):
+            raise ManifestError(f"max_jobs must be a positive integer, got {max_jobs!r}")
+        if not (isinstance(max_bytes, int) and max_bytes >= 1):
+            raise ManifestError(f"max_bytes must be a positive integer, got {max_bytes!r}")
         self.config = config or load_config(root, required=required)
         self.max_jobs, self.max_bytes = max_jobs, max_bytes
         self.receipts: list[Receipt] = []
@@ -434,9 +648,19 @@ class Batch:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
         return _BatchJob(self, run_id=run_id, producer=producer, meta=meta, key=key, replace=replace)
 
-    def submit(self, data: Any, kind: str, *, run_id: str | None = None, producer: str | None = None, meta: dict | None = None,
-               key: str | None = None, name: str | None = None, new_kind: bool = False,
-               replace: bool = False) -> str:
+    def submit(
+        self,
+        data: Any,
+        kind: str,
+        *,
+        run_id: str | None = None,
+        producer: str | None = None,
+        meta: dict | None = None,
+        key: str | None = None,
+        name: str | None = None,
+        new_kind: bool = False,
+        replace: bool = False,
+    ) -> str:
         "Submit one table as a job of one artifact of `kind`; returns its job id (its `Receipt` comes with the flush)."
         with self.job(run_id=run_id, producer=producer, meta=meta, key=key, replace=replace) as j:
             j.add(kind, data, name=name, new_kind=new_kind)
@@ -448,40 +672,54 @@ class Batch:
         return len(self._waiting)
 
     def _queue(self, j: Job) -> None:
-        self._waiting.append(j); self._bytes += sum(a["bytes"] for a in j.artifacts)
-        if len(self._waiting) >= self.max_jobs or self._bytes >= self.max_bytes: self.flush()
+        self._waiting.append(j)
+        self._bytes += sum(a["bytes"] for a in j.artifacts)
+        if len(self._waiting) >= self.max_jobs or self._bytes >= self.max_bytes:
+            self.flush()
 
     def flush(self) -> list[Receipt]:
         "Commit every waiting job: one round of fsyncs for all their files, their renames, one fsync of the inbox."
         jobs, self._waiting, self._bytes = self._waiting, [], 0
-        if not jobs: return []
+        if not jobs:
+            return []
         inbox, moved = self.config.inbox, []
         try:
-            files = [f for j in jobs for f in j._write_commit(j._workdir())]   # a queued job has its folder
+            files = [f for j in jobs for f in j._write_commit(j._workdir())]  # a queued job has its folder
             fsync_all(files, [j._dir for j in jobs])
             inbox.mkdir(parents=True, exist_ok=True)
             for j in jobs:
-                os.rename(j._workdir(), inbox / j.job_id)   # each job's own commit point
+                os.rename(j._workdir(), inbox / j.job_id)  # each job's own commit point
                 moved.append(j)
             fsync_dir(inbox)
         except OSError:
             if moved:  # renamed, but the inbox may not be durable: make it so, or say so
-                try: fsync_dir(inbox)
+                try:
+                    fsync_dir(inbox)
                 except OSError as e:
-                    raise BusUnavailable(f"cannot make the inbox {inbox} durable after committing {len(moved)} jobs: {e.strerror or e}") from None
+                    raise BusUnavailable(
+                        f"cannot make the inbox {inbox} durable after committing {len(moved)} jobs: {e.strerror or e}"
+                    ) from None
         out = [j._committed(inbox / j.job_id, flush_spool=False) for j in moved]
-        out += [Job.commit(j) for j in jobs[len(moved):]]   # the rest job by job: retried, or spooled
+        out += [Job.commit(j) for j in jobs[len(moved) :]]  # the rest job by job: retried, or spooled
         _flush_spool(self.config)
         self.receipts += out
         return out
 
-    def __enter__(self): return self
+    def __enter__(self):
+        return self
+
     def __exit__(self, exc_type, exc, tb):
-        self.flush()   # the finished jobs are complete: commit them even when the block raised
+        self.flush()  # the finished jobs are complete: commit them even when the block raised
         return False
 
-def batch(*, root: str | os.PathLike | None = None, required: bool | None = None, max_jobs: int = 256,
-          max_bytes: int = 256 << 20) -> Batch:
+
+def batch(
+    *,
+    root: str | os.PathLike | None = None,
+    required: bool | None = None,
+    max_jobs: int = 256,
+    max_bytes: int = 256 << 20,
+) -> Batch:
     """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
     Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
     return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
@@ -490,43 +728,59 @@ def batch(*, root: str | os.PathLike | None = None, required: bool | None = None
 def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
     "Ids of the jobs waiting in this machine's spool for the bus at `root`."
     config = config or load_config(root)
-    try: return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
-    except FileNotFoundError: return []
+    try:
+        return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
+    except FileNotFoundError:
+        return []
 
-def flush(root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None) -> list[str]:
+
+def flush(
+    root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None
+) -> list[str]:
     """Move the jobs spooled on this machine into the bus's inbox; returns their ids. Raises
     `BusUnavailable` if the bus is still unavailable. Safe to run from several processes at once."""
     config = config or load_config(root)
     sd = spool_dir(config)
     stranded = []
-    if config.staged:   # a remote producer: first the jobs committed here whose producer died before uploading them
+    if config.staged:  # a remote producer: first the jobs committed here whose producer died before uploading them
         from artifact_bus.upload import deliver_stranded, flush_jobs
+
         stranded = deliver_stranded(config)
     jobs = spooled_jobs(config=config)
-    if not jobs: return stranded
+    if not jobs:
+        return stranded
     done: list[str] = []
     with open(sd / "flush.lock", "a+") as lk:
-        try: fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError: return stranded  # another process is flushing this spool
-        if config.staged: return stranded + flush_jobs(config, sd / "jobs")   # a remote producer's spool goes to object storage
+        try:
+            fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return stranded  # another process is flushing this spool
+        if config.staged:
+            return stranded + flush_jobs(config, sd / "jobs")  # a remote producer's spool goes to object storage
         bar = progress_bar(len(jobs), "flush", progress)
         for jid in spooled_jobs(config=config):
             bar.update()
             src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
-            if not os.path.lexists(src / COMMIT): continue
+            if not os.path.lexists(src / COMMIT):
+                continue
             try:
                 if not os.path.lexists(dest):
-                    if root_unmounted(config):   # the same availability check a submit makes
+                    if root_unmounted(config):  # the same availability check a submit makes
                         raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
-                    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    tmp.mkdir(parents=True)
                     for f in os.listdir(src):
-                        shutil.copyfile(src / f, tmp / f); fsync_file(tmp / f)
+                        shutil.copyfile(src / f, tmp / f)
+                        fsync_file(tmp / f)
                     fsync_dir(tmp)
-                    os.rename(tmp, dest); fsync_dir(config.inbox)
+                    os.rename(tmp, dest)
+                    fsync_dir(config.inbox)
             except OSError as e:
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise BusUnavailable(f"bus root {config.root} is still unavailable ({e.strerror or e}): "
-                                     f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}") from None
+                raise BusUnavailable(
+                    f"bus root {config.root} is still unavailable ({e.strerror or e}): "
+                    f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}"
+                ) from None
             shutil.rmtree(src, ignore_errors=True)
             done.append(jid)
         bar.close()

@@ -19,6 +19,7 @@ __all__ = ['SYMBOLS', 'fills_table', 'backtest_run', 'temp_bus', 'submit_backtes
 # %% ../nbs/09_testing.ipynb #c5e4a895
 SYMBOLS = [f"SYM{i:03d}" for i in range(500)]
 
+
 def fills_table(n: int = 1000, seed: int = 0, run_id: str = "sim-001", symbols: int = 500) -> pa.Table:
     "Seeded fills: ts timestamp[us], run_id, symbol (dictionary-like, `symbols` values), side int8, qty, price, fee, order_id."
     rng = np.random.default_rng(seed)
@@ -27,33 +28,48 @@ def fills_table(n: int = 1000, seed: int = 0, run_id: str = "sim-001", symbols: 
     side = rng.choice(np.array([-1, 1], dtype=np.int8), n)
     qty = rng.integers(1, 100, n).astype("float64") * 10
     price = np.round(rng.uniform(10, 500, n), 2)
-    return pa.table({
-        "ts": pa.array(ts, pa.timestamp("us")),
-        "run_id": pa.array([run_id] * n, pa.string()),
-        "symbol": pa.array(np.array(SYMBOLS[:symbols])[rng.integers(0, symbols, n)], pa.string()),
-        "side": pa.array(side, pa.int8()),
-        "qty": pa.array(qty), "price": pa.array(price),
-        "fee": pa.array(np.round(qty * price * 0.0001, 4)),
-        "order_id": pa.array(np.arange(n, dtype=np.int64) + seed * 1_000_000),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(ts, pa.timestamp("us")),
+            "run_id": pa.array([run_id] * n, pa.string()),
+            "symbol": pa.array(np.array(SYMBOLS[:symbols])[rng.integers(0, symbols, n)], pa.string()),
+            "side": pa.array(side, pa.int8()),
+            "qty": pa.array(qty),
+            "price": pa.array(price),
+            "fee": pa.array(np.round(qty * price * 0.0001, 4)),
+            "order_id": pa.array(np.arange(n, dtype=np.int64) + seed * 1_000_000),
+        }
+    )
+
 
 def backtest_run(run_id: str = "sim-001", seed: int = 0, n_fills: int = 200, symbols: int = 20) -> dict[str, pa.Table]:
     "One simulation run's artifacts: `fills`, `positions`, `events` and `features`."
     fills = fills_table(n_fills, seed, run_id, symbols)
     signed = pc.multiply(fills["qty"], pc.cast(fills["side"], pa.float64()))
-    pos = (pa.table({"symbol": fills["symbol"], "qty": signed, "notional": pc.multiply(signed, fills["price"])})
-             .group_by("symbol").aggregate([("qty", "sum"), ("notional", "sum")])
-             .rename_columns(["symbol", "qty", "notional"]).sort_by("symbol"))
+    pos = (
+        pa.table({"symbol": fills["symbol"], "qty": signed, "notional": pc.multiply(signed, fills["price"])})
+        .group_by("symbol")
+        .aggregate([("qty", "sum"), ("notional", "sum")])
+        .rename_columns(["symbol", "qty", "notional"])
+        .sort_by("symbol")
+    )
     positions = pos.append_column("as_of", pa.array([fills["ts"][-1].as_py()] * pos.num_rows, pa.timestamp("us")))
-    events = pa.table({
-        "ts": pa.array([fills["ts"][0].as_py(), fills["ts"][-1].as_py()], pa.timestamp("us")),
-        "event": ["start", "end"],
-        "detail": [None, f"{n_fills} fills"],
-    })
+    events = pa.table(
+        {
+            "ts": pa.array([fills["ts"][0].as_py(), fills["ts"][-1].as_py()], pa.timestamp("us")),
+            "event": ["start", "end"],
+            "detail": [None, f"{n_fills} fills"],
+        }
+    )
     rng = np.random.default_rng(seed + 1)
     syms = sorted(set(fills["symbol"].to_pylist()))
-    features = pa.table({"symbol": syms, "momentum_20d": np.round(rng.normal(0, 1, len(syms)), 4),
-                         "volatility_20d": np.round(rng.uniform(0.1, 0.6, len(syms)), 4)})
+    features = pa.table(
+        {
+            "symbol": syms,
+            "momentum_20d": np.round(rng.normal(0, 1, len(syms)), 4),
+            "volatility_20d": np.round(rng.uniform(0.1, 0.6, len(syms)), 4),
+        }
+    )
     return {"fills": fills, "positions": positions, "events": events, "features": features}
 
 # %% ../nbs/09_testing.ipynb #fdc09cec
@@ -63,18 +79,34 @@ def temp_bus(prefix: str = "artifact-bus-"):
     with tempfile.TemporaryDirectory(prefix=prefix) as d:
         yield Path(d) / "bus"
 
+
 def submit_backtest(root, runs: int = 3, *, seed: int = 0, n_fills: int = 200, keyed: bool = True) -> list:
     """Submit `runs` simulated backtest runs the way the original system did: per run one atomic job
     holding `fills`, `positions` and `events`, plus one `features` job. Returns the receipts."""
     from artifact_bus.submit import job, submit
+
     receipts = []
     for i in range(1, runs + 1):
         run_id = f"sim-{i:03d}"
         t = backtest_run(run_id, seed=seed + i, n_fills=n_fills)
-        with job(run_id=run_id, producer="SimulationArtifactWriter", root=root,
-                 key=f"{run_id}/simulation" if keyed else None, meta={"strategy": "mean-reversion", "seed": seed + i}) as j:
-            for kind in ("fills", "positions", "events"): j.add(kind, t[kind])
+        with job(
+            run_id=run_id,
+            producer="SimulationArtifactWriter",
+            root=root,
+            key=f"{run_id}/simulation" if keyed else None,
+            meta={"strategy": "mean-reversion", "seed": seed + i},
+        ) as j:
+            for kind in ("fills", "positions", "events"):
+                j.add(kind, t[kind])
         receipts.append(j.receipt)
-        receipts.append(submit(t["features"], "features", run_id=run_id, producer="FeatureCompiler", root=root,
-                               key=f"{run_id}/features" if keyed else None))
+        receipts.append(
+            submit(
+                t["features"],
+                "features",
+                run_id=run_id,
+                producer="FeatureCompiler",
+                root=root,
+                key=f"{run_id}/features" if keyed else None,
+            )
+        )
     return receipts

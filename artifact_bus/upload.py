@@ -21,26 +21,34 @@ __all__ = ['upload_job', 'deliver', 'deliver_stranded', 'flush_jobs']
 # %% ../nbs/22_upload.ipynb #7aae0791
 def _mkdirs(fs, path: str) -> None:
     "Create parent folders where the store has real folders; on S3 a key needs none (and a marker costs a request)."
-    if fs.type_name != "s3": fs.create_dir(path, recursive=True)
+    if fs.type_name != "s3":
+        fs.create_dir(path, recursive=True)
+
 
 def _put(fs, src: Path, key: str) -> None:
     with open(src, "rb") as f, fs.open_output_stream(key) as out:
-        while chunk := f.read(CHUNK): out.write(chunk)
+        while chunk := f.read(CHUNK):
+            out.write(chunk)
+
 
 def upload_job(config: Config, job_dir, *, fs=None) -> str:
     """Upload a job committed in a local folder to `<remote>/inbox/<job_id>/`: the artifact files and
     `manifest.json` first, the `COMMIT` object last — the commit point on object storage. Returns the job's
     URL. Uploading the same job again is harmless. Raises `BusUnavailable` when object storage is unreachable."""
-    job_dir = Path(job_dir); jid = job_dir.name
+    job_dir = Path(job_dir)
+    jid = job_dir.name
     names = sorted(os.listdir(job_dir))
-    if COMMIT not in names: raise ManifestError(f"job {jid}: {job_dir} has no COMMIT: only committed jobs are uploaded")
+    if COMMIT not in names:
+        raise ManifestError(f"job {jid}: {job_dir} has no COMMIT: only committed jobs are uploaded")
     fs, root = remote_root(config, fs)
     dest = f"{root}/inbox/{jid}"
     try:
         _mkdirs(fs, dest)
-        for n in [n for n in names if n != COMMIT] + [COMMIT]: _put(fs, job_dir / n, f"{dest}/{n}")
+        for n in [n for n in names if n != COMMIT] + [COMMIT]:
+            _put(fs, job_dir / n, f"{dest}/{n}")
     except OSError as e:
-        if getattr(e, "filename", None): raise   # a local file, not the object store
+        if getattr(e, "filename", None):
+            raise  # a local file, not the object store
         raise store_unavailable(config, e, f"job {jid} was not uploaded") from None
     return f"{config.remote}/inbox/{jid}"
 
@@ -50,7 +58,8 @@ def deliver(config: Config, job_dir, *, fs=None) -> tuple[str, str | Path, str |
     returns `('committed', url, None)`. When object storage is unreachable, the job moves into this machine's
     spool: `('spooled', path, reason)`; a `required` bus raises `BusUnavailable` instead (nothing is kept)."""
     job_dir = Path(job_dir)
-    try: url = upload_job(config, job_dir, fs=fs)
+    try:
+        url = upload_job(config, job_dir, fs=fs)
     except BusUnavailable as e:
         if config.required:
             shutil.rmtree(job_dir, ignore_errors=True)
@@ -59,43 +68,57 @@ def deliver(config: Config, job_dir, *, fs=None) -> tuple[str, str | Path, str |
         jobs.mkdir(parents=True, exist_ok=True)
         (jobs.parent / "root.txt").write_text(str(config.remote))
         os.rename(job_dir, jobs / job_dir.name)
-        fsync_dir(jobs); fsync_dir(job_dir.parent)
+        fsync_dir(jobs)
+        fsync_dir(job_dir.parent)
         return "spooled", jobs / job_dir.name, str(e)
     shutil.rmtree(job_dir)
     return "committed", url, None
+
 
 def deliver_stranded(config: Config, *, fs=None) -> list[str]:
     """Hand on the jobs committed in this machine's staging inbox whose producer died before it had handed
     them on; returns their ids. A producer holds its job folder locked until the job is handed on, so a job
     being delivered is left alone. Object storage unreachable: the job moves into the spool (never deleted,
     even for a `required` bus: its producer is gone)."""
-    try: names = sorted((n for n in os.listdir(config.inbox) if not n.startswith(".")), key=inbox_order)
-    except FileNotFoundError: return []
+    try:
+        names = sorted((n for n in os.listdir(config.inbox) if not n.startswith(".")), key=inbox_order)
+    except FileNotFoundError:
+        return []
     keep = dataclasses.replace(config, required=False)
     done = []
     for n in names:
-        try: fd = os.open(config.inbox / n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError: continue   # handed on meanwhile, or not a folder
         try:
-            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError: continue   # its producer is delivering it
-            if not os.path.lexists(config.inbox / n / COMMIT): continue   # gone meanwhile, or never committed
-            deliver(keep, config.inbox / n, fs=fs); done.append(n)
-        finally: os.close(fd)
+            fd = os.open(config.inbox / n, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # handed on meanwhile, or not a folder
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its producer is delivering it
+            if not os.path.lexists(config.inbox / n / COMMIT):
+                continue  # gone meanwhile, or never committed
+            deliver(keep, config.inbox / n, fs=fs)
+            done.append(n)
+        finally:
+            os.close(fd)
     return done
+
 
 def flush_jobs(config: Config, jobs_dir, *, fs=None) -> list[str]:
     """Upload the committed jobs spooled in `jobs_dir`, in job order, removing each once uploaded; returns their
     ids. Raises `BusUnavailable` (saying how many stay spooled) when object storage is still unreachable."""
     jobs_dir = Path(jobs_dir)
-    try: names = [n for n in os.listdir(jobs_dir) if os.path.lexists(jobs_dir / n / COMMIT)]
-    except FileNotFoundError: return []
+    try:
+        names = [n for n in os.listdir(jobs_dir) if os.path.lexists(jobs_dir / n / COMMIT)]
+    except FileNotFoundError:
+        return []
     done = []
     for n in sorted(names, key=inbox_order):
-        try: upload_job(config, jobs_dir / n, fs=fs)
+        try:
+            upload_job(config, jobs_dir / n, fs=fs)
         except BusUnavailable as e:
             raise BusUnavailable(f"{e}; {len(names) - len(done)} jobs stay spooled in {jobs_dir}") from None
-        shutil.rmtree(jobs_dir / n, ignore_errors=True)   # another flush may have uploaded it too: harmless
+        shutil.rmtree(jobs_dir / n, ignore_errors=True)  # another flush may have uploaded it too: harmless
         done.append(n)
     return done
-

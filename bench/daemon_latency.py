@@ -15,6 +15,7 @@ they run (compare the default `--exports-delay` with `--exports-delay 0`, which 
 Prints a table and writes bench/results/daemon_latency.json. The target is p50 < 500 ms; nothing is
 asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,13 @@ def pct(values, q):
 
 
 def summary(values) -> dict:
-    return {"n": len(values), "p50_ms": pct(values, 50), "p90_ms": pct(values, 90), "max_ms": max(values) if values else None,
-            "mean_ms": sum(values) / len(values) if values else None}
+    return {
+        "n": len(values),
+        "p50_ms": pct(values, 50),
+        "p90_ms": pct(values, 90),
+        "max_ms": max(values) if values else None,
+        "mean_ms": sum(values) / len(values) if values else None,
+    }
 
 
 def queryable(root, job_id) -> bool:
@@ -64,11 +70,15 @@ def queryable(root, job_id) -> bool:
         return con.execute("SELECT count(*) FROM catalog.jobs WHERE job_id = ?", [job_id]).fetchone()[0] == 1
 
 
-def start_daemon(root: Path, interval: float, papermill: bool, log_path: Path, exports_delay=None) -> tuple[subprocess.Popen, str]:
+def start_daemon(
+    root: Path, interval: float, papermill: bool, log_path: Path, exports_delay=None
+) -> tuple[subprocess.Popen, str]:
     extra = "" if exports_delay is None else f", exports_delay={exports_delay}"
     code = f"from artifact_bus.schedule import daemon; daemon({str(root)!r}, interval={interval}, papermill={papermill}{extra})"
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
         text = log_path.read_text()
@@ -84,8 +94,14 @@ def start_daemon(root: Path, interval: float, papermill: bool, log_path: Path, e
 def preload(root: Path, rows: int) -> None:
     "Store `rows` fills rows (in jobs of up to 1,000,000) and ingest them with their exports: the store the daemon starts on."
     from artifact_bus.testing import fills_table
+
     for i, start in enumerate(range(0, rows, 1_000_000)):
-        submit(fills_table(min(1_000_000, rows - start), seed=500 + i, run_id=f"preload-{i}"), "fills", producer="bench", root=root)
+        submit(
+            fills_table(min(1_000_000, rows - start), seed=500 + i, run_id=f"preload-{i}"),
+            "fills",
+            producer="bench",
+            root=root,
+        )
     ingest(root)
 
 
@@ -100,7 +116,9 @@ def bench_daemon(root: Path, n: int, interval: float, papermill: bool, workdir: 
             end = time.monotonic() + DEADLINE
             while not queryable(root, r.job_id):
                 if time.monotonic() > end:
-                    raise SystemExit(f"job {r.job_id} not queryable after {DEADLINE}s; daemon log:\n{(workdir / 'daemon.log').read_text()}")
+                    raise SystemExit(
+                        f"job {r.job_id} not queryable after {DEADLINE}s; daemon log:\n{(workdir / 'daemon.log').read_text()}"
+                    )
                 time.sleep(0.002)
             t2 = time.perf_counter()
             sub.append((t1 - t0) * 1000)
@@ -129,9 +147,13 @@ def bench_baseline(root: Path, n: int) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=30, help="jobs to submit (default 30)")
-    ap.add_argument("--interval", type=float, default=2.0, help="the daemon's polling interval (default 2.0, its default)")
+    ap.add_argument(
+        "--interval", type=float, default=2.0, help="the daemon's polling interval (default 2.0, its default)"
+    )
     ap.add_argument("--papermill", action="store_true", help="run the daemon in papermill mode")
-    ap.add_argument("--preload-rows", type=int, default=0, help="fills rows the bus holds before the daemon starts (default 0)")
+    ap.add_argument(
+        "--preload-rows", type=int, default=0, help="fills rows the bus holds before the daemon starts (default 0)"
+    )
     ap.add_argument("--exports-delay", type=float, help="the daemon's exports_delay (default: the daemon's default)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the baselines (bare submit, direct ingest)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "daemon_latency.json")
@@ -139,7 +161,8 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory(prefix="bench-daemon-", dir=os.environ.get("BENCH_WORKDIR")) as d:
         d = Path(d)
-        if a.preload_rows: preload(d / "bus", a.preload_rows)
+        if a.preload_rows:
+            preload(d / "bus", a.preload_rows)
         daemon_run = bench_daemon(d / "bus", a.jobs, a.interval, a.papermill, d, a.exports_delay)
         base = None if a.no_baseline else bench_baseline(d / "baseline", a.jobs)
 
@@ -148,7 +171,10 @@ def main(argv=None):
         "bare submit() (daemon running)": summary(daemon_run["submit"]),
     }
     if base:
-        rows |= {"bare submit() (baseline)": summary(base["submit"]), "direct ingest() of 1 job": summary(base["ingest"])}
+        rows |= {
+            "bare submit() (baseline)": summary(base["submit"]),
+            "direct ingest() of 1 job": summary(base["ingest"]),
+        }
     width = max(map(len, rows))
     print(f"daemon: {daemon_run['daemon']}; exit code after SIGTERM: {daemon_run['daemon_exit']}")
     print(f"{'':{width}}  {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
@@ -158,14 +184,28 @@ def main(argv=None):
     print(f"target p50 < 500 ms: {'met' if p50 < 500 else 'NOT met'} ({p50:.0f} ms)")
 
     result = {
-        "bench": "daemon_latency", "jobs": a.jobs, "interval_s": a.interval, "papermill": a.papermill,
-        "preload_rows": a.preload_rows, "exports_delay": a.exports_delay,
-        "daemon": daemon_run["daemon"], "daemon_exit_code": daemon_run["daemon_exit"],
-        "summary": rows, "samples_ms": {"latency": daemon_run["latency"], "daemon_submit": daemon_run["submit"],
-                                        **({"baseline_submit": base["submit"], "baseline_ingest": base["ingest"]} if base else {})},
+        "bench": "daemon_latency",
+        "jobs": a.jobs,
+        "interval_s": a.interval,
+        "papermill": a.papermill,
+        "preload_rows": a.preload_rows,
+        "exports_delay": a.exports_delay,
+        "daemon": daemon_run["daemon"],
+        "daemon_exit_code": daemon_run["daemon_exit"],
+        "summary": rows,
+        "samples_ms": {
+            "latency": daemon_run["latency"],
+            "daemon_submit": daemon_run["submit"],
+            **({"baseline_submit": base["submit"], "baseline_ingest": base["ingest"]} if base else {}),
+        },
         "target": {"p50_ms_below": 500, "met": p50 < 500},
-        "env": {"python": platform.python_version(), "duckdb": duckdb.__version__, "pyarrow": pa.__version__,
-                "platform": platform.platform(), "cpus": os.cpu_count()},
+        "env": {
+            "python": platform.python_version(),
+            "duckdb": duckdb.__version__,
+            "pyarrow": pa.__version__,
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+        },
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ smallest backlog's, measured in the same run, is the figure to watch (target: ab
     python bench/ingest_backlog.py                 # 1,000 and 20,000 waiting jobs
     python bench/ingest_backlog.py --sizes 1000 5000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,8 @@ def measure(n: int) -> dict:
         root = Path(d) / "bus"
         subprocess.run([sys.executable, "-c", textwrap.dedent(FILL), root, str(n)], check=True)
         p = subprocess.run([sys.executable, "-c", textwrap.dedent(INGEST), root], capture_output=True, text=True)
-        if p.returncode: raise SystemExit(f"error: ingest of {n} jobs failed:\n{p.stderr[-3000:]}")
+        if p.returncode:
+            raise SystemExit(f"error: ingest of {n} jobs failed:\n{p.stderr[-3000:]}")
         got = json.loads(p.stdout.strip().splitlines()[-1])
         assert got["accepted"] == n, got
         return got
@@ -58,8 +60,11 @@ def main() -> None:
         t0 = time.perf_counter()
         got = measure(n)
         base = base or got["peak_mb"]
-        print(f"{n:>12,}  {got['seconds']:>9.1f}  {got['peak_mb']:>8.0f}  {got['peak_mb'] / base:>11.2f}x"
-              f"   (set-up and run {time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{n:>12,}  {got['seconds']:>9.1f}  {got['peak_mb']:>8.0f}  {got['peak_mb'] / base:>11.2f}x"
+            f"   (set-up and run {time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

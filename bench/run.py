@@ -1,5 +1,6 @@
 #!/usr/bin/env python
 """The artifact_bus benchmark harness: `python bench/run.py --help`. The code is the package bench/abbench/."""
+
 import sys
 
 from abbench.__main__ import main

@@ -4,6 +4,7 @@ Every test gets its own bus root under pytest's `tmp_path`. Subprocesses run the
 the tests (`sys.executable`) with a clean environment: no `ARTIFACT_BUS_*` variable of the developer's
 shell can redirect a test to another root or catalog (only the test's own spool is passed on).
 """
+
 from __future__ import annotations
 
 import gc
@@ -15,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from helpers import HANG_GUARD, clean_env
 
 
@@ -47,10 +47,18 @@ class Py:
 
     def run(self, code: str, *args, env: dict | None = None, check: bool = True, timeout=HANG_GUARD):
         "Run `code` to completion; returns the CompletedProcess (text mode)."
-        p = subprocess.run(self._argv(code, args), cwd=self.cwd, env=clean_env(**(env or {})),
-                           capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(
+            self._argv(code, args),
+            cwd=self.cwd,
+            env=clean_env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and p.returncode != 0:
-            raise AssertionError(f"subprocess failed with exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}")
+            raise AssertionError(
+                f"subprocess failed with exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+            )
         return p
 
     def json(self, code: str, *args, **kw):
@@ -59,8 +67,16 @@ class Py:
 
     def spawn(self, code: str, *args, env: dict | None = None, **kw) -> subprocess.Popen:
         "Start `code` in the background with pipes for stdin/stdout/stderr (text mode)."
-        return subprocess.Popen(self._argv(code, args), cwd=self.cwd, env=clean_env(**(env or {})), text=True,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+        return subprocess.Popen(
+            self._argv(code, args),
+            cwd=self.cwd,
+            env=clean_env(**(env or {})),
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **kw,
+        )
 
 
 @pytest.fixture

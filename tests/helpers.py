@@ -1,4 +1,5 @@
 """Helpers shared by the tests: clean subprocess environments, talking to subprocesses line by line, file hashes."""
+
 from __future__ import annotations
 
 import hashlib

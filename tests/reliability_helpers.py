@@ -4,6 +4,7 @@ Everything here works on real processes, real files and real DuckDB files: no mo
 from environment variables with CI-sized defaults; `ARTIFACT_BUS_SOAK=1` switches every default to a
 long soak. Deadlines are only generous hang guards, never assertions about speed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
-
 from helpers import HANG_GUARD, clean_env
 
 SOAK = os.environ.get("ARTIFACT_BUS_SOAK", "") == "1"
@@ -34,17 +34,36 @@ def loops(name: str, ci: int, soak: int) -> int:
 
 # --- processes -----------------------------------------------------------------------------------------
 
+
 def spawn(code: str, *args, cwd=None, env: dict | None = None, stdin=subprocess.DEVNULL, **kw) -> subprocess.Popen:
     "Start `code` in a fresh interpreter (real process), stdout/stderr piped, text mode."
-    return subprocess.Popen([PY, "-c", textwrap.dedent(code), *map(str, args)], cwd=cwd, env=clean_env(**(env or {})),
-                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [PY, "-c", textwrap.dedent(code), *map(str, args)],
+        cwd=cwd,
+        env=clean_env(**(env or {})),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
-def run(code: str, *args, cwd=None, env: dict | None = None, check=True, timeout=HANG_GUARD) -> subprocess.CompletedProcess:
-    p = subprocess.run([PY, "-c", textwrap.dedent(code), *map(str, args)], cwd=cwd, env=clean_env(**(env or {})),
-                       capture_output=True, text=True, timeout=timeout)
+def run(
+    code: str, *args, cwd=None, env: dict | None = None, check=True, timeout=HANG_GUARD
+) -> subprocess.CompletedProcess:
+    p = subprocess.run(
+        [PY, "-c", textwrap.dedent(code), *map(str, args)],
+        cwd=cwd,
+        env=clean_env(**(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check and p.returncode != 0:
-        raise AssertionError(f"subprocess failed with exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}")
+        raise AssertionError(
+            f"subprocess failed with exit {p.returncode}\n--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}"
+        )
     return p
 
 
@@ -61,8 +80,10 @@ def read_line(proc: subprocess.Popen, want: str | None = None) -> str:
 def kill(proc: subprocess.Popen) -> int:
     "SIGKILL a process this test started (by its pid) and reap it; returns its exit status."
     if proc.poll() is None:
-        try: os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError: pass
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     return proc.wait(timeout=HANG_GUARD)
 
 
@@ -81,20 +102,24 @@ def wait_for(pred, what: str, timeout=HANG_GUARD, poll=0.005, proc: subprocess.P
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
-        if v: return v
+        if v:
+            return v
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"pid {proc.pid} exited ({proc.returncode}) before {what}\n--- stdout\n{out}\n--- stderr\n{err}")
+            raise AssertionError(
+                f"pid {proc.pid} exited ({proc.returncode}) before {what}\n--- stdout\n{out}\n--- stderr\n{err}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"hang guard: gave up waiting for {what} after {timeout}s")
         time.sleep(poll)
 
 
-
 def read_log(path) -> list[dict]:
     "Complete lines of a JSON-lines log written by a process that may have been killed mid-line."
-    try: text = Path(path).read_text()
-    except FileNotFoundError: return []
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
     lines = text.split("\n")
     return [json.loads(x) for x in lines[:-1] if x]  # the last piece has no newline: never acknowledged
 
@@ -150,13 +175,17 @@ print(json.dumps({"queries": n, "last": last}), flush=True)
 
 # --- the bus on disk -----------------------------------------------------------------------------------
 
+
 def write_bus_toml(root: Path, **settings) -> None:
     root.mkdir(parents=True, exist_ok=True)
     lines = []
     for k, v in settings.items():
-        if isinstance(v, bool): v = "true" if v else "false"
-        elif isinstance(v, (list, tuple)): v = "[" + ", ".join(json.dumps(str(x)) for x in v) + "]"
-        elif isinstance(v, (str, Path)): v = json.dumps(str(v))
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        elif isinstance(v, (list, tuple)):
+            v = "[" + ", ".join(json.dumps(str(x)) for x in v) + "]"
+        elif isinstance(v, (str, Path)):
+            v = json.dumps(str(v))
         lines.append(f"{k} = {v}")
     (root / "bus.toml").write_text("\n".join(lines) + "\n")
 
@@ -178,9 +207,11 @@ def store_jobs(root: Path) -> dict[str, str]:
     "job folder name -> root-relative path, for every job folder under store/<day>/."
     out = {}
     store = root / "store"
-    if not store.is_dir(): return out
+    if not store.is_dir():
+        return out
     for day in sorted(store.iterdir()):
-        if day.name == SEGMENTS: continue
+        if day.name == SEGMENTS:
+            continue
         for j in sorted(day.iterdir()) if day.is_dir() else []:
             assert j.name not in out, f"job {j.name} is stored twice: {out[j.name]} and {j.relative_to(root)}"
             out[j.name] = str(j.relative_to(root))
@@ -190,7 +221,9 @@ def store_jobs(root: Path) -> dict[str, str]:
 def segment_files(root: Path) -> set[str]:
     "Root-relative paths of the compacted segment files (not temporary ones)."
     d = root / "store" / SEGMENTS
-    return {str(p.relative_to(root)) for p in d.glob("*/*.parquet") if not p.name.startswith(".")} if d.is_dir() else set()
+    return (
+        {str(p.relative_to(root)) for p in d.glob("*/*.parquet") if not p.name.startswith(".")} if d.is_dir() else set()
+    )
 
 
 def temp_names(root: Path) -> list[str]:
@@ -225,37 +258,58 @@ def doctor_problems(root: Path, *, known_false_positives: bool = False) -> list[
     wrong (doctor counts every store/_segments/<kind> folder of compacted data as an orphan job folder,
     see test_doctor_accepts_compacted_segments) — callers then check the store themselves."""
     from artifact_bus.health import doctor
+
     out = [str(f) for f in doctor(root) if f.level == "problem"]
     if known_false_positives:
         seg = root / "store" / SEGMENTS
         n = len([d for d in seg.iterdir() if d.is_dir()]) if seg.is_dir() else 0
-        out = [p for p in out if not (p.startswith(f"PROBLEM store: {n} job folders in the store are not in the catalog, "
-                                                   f"e.g. store/{SEGMENTS}/"))]
+        out = [
+            p
+            for p in out
+            if not (
+                p.startswith(
+                    f"PROBLEM store: {n} job folders in the store are not in the catalog, e.g. store/{SEGMENTS}/"
+                )
+            )
+        ]
     return out
 
 
 def assert_exports_fresh(root: Path) -> None:
     "After a clean ingest, every golden export is a readable Parquet file that matches the catalog."
     from artifact_bus import catalog
+
     exports = root / "exports"
     assert (exports / "_export_status.json").is_file(), "exports were never generated (no exports/_export_status.json)"
     status = json.loads((exports / "_export_status.json").read_text())
     with catalog(root) as con:
         kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY 1").fetchall()]
-        want = {"catalog_artifacts": con.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0],
-                "catalog_rejections": con.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0]}
+        want = {
+            "catalog_artifacts": con.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0],
+            "catalog_rejections": con.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0],
+        }
         for k in kinds:
             want[k] = con.execute(f"SELECT count(*) FROM bus.{k}").fetchone()[0]
     for name, rows in want.items():
         f = exports / f"{name}.parquet"
         assert f.is_file(), f"export {name} missing"
-        assert readable_parquet(f) == rows, f"export {name} is stale: {readable_parquet(f)} rows, the catalog has {rows}"
+        assert readable_parquet(f) == rows, (
+            f"export {name} is stale: {readable_parquet(f)} rows, the catalog has {rows}"
+        )
         assert status.get(name, {}).get("status") == "ok", f"export {name}: status {status.get(name)}"
-        assert status[name]["rows"] == rows, f"_export_status.json says {status[name]['rows']} rows for {name}, the file has {rows}"
+        assert status[name]["rows"] == rows, (
+            f"_export_status.json says {status[name]['rows']} rows for {name}, the file has {rows}"
+        )
 
 
-def assert_bus_consistent(root: Path, expected: dict[str, dict[str, int]], *, exact: bool = True,
-                          may_have: set[str] = frozenset(), orphan_segments_ok: bool = False) -> None:
+def assert_bus_consistent(
+    root: Path,
+    expected: dict[str, dict[str, int]],
+    *,
+    exact: bool = True,
+    may_have: set[str] = frozenset(),
+    orphan_segments_ok: bool = False,
+) -> None:
     """The crash oracle. `expected` maps each acknowledged job id to its rows per kind. Each is cataloged
     exactly once with exactly those rows; no job is both in the store and the inbox; the store and the
     catalog agree folder by folder; `doctor()` finds no problem; the snapshot opens. With `exact`, the
@@ -263,6 +317,7 @@ def assert_bus_consistent(root: Path, expected: dict[str, dict[str, int]], *, ex
     `orphan_segments_ok` tolerates segment files the catalog does not know (a known leftover bug, see
     test_kill_during_compaction_leaves_no_orphan_segment); cataloged segments must exist in any case."""
     from artifact_bus import catalog
+
     in_store = store_jobs(root)
     assert not (inbox_jobs(root) & set(in_store)), f"jobs both in inbox and store: {inbox_jobs(root) & set(in_store)}"
     with catalog(root) as con:
@@ -276,8 +331,10 @@ def assert_bus_consistent(root: Path, expected: dict[str, dict[str, int]], *, ex
                 rows.setdefault(jid, {})[k] = n
         n_rej = con.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0]
         segs = {r[0] for r in con.execute("SELECT path FROM catalog.segments").fetchall()}
-        seg_rows = con.execute("SELECT count(*) FROM catalog.artifacts a WHERE segment IS NOT NULL AND NOT EXISTS "
-                               "(SELECT 1 FROM catalog.segments s WHERE s.segment = a.segment)").fetchone()[0]
+        seg_rows = con.execute(
+            "SELECT count(*) FROM catalog.artifacts a WHERE segment IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM catalog.segments s WHERE s.segment = a.segment)"
+        ).fetchone()[0]
     missing = sorted(set(expected) - set(counts))
     assert not missing, f"{len(missing)} acknowledged jobs are not cataloged, e.g. {missing[:3]}"
     twice = {j: n for j, n in counts.items() if n != 1}
@@ -291,8 +348,10 @@ def assert_bus_consistent(root: Path, expected: dict[str, dict[str, int]], *, ex
     assert n_rej == 0, f"{n_rej} rejections after crashes of a correct producer/writer"
     # the store and the catalog agree folder by folder
     stored = {j: p for j, p in paths.items() if p.startswith("store/")}
-    assert set(in_store) == set(stored), (f"store-only: {sorted(set(in_store) - set(stored))[:5]}, "
-                                          f"catalog-only: {sorted(set(stored) - set(in_store))[:5]}")
+    assert set(in_store) == set(stored), (
+        f"store-only: {sorted(set(in_store) - set(stored))[:5]}, "
+        f"catalog-only: {sorted(set(stored) - set(in_store))[:5]}"
+    )
     assert all(stored[j] == p for j, p in in_store.items())
     # compacted segments: every file cataloged, every cataloged segment on disk, every artifact's segment known
     assert segs <= segment_files(root), f"cataloged segment files missing: {sorted(segs - segment_files(root))[:3]}"
@@ -304,13 +363,15 @@ def assert_bus_consistent(root: Path, expected: dict[str, dict[str, int]], *, ex
 
 # --- real mounts ---------------------------------------------------------------------------------------
 
+
 def _sh(*argv) -> subprocess.CompletedProcess:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=60)
 
 
 def can_mount() -> str | None:
     "None when this process may mount a tmpfs, else the reason it may not."
-    if os.geteuid() != 0: return "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
+    if os.geteuid() != 0:
+        return "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
     return None
 
 
@@ -319,8 +380,10 @@ def tmpfs(path: Path, size: str = "4m", options: str = ""):
     """Mount a real tmpfs at `path` for the block; skips the test with the reason when mount is not
     permitted. Always unmounted afterwards (lazily if something still holds it)."""
     import pytest
+
     reason = can_mount()
-    if reason: pytest.skip(reason)
+    if reason:
+        pytest.skip(reason)
     path.mkdir(parents=True, exist_ok=True)
     p = _sh("mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""), "tmpfs", str(path))
     if p.returncode != 0:
@@ -341,6 +404,7 @@ class Sentinels:
     """Files and folders outside a bus root that nothing may read, write, move or delete. Reads are
     seen through atime when the folder is on a `strictatime` mount (`atime_reliable`); contents, sizes,
     mtimes and the folder listing are compared in any case."""
+
     OLD_ATIME_NS = 1_000_000_000 * 1_000_000_000  # 2001-09-09
 
     def __init__(self, folder: Path, atime_reliable: bool):
@@ -364,9 +428,18 @@ class Sentinels:
     def _stats(self) -> dict:
         out = {}
         for p in self.paths:
-            try: st = p.lstat()
-            except FileNotFoundError: out[p] = None; continue
-            out[p] = (st.st_mode, st.st_size, st.st_mtime_ns, st.st_ino, st.st_atime_ns if self.atime_reliable else None)
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                out[p] = None
+                continue
+            out[p] = (
+                st.st_mode,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                st.st_atime_ns if self.atime_reliable else None,
+            )
         return out
 
     def assert_untouched(self) -> None:

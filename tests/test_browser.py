@@ -12,6 +12,7 @@ by empty temporary ones; they are stopped by PID. Every request the page makes t
 Needs /usr/bin/chromium (`apt-get install chromium`; never `playwright install`) and the `browse`
 and `dev` extras. Without chromium the tests skip, unless BROWSER_TESTS=required (CI sets it).
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from helpers import clean_env
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -41,19 +41,28 @@ if not Path(CHROMIUM).exists():
 import pyarrow as pa  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
-expect.set_options(timeout=60_000)   # a kernel starts and imports the package: a guard, not a timing assertion
+expect.set_options(timeout=60_000)  # a kernel starts and imports the package: a guard, not a timing assertion
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "nbs" / "ops" / "browse.ipynb"
 OUTPUT = Path(__file__).resolve().parent / "output"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/")
-START_TIMEOUT = 90      # seconds for a server to answer: a guard against hangs, not a timing assertion
-UI_TIMEOUT = 60_000     # ms for the page: a kernel starts and imports the package
+START_TIMEOUT = 90  # seconds for a server to answer: a guard against hangs, not a timing assertion
+UI_TIMEOUT = 60_000  # ms for the page: a kernel starts and imports the package
 
 
 # --- the bus ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def bus(tmp_path_factory) -> dict:
@@ -61,22 +70,29 @@ def bus(tmp_path_factory) -> dict:
     from artifact_bus.ingest import ingest
     from artifact_bus.submit import submit
     from artifact_bus.testing import submit_backtest
+
     root = tmp_path_factory.mktemp("browse") / "bus"
     (root / "contracts").mkdir(parents=True)
     (root / "contracts" / "signals.toml").write_text('[columns]\nscore = "int32"\n')
-    with pytest.MonkeyPatch.context() as mp:   # module scope: conftest's per-test clean environment is not there yet
+    with pytest.MonkeyPatch.context() as mp:  # module scope: conftest's per-test clean environment is not there yet
         for k in [k for k in os.environ if k.startswith("ARTIFACT_BUS_")]:
             mp.delenv(k)
         mp.setenv("ARTIFACT_BUS_SPOOL", str(root.parent / "spool"))
         submit_backtest(root, runs=3)
-        bad = submit(pa.table({"score": pa.array([1, 2], pa.int16())}), "signals", run_id="sim-004",
-                     producer="SignalLab", root=root)
+        bad = submit(
+            pa.table({"score": pa.array([1, 2], pa.int16())}),
+            "signals",
+            run_id="sim-004",
+            producer="SignalLab",
+            root=root,
+        )
         rep = ingest(root)
     assert len(rep.accepted) == 6 and [r["job_id"] for r in rep.rejected] == [bad.job_id]
     return {"root": root, "rejected": bad.job_id}
 
 
 # --- servers ---------------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -86,8 +102,17 @@ def free_port() -> int:
 
 def server_env(home: Path, root: Path) -> dict:
     "The environment of a Jupyter server: the bus root, and empty Jupyter/IPython dirs of its own."
-    dirs = {k: home / k.lower() for k in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
-                                          "JUPYTERLAB_SETTINGS_DIR", "JUPYTERLAB_WORKSPACES_DIR")}
+    dirs = {
+        k: home / k.lower()
+        for k in (
+            "JUPYTER_CONFIG_DIR",
+            "JUPYTER_DATA_DIR",
+            "JUPYTER_RUNTIME_DIR",
+            "IPYTHONDIR",
+            "JUPYTERLAB_SETTINGS_DIR",
+            "JUPYTERLAB_WORKSPACES_DIR",
+        )
+    }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     # JupyterLab: no news and no update checks (no "get notified about Jupyter news?" toast either)
@@ -128,8 +153,17 @@ def voila(bus, tmp_path_factory):
     "Voila serving nbs/ops/browse.ipynb for the bus; yields its URL."
     home = tmp_path_factory.mktemp("voila")
     port, log = free_port(), home / "voila.log"
-    argv = [sys.executable, "-m", "voila", str(NOTEBOOK), "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
-            "--Voila.port_retries=0", "--VoilaConfiguration.show_tracebacks=True"]
+    argv = [
+        sys.executable,
+        "-m",
+        "voila",
+        str(NOTEBOOK),
+        "--no-browser",
+        f"--port={port}",
+        "--Voila.ip=127.0.0.1",
+        "--Voila.port_retries=0",
+        "--VoilaConfiguration.show_tracebacks=True",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=home, env=server_env(home, bus["root"]), stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -144,13 +178,26 @@ def voila(bus, tmp_path_factory):
 def lab(bus, tmp_path_factory):
     "JupyterLab 4 on a folder holding a copy of browse.ipynb; yields its URL."
     home = tmp_path_factory.mktemp("lab")
-    work = home / "work"; work.mkdir()
+    work = home / "work"
+    work.mkdir()
     shutil.copy(NOTEBOOK, work / "browse.ipynb")
     port, log = free_port(), home / "lab.log"
-    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={work}", "--IdentityProvider.token=", "--allow-root",
-            "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.news_url=None"]
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        "--ServerApp.ip=127.0.0.1",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={work}",
+        "--IdentityProvider.token=",
+        "--allow-root",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=None",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(argv, cwd=work, env=server_env(home, bus["root"]), stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -163,10 +210,11 @@ def lab(bus, tmp_path_factory):
 
 # --- the browser -----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def chromium():
     with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)   # a fresh profile per launch
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # a fresh profile per launch
         try:
             yield browser
         finally:
@@ -204,7 +252,9 @@ def shot(page, name: str, selector: str = ".ab-browser") -> None:
     OUTPUT.mkdir(exist_ok=True)
     el = page.locator(selector).first
     size = page.viewport_size
-    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(el.bounding_box()["height"]) + 400)})
+    page.set_viewport_size(
+        {"width": size["width"], "height": max(size["height"], int(el.bounding_box()["height"]) + 400)}
+    )
     try:
         el.screenshot(path=str(OUTPUT / f"{name}.png"))
     finally:
@@ -235,6 +285,7 @@ def table_rows(page, selector: str) -> list[list[str]]:
 
 
 # --- the tests -------------------------------------------------------------------------------------
+
 
 def test_overview(page, voila, bus):
     open_voila(page, voila)
@@ -287,13 +338,14 @@ def test_pick_an_artifact(page, voila):
 
 def test_requeue_leaves_the_rejections_view(page, voila, bus):
     from artifact_bus.catalog import catalog
+
     open_voila(page, voila)
     tab(page, "Rejections")
     view = page.locator(".ab-rejections")
     expect(view).to_contain_text(bus["rejected"])
     expect(view).to_contain_text("contract")
     shot(page, "browse-rejections")
-    (bus["root"] / "contracts" / "signals.toml").write_text('[columns]\nscore = "int16"\n')   # the fix
+    (bus["root"] / "contracts" / "signals.toml").write_text('[columns]\nscore = "int16"\n')  # the fix
     page.select_option(".ab-rejected select", index=0)
     page.click(".ab-requeue")
     expect(page.locator(".ab-message")).to_have_text(f"requeued {bus['rejected']}: accepted")
@@ -301,7 +353,9 @@ def test_requeue_leaves_the_rejections_view(page, voila, bus):
     expect(view).not_to_contain_text(bus["rejected"])
     expect(page.locator(".ab-requeue")).to_be_disabled()
     with catalog(bus["root"]) as con:
-        assert con.execute("SELECT status FROM catalog.jobs WHERE job_id = ?", [bus["rejected"]]).fetchall() == [("accepted",)]
+        assert con.execute("SELECT status FROM catalog.jobs WHERE job_id = ?", [bus["rejected"]]).fetchall() == [
+            ("accepted",)
+        ]
 
 
 def test_exports_regenerate(page, voila):
@@ -319,11 +373,15 @@ def test_exports_regenerate(page, voila):
 def test_jupyterlab_runs_the_notebook(page, lab):
     "Smoke test: JupyterLab opens browse.ipynb, runs every cell, and the browser widget appears."
     page.goto(lab + "lab/tree/browse.ipynb")
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                           "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
-                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel")
-    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'")
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+        "&& window.jupyterapp.shell.currentWidget.sessionContext "
+        "&& window.jupyterapp.shell.currentWidget.sessionContext.session "
+        "&& window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
+    )
+    page.wait_for_function(
+        "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
+    )
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     expect(page.locator(".jp-OutputArea .ab-browser")).to_be_visible()
     expect(page.locator(".jp-OutputArea .ab-overview")).to_contain_text("Last ingest runs")

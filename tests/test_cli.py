@@ -5,29 +5,33 @@ Contract: subcommands `submit FILE --kind K [--run-id] [--producer] [--meta JSON
 line on stderr starting with `error:`, never a traceback, and a non-zero exit: 3 when another writer
 holds the lock, 4 for a bad job or manifest, 7 when something does not exist.
 """
+
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import HANG_GUARD, HOLDER, clean_env, cli_argv, expect_line, stop
 
 from artifact_bus import catalog, ingest, submit
 from artifact_bus.core import is_job_id
 from artifact_bus.testing import fills_table
-from helpers import HANG_GUARD, HOLDER, clean_env, cli_argv, expect_line, stop
-
-
 
 
 @pytest.fixture
 def cli(tmp_path):
     def run(*args, env=None, cwd=None):
-        return subprocess.run([*cli_argv(), *map(str, args)], cwd=cwd or tmp_path, env=clean_env(**(env or {})),
-                              capture_output=True, text=True, timeout=HANG_GUARD)
+        return subprocess.run(
+            [*cli_argv(), *map(str, args)],
+            cwd=cwd or tmp_path,
+            env=clean_env(**(env or {})),
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+        )
+
     return run
 
 
@@ -74,9 +78,25 @@ def fills_file(tmp_path):
 
 
 def test_submit_ingest_catalog_status_json(cli, root, fills_file):
-    out = ok_json(cli("submit", fills_file, "--kind", "fills", "--run-id", "cli-1", "--producer", "cli-test",
-                      "--meta", '{"seed": 3, "note": "from the shell"}', "--key", "cli-1/fills",
-                      "--root", root, "--json"))
+    out = ok_json(
+        cli(
+            "submit",
+            fills_file,
+            "--kind",
+            "fills",
+            "--run-id",
+            "cli-1",
+            "--producer",
+            "cli-test",
+            "--meta",
+            '{"seed": 3, "note": "from the shell"}',
+            "--key",
+            "cli-1/fills",
+            "--root",
+            root,
+            "--json",
+        )
+    )
     job_id = out["job_id"]
     assert is_job_id(job_id)
     assert out["status"] == "committed"
@@ -99,8 +119,21 @@ def test_submit_ingest_catalog_status_json(cli, root, fills_file):
     assert json.loads(got[3]) == {"seed": 3, "note": "from the shell"}
 
     # the same key again is a duplicate of the first job, and its rows do not appear twice
-    again = ok_json(cli("submit", fills_file, "--kind", "fills", "--run-id", "cli-1", "--key", "cli-1/fills",
-                        "--root", root, "--json"))
+    again = ok_json(
+        cli(
+            "submit",
+            fills_file,
+            "--kind",
+            "fills",
+            "--run-id",
+            "cli-1",
+            "--key",
+            "cli-1/fills",
+            "--root",
+            root,
+            "--json",
+        )
+    )
     rep = ok_json(cli("ingest", "--root", root, "--json"))
     assert rep["accepted"] == []
     assert [(d["job_id"], d["duplicate_of"]) for d in rep["duplicates"]] == [(again["job_id"], job_id)]
@@ -144,8 +177,6 @@ def test_catalog_bad_sql_is_one_error_line(cli, root):
     assert_error(cli("catalog", "SELECT no_such_column FROM bus.no_such_kind", "--root", root))
 
 
-
-
 def test_ingest_while_another_writer_runs_exits_3_and_names_it(cli, root, py):
     submit(fills_table(3), "fills", root=root)
     holder = py.spawn(HOLDER, root / "writer.lock")
@@ -153,9 +184,11 @@ def test_ingest_while_another_writer_runs_exits_3_and_names_it(cli, root, py):
         expect_line(holder, "locked")
         line = assert_error(cli("ingest", "--root", root), 3)
         assert f"pid {holder.pid}" in line
-        p = cli("ingest", "--root", root, "--json")   # with --json the error is one JSON object on stderr
+        p = cli("ingest", "--root", root, "--json")  # with --json the error is one JSON object on stderr
         err = json.loads(p.stderr)
-        assert (p.returncode, err["type"], err["exit_code"]) == (3, "WriterBusy", 3) and f"pid {holder.pid}" in err["error"]
+        assert (p.returncode, err["type"], err["exit_code"]) == (3, "WriterBusy", 3) and f"pid {holder.pid}" in err[
+            "error"
+        ]
     finally:
         stop(holder)
     assert ok_json(cli("ingest", "--root", root, "--json"))["accepted"]

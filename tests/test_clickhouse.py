@@ -1,5 +1,6 @@
 """The ClickHouse producer against real ClickHouse SQL, run in-process by chdb: what the bus holds after
 ingest matches the query, and an export larger than the memory the process may grow by is streamed."""
+
 from __future__ import annotations
 
 import json
@@ -12,12 +13,15 @@ chdb = pytest.importorskip("chdb", reason="the `clickhouse` extra (requirements/
 from artifact_bus import catalog, ingest
 from artifact_bus.producers import submit_clickhouse
 
-SQL = ("SELECT number AS n, number % 13 AS k, toFloat64(number) * 1.5 AS x, concat('s', toString(number % 101)) AS s "
-       "FROM numbers(1000000)")
+SQL = (
+    "SELECT number AS n, number % 13 AS k, toFloat64(number) * 1.5 AS x, concat('s', toString(number % 101)) AS s "
+    "FROM numbers(1000000)"
+)
 
 
 def test_clickhouse_query_lands_in_the_bus_as_queried(root, tmp_path):
     from chdb import session
+
     sess = session.Session(str(tmp_path / "chdb"))
     try:
         want = sess.query(f"SELECT count(), sum(n), sum(x), sum(k), uniqExact(s) FROM ({SQL})", "JSONCompact")
@@ -72,9 +76,11 @@ print(json.dumps({"base": base, "peak": status("VmHWM"), "rows": r.rows, "bytes"
 def test_large_export_streams_in_bounded_memory(py, tmp_path):
     out = py.json(LARGE_EXPORT, tmp_path, BIG_ROWS, timeout=600)
     result_bytes, growth = BIG_ROWS * ROW_BYTES, out["peak"] - out["base"]
-    print(f"\nClickHouse export of {BIG_ROWS:,} rows ({result_bytes / 2**20:,.0f} MiB of Arrow data, "
-          f"{out['bytes'] / 2**20:,.0f} MiB of Parquet in {out['files']} files): peak RSS {out['peak'] / 2**20:,.0f} MiB, "
-          f"{growth / 2**20:,.0f} MiB above the {out['base'] / 2**20:,.0f} MiB after imports")
+    print(
+        f"\nClickHouse export of {BIG_ROWS:,} rows ({result_bytes / 2**20:,.0f} MiB of Arrow data, "
+        f"{out['bytes'] / 2**20:,.0f} MiB of Parquet in {out['files']} files): peak RSS {out['peak'] / 2**20:,.0f} MiB, "
+        f"{growth / 2**20:,.0f} MiB above the {out['base'] / 2**20:,.0f} MiB after imports"
+    )
     assert out["rows"] == BIG_ROWS and out["files"] == 5
     assert result_bytes > GROWTH_LIMIT * 4
     assert growth < GROWTH_LIMIT, f"the export grew the process by {growth / 2**20:.0f} MiB"

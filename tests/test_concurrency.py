@@ -9,6 +9,7 @@
 
 Sizes: ARTIFACT_BUS_CONC_PRODUCERS (8), ARTIFACT_BUS_CONC_JOBS (25 per producer; 200 with ARTIFACT_BUS_SOAK=1).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,11 +17,23 @@ import re
 import socket
 import subprocess
 
+from helpers import clean_env
+from reliability_helpers import (
+    CLI,
+    READER,
+    assert_bus_consistent,
+    finish,
+    kill,
+    loops,
+    read_line,
+    read_log,
+    spawn,
+    wait_for,
+    write_bus_toml,
+)
+
 from artifact_bus import submit
 from artifact_bus.testing import fills_table
-from helpers import clean_env
-from reliability_helpers import (CLI, READER, assert_bus_consistent, finish, loops, read_line, read_log, spawn, kill,
-                                 wait_for, write_bus_toml)
 
 PRODUCERS = loops("ARTIFACT_BUS_CONC_PRODUCERS", 8, 8)
 JOBS = loops("ARTIFACT_BUS_CONC_JOBS", 25, 200)
@@ -115,7 +128,9 @@ def test_eight_producers_a_writer_loop_and_a_reader_at_once(tmp_path, root):
             acked[e["job_id"]] = e["rows"]
     assert len(acked) == PRODUCERS * JOBS
     assert stats["accepted"] == len(acked)
-    print(f"\n{len(acked)} jobs from {PRODUCERS} producers, {stats['runs']} writer runs, {rstats['queries']} reader checks")
+    print(
+        f"\n{len(acked)} jobs from {PRODUCERS} producers, {stats['runs']} writer runs, {rstats['queries']} reader checks"
+    )
     assert rstats["queries"] > 0
     assert_bus_consistent(root, acked)
 
@@ -157,7 +172,8 @@ def test_two_writers_started_together_exactly_one_wins(tmp_path, root):
         go = tmp_path / f"go-{attempt}"
         a, b = (spawn(RACER, root, go, cwd=tmp_path) for _ in range(2))
         try:
-            read_line(a, "ready"); read_line(b, "ready")
+            read_line(a, "ready")
+            read_line(b, "ready")
             go.touch()
             res = {}
             for p in (a, b):
@@ -165,7 +181,8 @@ def test_two_writers_started_together_exactly_one_wins(tmp_path, root):
                 assert p.returncode == 0, err
                 res[p.pid] = json.loads(out.splitlines()[-1])
         finally:
-            kill(a); kill(b)
+            kill(a)
+            kill(b)
         oks = [pid for pid, r in res.items() if "ok" in r]
         busy = [pid for pid, r in res.items() if "busy" in r]
         if len(oks) == 2:
@@ -175,7 +192,9 @@ def test_two_writers_started_together_exactly_one_wins(tmp_path, root):
         assert len(oks) == 1 and len(busy) == 1, res
         winner, loser = oks[0], busy[0]
         assert res[winner]["ok"] == 150
-        assert _busy_names(res[loser]["busy"], winner), f"WriterBusy does not name the winner (pid {winner}): {res[loser]['busy']!r}"
+        assert _busy_names(res[loser]["busy"], winner), (
+            f"WriterBusy does not name the winner (pid {winner}): {res[loser]['busy']!r}"
+        )
         outcome = res
         break
     assert outcome is not None, f"in {RACE_ATTEMPTS} attempts the two writers never overlapped"
@@ -185,8 +204,9 @@ def test_two_writers_started_together_exactly_one_wins(tmp_path, root):
 def _cli_racer(root, go, cwd):
     "`artifact-bus ingest`, exec'd by a shell that waits for the start signal: the pid stays the CLI's."
     script = f'while [ ! -e "{go}" ]; do sleep 0.001; done; exec "{CLI}" ingest --root "{root}"'
-    return subprocess.Popen(["sh", "-c", script], cwd=cwd, env=clean_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        ["sh", "-c", script], cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_two_cli_writers_started_together_exactly_one_wins(tmp_path, root):
@@ -200,7 +220,8 @@ def test_two_cli_writers_started_together_exactly_one_wins(tmp_path, root):
             go.touch()
             res = {p.pid: (p,) + finish(p) for p in (a, b)}
         finally:
-            kill(a); kill(b)
+            kill(a)
+            kill(b)
         codes = sorted(p.returncode for p, _, _ in res.values())
         if codes == [0, 0]:
             jobs = sorted(int(re.search(r"(\d+) accepted", out).group(1)) for _, out, _ in res.values())
@@ -211,7 +232,9 @@ def test_two_cli_writers_started_together_exactly_one_wins(tmp_path, root):
         p, out, err = next(v for pid, v in res.items() if pid != winner)
         lines = err.splitlines()
         assert len(lines) == 1, f"stderr must be one line: {err!r}"
-        assert lines[0].startswith(f"error: writer already running (pid {winner}, host {socket.gethostname()}, since "), lines
+        assert lines[0].startswith(
+            f"error: writer already running (pid {winner}, host {socket.gethostname()}, since "
+        ), lines
         assert "Traceback" not in err
         done = True
         break

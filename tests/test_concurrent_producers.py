@@ -1,11 +1,13 @@
 """Many producer processes submitting at once, then one ingest: every row is accounted for exactly once."""
+
 from __future__ import annotations
 
 import json
 import os
 
-from artifact_bus import catalog, ingest
 from helpers import HANG_GUARD, expect_line, stop
+
+from artifact_bus import catalog, ingest
 
 WORKERS, JOBS_PER_WORKER = 4, 50
 
@@ -81,13 +83,18 @@ def test_four_producers_two_hundred_jobs_one_ingest(root, py):
             assert (n, total, job_id) == want[run_id], run_id
             assert n_jobs == 1 and consistent, run_id
         assert con.execute("SELECT count(*), sum(rows) FROM catalog.jobs WHERE status = 'accepted'").fetchone() == (
-            len(want), sum(x["rows"] for x in logged))
+            len(want),
+            sum(x["rows"] for x in logged),
+        )
         assert con.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0] == 0
         assert con.execute("SELECT rows FROM catalog.kinds WHERE kind = 'fills'").fetchone()[0] == sum(
-            x["rows"] for x in logged)
+            x["rows"] for x in logged
+        )
         # nothing is counted twice: the order-independent checks above plus a global total
-        assert con.execute("SELECT count(*), count(DISTINCT qty) FROM bus.fills").fetchone() == (
-            sum(x["rows"] for x in logged),) * 2
+        assert (
+            con.execute("SELECT count(*), count(DISTINCT qty) FROM bus.fills").fetchone()
+            == (sum(x["rows"] for x in logged),) * 2
+        )
 
     # a second ingest finds nothing new and changes nothing
     again = ingest(root)
@@ -161,7 +168,11 @@ def test_ingest_running_while_producers_submit(root, py, tmp_path):
 
     want = {x["run_id"]: (x["rows"], x["sum"]) for x in logged}
     with catalog(root) as con:
-        got = {r: (n, s) for r, n, s in con.execute(
-            "SELECT _run_id, count(*), sum(qty)::BIGINT FROM bus.fills GROUP BY _run_id").fetchall()}
+        got = {
+            r: (n, s)
+            for r, n, s in con.execute(
+                "SELECT _run_id, count(*), sum(qty)::BIGINT FROM bus.fills GROUP BY _run_id"
+            ).fetchall()
+        }
         assert got == want
         assert con.execute("SELECT count(*), count(DISTINCT job_id) FROM catalog.jobs").fetchone() == (len(want),) * 2

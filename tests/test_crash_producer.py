@@ -12,6 +12,7 @@ after a random delay, many times over. Then:
 
 Loop count: ARTIFACT_BUS_PRODUCER_KILLS (default 20, 200 with ARTIFACT_BUS_SOAK=1).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,22 @@ import random
 import time
 
 import pytest
+from reliability_helpers import (
+    assert_bus_consistent,
+    doctor_problems,
+    inbox_jobs,
+    kill,
+    loops,
+    read_line,
+    read_log,
+    spawn,
+    tmp_entries,
+    wait_for,
+    write_bus_toml,
+)
 
 from artifact_bus import ingest
 from artifact_bus.protocol import Rejection, validate_job
-from reliability_helpers import (assert_bus_consistent, doctor_problems, inbox_jobs, kill, loops, read_line, read_log,
-                                 spawn, tmp_entries, wait_for, write_bus_toml)
 
 KILLS = loops("ARTIFACT_BUS_PRODUCER_KILLS", 20, 200)
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
@@ -90,8 +102,10 @@ def test_producer_killed_at_random_instants(tmp_path, root, mode):
         for name in inbox_jobs(root):
             validate_job(root / "inbox" / name)
         assert len(read_log(log)) >= before
-    print(f"{KILLS} kills over spans of {span:.2f}s in {time.monotonic() - t0:.1f}s, {len(read_log(log))} jobs acknowledged, "
-          f"{len(tmp_entries(root))} partial jobs left in inbox/.tmp")
+    print(
+        f"{KILLS} kills over spans of {span:.2f}s in {time.monotonic() - t0:.1f}s, {len(read_log(log))} jobs acknowledged, "
+        f"{len(tmp_entries(root))} partial jobs left in inbox/.tmp"
+    )
 
     acked = {e["job_id"]: e["rows"] for e in read_log(log)}
     assert {e["status"] for e in read_log(log)} == {"committed"}

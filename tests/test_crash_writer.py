@@ -14,6 +14,7 @@ sometimes hits.
 
 Loop count: ARTIFACT_BUS_WRITER_KILLS (default 25, 300 with ARTIFACT_BUS_SOAK=1).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,18 +31,37 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from reliability_helpers import (
+    READER,
+    WRITER,
+    assert_bus_consistent,
+    assert_exports_fresh,
+    doctor_problems,
+    finish,
+    inbox_jobs,
+    kill,
+    loops,
+    read_line,
+    read_log,
+    readable_parquet,
+    segment_files,
+    spawn,
+    store_jobs,
+    temp_names,
+    wait_for,
+    write_bus_toml,
+)
 
 from artifact_bus import catalog, ingest, submit
 from artifact_bus.testing import fills_table
-from reliability_helpers import (READER, WRITER, assert_bus_consistent, assert_exports_fresh, doctor_problems, finish,
-                                 inbox_jobs, kill, loops, read_line, read_log, readable_parquet, segment_files, spawn,
-                                 store_jobs, temp_names, wait_for, write_bus_toml)
 
 KILLS = loops("ARTIFACT_BUS_WRITER_KILLS", 25, 300)
 JOBS_PER_ROUND = loops("ARTIFACT_BUS_WRITER_JOBS_PER_ROUND", 12, 30)
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
-KNOWN_BUG_LEFTOVER = re.compile(r"^(published/\.CURRENT|\.ingest\.intent|exports/\._export_status\.json)\.\d+\.tmp$"
-                                r"|^exports/\.[^/]+\.parquet\.tmp$")
+KNOWN_BUG_LEFTOVER = re.compile(
+    r"^(published/\.CURRENT|\.ingest\.intent|exports/\._export_status\.json)\.\d+\.tmp$"
+    r"|^exports/\.[^/]+\.parquet\.tmp$"
+)
 
 # Long-lived producer: "fill K" on stdin submits K jobs, each acknowledged in the log (fsync) before "filled".
 PRODUCER = """
@@ -72,6 +92,7 @@ for cmd in sys.stdin:
     print("filled", flush=True)
 """
 
+
 def _after_kill_invariants(root: Path) -> None:
     "What must hold at any instant, even right after a kill."
     both = inbox_jobs(root) & set(store_jobs(root))
@@ -85,14 +106,18 @@ def _after_kill_invariants(root: Path) -> None:
 def _phase(root: Path, tmp_before: list[str]) -> str:
     "Roughly where a kill landed, from what it left behind."
     new_tmp = set(temp_names(root)) - set(tmp_before)
-    if (root / "ingest.intent").exists(): return "mid-batch"
-    if any(n.startswith("exports/") for n in new_tmp): return "mid-export"
-    if any(n.startswith("published/") for n in new_tmp): return "mid-publish"
+    if (root / "ingest.intent").exists():
+        return "mid-batch"
+    if any(n.startswith("exports/") for n in new_tmp):
+        return "mid-export"
+    if any(n.startswith("published/") for n in new_tmp):
+        return "mid-publish"
     return "between"
 
 
 def _fill(producer, k):
-    producer.stdin.write(f"fill {k}\n"); producer.stdin.flush()
+    producer.stdin.write(f"fill {k}\n")
+    producer.stdin.flush()
     read_line(producer, "filled")
 
 
@@ -105,12 +130,12 @@ def _timed_clean_run(root, cwd) -> float:
     return time.monotonic() - t0
 
 
-
 def kill_writer_when(root, cwd, folder, appeared) -> int:
     """Run a writer on `root` and SIGKILL it the moment an entry of `folder` satisfies `appeared(name)`;
     return its exit code (0: it finished before, -9: killed)."""
-    w = subprocess.Popen([sys.executable, "-c", WRITER, str(root)], cwd=cwd, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+    w = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         while w.poll() is None:
             try:
@@ -123,6 +148,7 @@ def kill_writer_when(root, cwd, folder, appeared) -> int:
         rc = kill(w)
     assert rc in (0, -9), w.stderr.read()
     return rc
+
 
 def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_path, root):
     rng = random.Random(SEED)
@@ -158,8 +184,10 @@ def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_
                 completed += 1
                 clean = time.monotonic() - t_ready  # the machine got faster: a clean run takes at most this now
         assert kills == KILLS, f"only {kills} of {kills + completed} writers were still running when killed"
-        print(f"{kills} writer kills, {completed} runs completed before their kill, in {time.monotonic() - t0:.1f}s "
-              f"(clean run {clean:.2f}s); where the kills landed: {phases}")
+        print(
+            f"{kills} writer kills, {completed} runs completed before their kill, in {time.monotonic() - t0:.1f}s "
+            f"(clean run {clean:.2f}s); where the kills landed: {phases}"
+        )
 
         # the reader saw every kill and never failed
         stopfile.touch()
@@ -171,7 +199,8 @@ def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_
         assert producer.returncode == 0
     finally:
         kill(producer)
-        if reader is not None: kill(reader)
+        if reader is not None:
+            kill(reader)
 
     # one final clean run finishes the work
     w = spawn(WRITER, root, cwd=tmp_path)
@@ -182,7 +211,9 @@ def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_
     assert_bus_consistent(root, acked, orphan_segments_ok=True)
     for d in ("rejected", "duplicates"):
         left = sorted(os.listdir(root / d))
-        reasons = [(root / d / n / "reason.json").read_text()[:600] for n in left if (root / d / n / "reason.json").exists()]
+        reasons = [
+            (root / d / n / "reason.json").read_text()[:600] for n in left if (root / d / n / "reason.json").exists()
+        ]
         assert left == [], f"{d}/ after crashes of a correct writer: {left[:5]} {reasons[:3]}"
     assert not (root / "ingest.intent").exists()
     for f in (root / "exports").glob("*.parquet"):
@@ -201,9 +232,11 @@ def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_
         segs = {r[0] for r in con.execute("SELECT path FROM catalog.segments").fetchall()}
     known += [f"orphan segment {p}" for p in sorted(segment_files(root) - segs)]
     if known:
-        warnings.warn(f"known bugs hit by this loop (see test_kill_inside_an_atomic_write_..., "
-                      f"test_kill_during_compaction_leaves_no_orphan_segment, "
-                      f"test_kill_during_compaction_still_regenerates_exports): {known}")
+        warnings.warn(
+            f"known bugs hit by this loop (see test_kill_inside_an_atomic_write_..., "
+            f"test_kill_during_compaction_leaves_no_orphan_segment, "
+            f"test_kill_during_compaction_still_regenerates_exports): {known}"
+        )
 
 
 # A user export that takes a while, so a kill can be aimed at the export phase by watching for its
@@ -241,11 +274,15 @@ def test_writer_killed_during_exports_resumes_them(tmp_path, root):
     got = pq.read_table(root / "exports" / "slow.parquet").to_pylist()[0]["jobs"]
     status = json.loads((root / "exports" / "_export_status.json").read_text()).get("slow", {})
     problems = []
-    if got != 4: problems.append(f"exports/slow.parquet still reflects {got} jobs, the catalog has 4")
-    if status.get("status") != "ok" or status.get("generated_at") is None: problems.append(f"its status is {status}")
-    if temp_names(root): problems.append(f"temporary files are left: {temp_names(root)}")
-    assert not problems, ("after a writer was killed during the exports, the next clean run did not finish them: "
-                          + "; ".join(problems))
+    if got != 4:
+        problems.append(f"exports/slow.parquet still reflects {got} jobs, the catalog has 4")
+    if status.get("status") != "ok" or status.get("generated_at") is None:
+        problems.append(f"its status is {status}")
+    if temp_names(root):
+        problems.append(f"temporary files are left: {temp_names(root)}")
+    assert not problems, (
+        "after a writer was killed during the exports, the next clean run did not finish them: " + "; ".join(problems)
+    )
 
 
 def test_writer_killed_mid_batch_is_recovered(tmp_path, root):
@@ -289,8 +326,9 @@ def test_doctor_accepts_compacted_segments(root):
     assert doctor_problems(root) == []
 
 
-@pytest.mark.parametrize("folder, prefix", [("published", ".CURRENT."), (".", ".ingest.intent."),
-                                            ("exports", "._export_status.json.")])
+@pytest.mark.parametrize(
+    "folder, prefix", [("published", ".CURRENT."), (".", ".ingest.intent."), ("exports", "._export_status.json.")]
+)
 def test_kill_inside_an_atomic_write_leaves_no_temporary_file_after_the_next_run(tmp_path, root, folder, prefix):
     """Aim a SIGKILL at the short life of an atomic_write() temporary file (`<folder>/<prefix><pid>.tmp`,
     seen in the random loop): watch for it and kill the writer the moment it appears. If the kill landed
@@ -313,7 +351,9 @@ def test_kill_inside_an_atomic_write_leaves_no_temporary_file_after_the_next_run
     assert w.returncode == 0, err
     assert_bus_consistent(root, acked)
     still = [n for n in os.listdir(where) if n.startswith(prefix)]
-    assert still == [], f"a killed atomic_write left {folder}/{still[0]} behind, and the next clean run did not remove it"
+    assert still == [], (
+        f"a killed atomic_write left {folder}/{still[0]} behind, and the next clean run did not remove it"
+    )
 
 
 def test_kill_during_compaction_leaves_no_orphan_segment(tmp_path, root):
@@ -343,8 +383,10 @@ def test_kill_during_compaction_leaves_no_orphan_segment(tmp_path, root):
     assert w.returncode == 0, err
     assert_bus_consistent(root, acked, orphan_segments_ok=True)
     left = segment_files(root) & orphans
-    assert not left, (f"a writer killed during compaction left {sorted(left)[0]} (not in catalog.segments), "
-                      f"and the next clean run did not remove it")
+    assert not left, (
+        f"a writer killed during compaction left {sorted(left)[0]} (not in catalog.segments), "
+        f"and the next clean run did not remove it"
+    )
 
 
 def test_kill_during_compaction_still_regenerates_exports(tmp_path, root):

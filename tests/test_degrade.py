@@ -10,6 +10,7 @@
     partial appears), and is flushed and ingested intact once the filesystem grows.
 Every mount made here is unmounted in a `finally`.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,13 @@ import warnings
 from pathlib import Path
 
 import pytest
+from helpers import HANG_GUARD, clean_env
+from reliability_helpers import CLI, assert_bus_consistent, inbox_jobs, remount, run, tmp_entries, tmpfs
 
 from artifact_bus import BusUnavailable, SpooledWarning, catalog, flush, ingest, job, load_config, submit
 from artifact_bus.protocol import validate_job
 from artifact_bus.submit import spool_dir, spooled_jobs
 from artifact_bus.testing import fills_table
-from helpers import HANG_GUARD, clean_env
-from reliability_helpers import CLI, assert_bus_consistent, inbox_jobs, remount, run, tmp_entries, tmpfs
 
 
 @pytest.fixture
@@ -45,8 +46,9 @@ def _submit_recording(data, kind, **kw):
 
 
 def _cli(*args, env=None):
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=HANG_GUARD,
-                          env=clean_env(**(env or {})))
+    return subprocess.run(
+        [CLI, *map(str, args)], capture_output=True, text=True, timeout=HANG_GUARD, env=clean_env(**(env or {}))
+    )
 
 
 def _spool_leftovers(root) -> list[str]:
@@ -57,8 +59,9 @@ def _spool_leftovers(root) -> list[str]:
 
 # --- (a) missing mount -----------------------------------------------------------------------------------
 
+
 def test_missing_mount_spools_then_flushes(tmp_path, spool):
-    mnt = tmp_path / "mnt"           # the mount point is not there: the volume is not mounted
+    mnt = tmp_path / "mnt"  # the mount point is not there: the volume is not mounted
     root = mnt / "bus"
     r, warned = _submit_recording(fills_table(10, seed=1), "fills", run_id="offline", root=root)
     assert r.status == "spooled"
@@ -76,8 +79,17 @@ def test_missing_mount_spools_then_flushes(tmp_path, spool):
     # the same through the CLI with ARTIFACT_BUS_REQUIRED: exit 5, one error line
     pq_file = tmp_path / "one.parquet"
     import pyarrow.parquet as pq
+
     pq.write_table(fills_table(4, seed=3), pq_file)
-    p = _cli("submit", pq_file, "--kind", "fills", "--root", root, env={"ARTIFACT_BUS_SPOOL": spool, "ARTIFACT_BUS_REQUIRED": "1"})
+    p = _cli(
+        "submit",
+        pq_file,
+        "--kind",
+        "fills",
+        "--root",
+        root,
+        env={"ARTIFACT_BUS_SPOOL": spool, "ARTIFACT_BUS_REQUIRED": "1"},
+    )
     assert p.returncode == 5, p
     assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("error: bus root"), p.stderr
     assert spooled_jobs(root) == [r.job_id] and not mnt.exists()
@@ -108,6 +120,7 @@ def test_missing_mount_spools_then_flushes(tmp_path, spool):
 
 
 # --- (b) read-only filesystem ------------------------------------------------------------------------------
+
 
 def test_read_only_filesystem_spools(tmp_path, spool):
     mnt = tmp_path / "ro"
@@ -158,8 +171,9 @@ except BusUnavailable as e:
 @pytest.mark.parametrize("required", [True, False])
 def test_file_too_large_mid_write_leaves_nothing(tmp_path, root, spool, required):
     ok = submit(fills_table(5, seed=9), "fills", root=root)  # a bus with a job already waiting
-    out = json.loads(run(FSIZE_LIMITED, root, "1" if required else "0", cwd=tmp_path,
-                         env={"ARTIFACT_BUS_SPOOL": spool}).stdout)
+    out = json.loads(
+        run(FSIZE_LIMITED, root, "1" if required else "0", cwd=tmp_path, env={"ARTIFACT_BUS_SPOOL": spool}).stdout
+    )
     if required:
         assert "error" in out, out
         msg = out["error"]

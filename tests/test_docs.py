@@ -1,4 +1,5 @@
 """Docs coverage: every CLI command, config key, catalog table and built-in export is documented."""
+
 import argparse
 import json
 import re
@@ -35,8 +36,12 @@ def test_every_catalog_table_is_documented():
 
 
 def test_every_builtin_export_is_documented():
-    readme = (package_dir("exports") / "README.md").read_text() if (package_dir("exports") / "README.md").exists() else ""
+    readme = (
+        (package_dir("exports") / "README.md").read_text() if (package_dir("exports") / "README.md").exists() else ""
+    )
     for sql in package_dir("exports").glob("*.sql"):
         first = sql.read_text().splitlines()[0]
-        assert first.startswith("-- ") and len(first) > 10, f"{sql.name} does not open with a comment saying what it exports"
+        assert first.startswith("-- ") and len(first) > 10, (
+            f"{sql.name} does not open with a comment saying what it exports"
+        )
         assert sql.name in readme, f"{sql.name} is not listed in exports/README.md"

@@ -7,6 +7,7 @@ connection's relations (`con.sql`, `register`) with "unfinished result". So the 
 it, on a real bus with an accepted run, a rejection and exports: `status`, `doctor` and `catalog` as processes,
 and every browser helper that takes the caller's connection must leave that connection usable.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,12 +19,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pytest
+from helpers import HANG_GUARD, clean_env
 
 from artifact_bus import catalog, ingest, submit
 from artifact_bus.catalog_db import catalog_version
 from artifact_bus.core import load_config
 from artifact_bus.testing import submit_backtest
-from helpers import HANG_GUARD, clean_env
 
 LINE = f"duckdb {duckdb.__version__}"
 
@@ -42,8 +43,14 @@ def bus(root) -> Path:
 
 def bus_cli(root, *args) -> subprocess.CompletedProcess:
     "`artifact-bus ARGS --root ROOT`, the installed console script of this environment, as a real process."
-    p = subprocess.run([str(Path(sys.executable).parent / "artifact-bus"), *args, "--root", str(root)], cwd=root.parent,
-                       env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD)
+    p = subprocess.run(
+        [str(Path(sys.executable).parent / "artifact-bus"), *args, "--root", str(root)],
+        cwd=root.parent,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
     assert "Traceback" not in p.stderr + p.stdout, f"{LINE}: artifact-bus {' '.join(args)}\n{p.stderr}"
     return p
 
@@ -65,7 +72,7 @@ def test_status_on_a_real_bus(bus):
 def test_doctor_on_a_real_bus(bus):
     found = json.loads(ok(bus_cli(bus, "doctor", "--json")))
     by_check = {f["check"]: f for f in found}
-    assert by_check["snapshot"]["level"] == "ok", by_check["snapshot"]   # it reads the published snapshot
+    assert by_check["snapshot"]["level"] == "ok", by_check["snapshot"]  # it reads the published snapshot
     assert [f for f in found if f["level"] == "problem"] == [], found
     assert ok(bus_cli(bus, "doctor")).rstrip().endswith("all good")
 
@@ -78,7 +85,8 @@ def test_catalog_on_a_real_bus(bus):
     text = ok(bus_cli(bus, "catalog"))
     assert text.startswith("kinds:") and "positions" in text and "rejections:" in text, text
     sql = "SELECT _run_id, count(*) AS n FROM bus.fills GROUP BY ALL ORDER BY 1"
-    with catalog(bus) as con: want = con.execute(sql).fetchall()
+    with catalog(bus) as con:
+        want = con.execute(sql).fetchall()
     got = json.loads(ok(bus_cli(bus, "catalog", sql, "--json")))
     assert (got["columns"], [tuple(r.values()) for r in got["rows"]]) == (["_run_id", "n"], want)
     text = ok(bus_cli(bus, "catalog", sql))
@@ -88,9 +96,10 @@ def test_catalog_on_a_real_bus(bus):
 def test_catalog_query_that_fails_while_running_is_one_error_line(bus):
     "The cast binds and fails only when the query runs (on 2.x a relation runs lazily, at the first fetch)."
     p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills")
-    assert p.returncode != 0 and p.stderr.startswith("error: query failed") and len(p.stderr.splitlines()) == 1, \
+    assert p.returncode != 0 and p.stderr.startswith("error: query failed") and len(p.stderr.splitlines()) == 1, (
         f"{LINE}\n{p.stdout}\n{p.stderr}"
-    p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills", "--json")   # under --json: one JSON object
+    )
+    p = bus_cli(bus, "catalog", "SELECT _run_id::INTEGER FROM bus.fills", "--json")  # under --json: one JSON object
     err = json.loads(p.stderr)
     assert p.returncode == err["exit_code"] != 0 and err["error"].startswith("query failed"), f"{LINE}\n{p.stderr}"
 
@@ -98,17 +107,27 @@ def test_catalog_query_that_fails_while_running_is_one_error_line(bus):
 def test_helpers_leave_the_callers_connection_usable(bus):
     "On 2.x a result left half-read would make the caller's next `con.sql()` fail with 'unfinished result'."
     from artifact_bus import browse
+
     cfg = load_config(bus)
     with catalog(bus) as con:
-        job, name = con.execute("SELECT job_id, name FROM catalog.artifacts WHERE kind = 'fills' ORDER BY job_id LIMIT 1").fetchall()[0]
-        calls = {"catalog()": lambda: None, "catalog_version": lambda: catalog_version(con),
-                 "list_artifacts": lambda: browse.list_artifacts(con), "filter_options": lambda: browse.filter_options(con),
-                 "artifact_detail": lambda: browse.artifact_detail(con, job, name),
-                 "preview": lambda: browse.preview(con, cfg, job, name), "rejections_frame": lambda: browse.rejections_frame(con)}
+        job, name = con.execute(
+            "SELECT job_id, name FROM catalog.artifacts WHERE kind = 'fills' ORDER BY job_id LIMIT 1"
+        ).fetchall()[0]
+        calls = {
+            "catalog()": lambda: None,
+            "catalog_version": lambda: catalog_version(con),
+            "list_artifacts": lambda: browse.list_artifacts(con),
+            "filter_options": lambda: browse.filter_options(con),
+            "artifact_detail": lambda: browse.artifact_detail(con, job, name),
+            "preview": lambda: browse.preview(con, cfg, job, name),
+            "rejections_frame": lambda: browse.rejections_frame(con),
+        }
         for what, call in calls.items():
             call()
-            try: con.sql("SELECT count(*) FROM catalog.jobs").fetchall()
-            except duckdb.Error as e: pytest.fail(f"{LINE}: {what} left the connection busy: {e}")
+            try:
+                con.sql("SELECT count(*) FROM catalog.jobs").fetchall()
+            except duckdb.Error as e:
+                pytest.fail(f"{LINE}: {what} left the connection busy: {e}")
 
 
 @pytest.mark.skipif(duckdb.__version__.startswith("1."), reason="the extension wheels exist for this duckdb line")
@@ -116,7 +135,10 @@ def test_on_duckdb2_a_missing_lake_extension_names_the_duckdb_its_wheels_need():
     "No `pip install duckdb-extension-ducklake==2.x`: no such wheel exists; the `scale` extra brings duckdb 1.5.5 and them."
     from artifact_bus.core import BusError
     from artifact_bus.lake import WHEELS_DUCKDB, _duckdb, load_extensions
+
     with _duckdb() as con, pytest.raises(BusError) as e:
         load_extensions(con, ["ducklake"])
-    assert f"exists for duckdb {WHEELS_DUCKDB} only (this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'" \
-        in str(e.value), str(e.value)
+    assert (
+        f"exists for duckdb {WHEELS_DUCKDB} only (this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'"
+        in str(e.value)
+    ), str(e.value)

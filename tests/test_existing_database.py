@@ -1,5 +1,6 @@
 """The catalog may live inside an existing analytics database: the bus adds its `catalog` and `bus`
 schemas beside what is there and leaves every other object exactly as it was."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,21 +33,33 @@ def _fingerprint(db) -> dict:
     "Everything a user could see of the non-bus objects of `db`, read read-only."
     con = duckdb.connect(str(db), read_only=True)
     try:
+
         def q(sql):
             return con.execute(sql).fetchall()
+
         rows = q("SELECT * FROM canon.alerts ORDER BY alert_id")
         return {
-            "schemas": q("SELECT schema_name FROM duckdb_schemas() WHERE NOT internal AND schema_name NOT IN "
-                         "('catalog', 'bus') ORDER BY 1"),
-            "tables": q("SELECT schema_name, table_name, sql, column_count, estimated_size FROM duckdb_tables() "
-                        "WHERE NOT internal AND schema_name NOT IN ('catalog', 'bus') ORDER BY 1, 2"),
-            "views": q("SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND "
-                       "schema_name NOT IN ('catalog', 'bus') ORDER BY 1, 2"),
-            "columns": q("SELECT table_schema, table_name, column_name, data_type, is_nullable FROM "
-                         "information_schema.columns WHERE table_schema NOT IN ('catalog', 'bus') ORDER BY 1, 2, "
-                         "ordinal_position"),
-            "constraints": q("SELECT schema_name, table_name, constraint_type, constraint_text FROM "
-                             "duckdb_constraints() WHERE schema_name NOT IN ('catalog', 'bus') ORDER BY ALL"),
+            "schemas": q(
+                "SELECT schema_name FROM duckdb_schemas() WHERE NOT internal AND schema_name NOT IN "
+                "('catalog', 'bus') ORDER BY 1"
+            ),
+            "tables": q(
+                "SELECT schema_name, table_name, sql, column_count, estimated_size FROM duckdb_tables() "
+                "WHERE NOT internal AND schema_name NOT IN ('catalog', 'bus') ORDER BY 1, 2"
+            ),
+            "views": q(
+                "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND "
+                "schema_name NOT IN ('catalog', 'bus') ORDER BY 1, 2"
+            ),
+            "columns": q(
+                "SELECT table_schema, table_name, column_name, data_type, is_nullable FROM "
+                "information_schema.columns WHERE table_schema NOT IN ('catalog', 'bus') ORDER BY 1, 2, "
+                "ordinal_position"
+            ),
+            "constraints": q(
+                "SELECT schema_name, table_name, constraint_type, constraint_text FROM "
+                "duckdb_constraints() WHERE schema_name NOT IN ('catalog', 'bus') ORDER BY ALL"
+            ),
             "alerts": rows,
             "alerts_text": hashlib.sha256(repr(rows).encode()).hexdigest(),
             "alerts_std": q("SELECT * FROM canon.alerts_std ORDER BY alert_id"),
@@ -116,14 +129,20 @@ def test_catalog_in_existing_database_via_bus_toml(root, analytics_db):
 
 def test_catalog_in_existing_database_via_environment(root, analytics_db, py):
     before = _fingerprint(analytics_db)
-    py.run("""
+    py.run(
+        """
         import sys
         from artifact_bus import load_config
         sys.path.insert(0, sys.argv[2])
         assert str(load_config(sys.argv[1]).catalog) == sys.argv[3], load_config(sys.argv[1])
         from test_existing_database import _exercise
         _exercise(sys.argv[1])
-    """, root, Path(__file__).parent, analytics_db.resolve(), env={"ARTIFACT_BUS_CATALOG": analytics_db})
+    """,
+        root,
+        Path(__file__).parent,
+        analytics_db.resolve(),
+        env={"ARTIFACT_BUS_CATALOG": analytics_db},
+    )
     _check_bus_beside_canon(root, analytics_db, before)
 
 

@@ -1,4 +1,5 @@
 """Golden exports written after ingest: one Parquet file per kind plus the built-in catalog listings."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,19 @@ from artifact_bus.core import load_config
 from artifact_bus.export import run_exports
 from artifact_bus.testing import fills_table, submit_backtest
 
-LISTING_COLUMNS = ["job_id", "name", "kind", "run_id", "producer", "rows", "bytes", "checksum", "path",
-                   "submitted_at", "ingested_at"]
+LISTING_COLUMNS = [
+    "job_id",
+    "name",
+    "kind",
+    "run_id",
+    "producer",
+    "rows",
+    "bytes",
+    "checksum",
+    "path",
+    "submitted_at",
+    "ingested_at",
+]
 
 
 def test_exports_follow_the_catalog(root):
@@ -28,7 +40,8 @@ def test_exports_follow_the_catalog(root):
         listing = pq.read_table(exports / "catalog_artifacts.parquet")
         assert listing.column_names == LISTING_COLUMNS
         assert sorted(listing["path"].to_pylist()) == sorted(
-            r[0] for r in con.execute("SELECT path FROM catalog.artifacts").fetchall())
+            r[0] for r in con.execute("SELECT path FROM catalog.artifacts").fetchall()
+        )
 
 
 @pytest.mark.parametrize("kind", ["catalog_artifacts", "catalog_rejections"])
@@ -47,9 +60,11 @@ def test_a_kind_cannot_replace_a_built_in_export(root, kind):
     assert "code" in rejections.column_names and "evil" not in rejections.column_names
 
 
-SETTINGS = ("SELECT current_setting('memory_limit') AS memory_limit, current_setting('threads') AS threads, "
-            "current_setting('enable_external_file_cache') AS file_cache, "
-            "current_setting('preserve_insertion_order') AS keep_order")
+SETTINGS = (
+    "SELECT current_setting('memory_limit') AS memory_limit, current_setting('threads') AS threads, "
+    "current_setting('enable_external_file_cache') AS file_cache, "
+    "current_setting('preserve_insertion_order') AS keep_order"
+)
 
 
 def _settings(con) -> dict:
@@ -80,8 +95,9 @@ def test_exports_run_under_their_memory_settings_and_give_the_connection_its_own
         assert (during["memory_limit"], during["threads"]) == (before["memory_limit"], before["threads"])
     (a, a_unit), (b, b_unit) = (s.split() for s in (after["memory_limit"], before["memory_limit"]))
     assert a_unit == b_unit and float(a) == pytest.approx(float(b), abs=0.11)
-    assert {k: after[k] for k in ("threads", "file_cache", "keep_order")} == \
-           {k: before[k] for k in ("threads", "file_cache", "keep_order")}
+    assert {k: after[k] for k in ("threads", "file_cache", "keep_order")} == {
+        k: before[k] for k in ("threads", "file_cache", "keep_order")
+    }
 
 
 EXPORT_PEAK = """

@@ -8,16 +8,17 @@ state again changes nothing at all.
 - Ingesting again (another process, nothing new): every catalog table identical, no new snapshot
   (published/CURRENT unchanged, same catalog_version), exports untouched.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 
 import pytest
+from reliability_helpers import doctor_problems, run, write_bus_toml, writer_tables
 
 from artifact_bus import catalog, submit
 from artifact_bus.testing import fills_table
-from reliability_helpers import doctor_problems, run, writer_tables, write_bus_toml
 
 SUBMIT_KEYED = """
 import json, sys
@@ -46,9 +47,13 @@ def _state(root):
     "Everything a no-op ingest must leave as it was."
     exports = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "exports").iterdir())}
     snaps = sorted(p.name for p in (root / "published").iterdir())
-    return {"tables": writer_tables(root), "current": (root / "published" / "CURRENT").read_text(),
-            "snapshots": snaps, "exports": exports,
-            "store": sorted(str(p.relative_to(root)) for p in (root / "store").rglob("*"))}
+    return {
+        "tables": writer_tables(root),
+        "current": (root / "published" / "CURRENT").read_text(),
+        "snapshots": snaps,
+        "exports": exports,
+        "store": sorted(str(p.relative_to(root)) for p in (root / "store").rglob("*")),
+    }
 
 
 @pytest.mark.parametrize("when", ["same_batch", "separate_batches", "separate_runs"])
@@ -67,11 +72,14 @@ def test_same_key_from_two_processes_is_ingested_once(root, when):
     assert rep["accepted"] == ([] if when == "separate_runs" else [other, first])
 
     with catalog(root) as con:
-        rows = con.execute("SELECT job_id, status, duplicate_of FROM catalog.jobs WHERE key = ? ORDER BY job_id", [K]).fetchall()
+        rows = con.execute(
+            "SELECT job_id, status, duplicate_of FROM catalog.jobs WHERE key = ? ORDER BY job_id", [K]
+        ).fetchall()
         assert rows == [(first, "accepted", None), (second, "duplicate", first)]
         assert con.execute("SELECT count(*) FROM catalog.artifacts WHERE job_id = ?", [second]).fetchone()[0] == 0
-        assert con.execute("SELECT _job_id, count(*) FROM bus.fills GROUP BY 1 ORDER BY 1").fetchall() == \
-            sorted([(other, 3), (first, 10)])
+        assert con.execute("SELECT _job_id, count(*) FROM bus.fills GROUP BY 1 ORDER BY 1").fetchall() == sorted(
+            [(other, 3), (first, 10)]
+        )
         dup_path = con.execute("SELECT path FROM catalog.jobs WHERE job_id = ?", [second]).fetchone()[0]
     assert dup_path.startswith("duplicates/")
     assert (root / dup_path / "manifest.json").is_file() and (root / dup_path / "COMMIT").is_file()  # kept, not lost
@@ -97,7 +105,9 @@ def test_a_rejected_first_attempt_does_not_block_the_retry(root):
     first = _submit_keyed(root, K, 10, 1)
     # the first attempt arrives damaged (one flipped byte): it is rejected
     f = root / "inbox" / first / "fills.parquet"
-    data = bytearray(f.read_bytes()); data[len(data) // 2] ^= 0xFF; f.write_bytes(bytes(data))
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
     rep = json.loads(run(INGEST, root).stdout)
     assert [r["code"] for r in rep["rejected"]] == ["checksum_mismatch"]
     second = _submit_keyed(root, K, 10, 1)

@@ -6,6 +6,7 @@ only the face calls across sides. DuckDB stays off the producer's path (core, pr
 belongs to the face. `docs/explanation/architecture.md` shows the same table; `tests/test_layers_import.py` checks
 what an import really loads.
 """
+
 from __future__ import annotations
 
 import ast
@@ -18,14 +19,34 @@ PACKAGE = Path(importlib.util.find_spec("artifact_bus").origin).parent
 
 # The one list of the layers: a module missing here (a new one) fails `test_every_module_has_a_layer`.
 LAYERS = {
-    "core": "core", "_modidx": "core",   # _modidx: nbdev's index of the notebooks, data only
-    "protocol": "protocol", "contracts": "protocol", "objstore": "protocol",
-    "submit": "producer", "producers": "producer", "clickhouse": "producer", "upload": "producer",
-    "catalog": "reader", "reader": "reader", "producer_views": "reader",
-    "catalog_db": "writer", "inbox": "writer", "ingest": "writer", "quarantine": "writer", "export": "writer",
-    "compact": "writer", "lake": "writer", "pull": "writer",
-    "__init__": "face", "__main__": "face", "cli": "face", "schedule": "face", "browse": "face", "health": "face",
-    "testing": "face", "scan": "face",
+    "core": "core",
+    "_modidx": "core",  # _modidx: nbdev's index of the notebooks, data only
+    "protocol": "protocol",
+    "contracts": "protocol",
+    "objstore": "protocol",
+    "submit": "producer",
+    "producers": "producer",
+    "clickhouse": "producer",
+    "upload": "producer",
+    "catalog": "reader",
+    "reader": "reader",
+    "producer_views": "reader",
+    "catalog_db": "writer",
+    "inbox": "writer",
+    "ingest": "writer",
+    "quarantine": "writer",
+    "export": "writer",
+    "compact": "writer",
+    "lake": "writer",
+    "pull": "writer",
+    "__init__": "face",
+    "__main__": "face",
+    "cli": "face",
+    "schedule": "face",
+    "browse": "face",
+    "health": "face",
+    "testing": "face",
+    "scan": "face",
 }
 # the layers each layer may import from, its own included
 MAY_IMPORT = {
@@ -37,7 +58,10 @@ MAY_IMPORT = {
     "face": {"core", "protocol", "producer", "reader", "writer", "face"},
 }
 # third-party packages kept out of some layers
-FORBIDDEN = {"duckdb": {"core", "protocol", "producer"}, "ipywidgets": {"core", "protocol", "producer", "reader", "writer"}}
+FORBIDDEN = {
+    "duckdb": {"core", "protocol", "producer"},
+    "ipywidgets": {"core", "protocol", "producer", "reader", "writer"},
+}
 
 
 def imported(tree: ast.AST) -> list[tuple[int, str]]:
@@ -48,9 +72,15 @@ def imported(tree: ast.AST) -> list[tuple[int, str]]:
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level: base = ".".join(["artifact_bus"] + ([base] if base else []))
-            if base == "artifact_bus":   # `from artifact_bus import lake` or `from . import lake`: a module, or a name of __init__
-                out += [(node.lineno, f"artifact_bus.{a.name}" if a.name in LAYERS else "artifact_bus.__init__") for a in node.names]
+            if node.level:
+                base = ".".join(["artifact_bus"] + ([base] if base else []))
+            if (
+                base == "artifact_bus"
+            ):  # `from artifact_bus import lake` or `from . import lake`: a module, or a name of __init__
+                out += [
+                    (node.lineno, f"artifact_bus.{a.name}" if a.name in LAYERS else "artifact_bus.__init__")
+                    for a in node.names
+                ]
             else:
                 out.append((node.lineno, base))
     return out
@@ -64,7 +94,8 @@ def crossings(source: str, module: str) -> list[str]:
         top, _, rest = name.partition(".")
         if top == "artifact_bus":
             dep = rest.split(".")[0] or "__init__"
-            if dep not in LAYERS: bad.append(f"{module}.py:{line}: imports artifact_bus.{dep}, which has no layer")
+            if dep not in LAYERS:
+                bad.append(f"{module}.py:{line}: imports artifact_bus.{dep}, which has no layer")
             elif LAYERS[dep] not in MAY_IMPORT[layer]:
                 bad.append(f"{module}.py:{line}: {layer} module imports artifact_bus.{dep} ({LAYERS[dep]})")
         elif layer in FORBIDDEN.get(top, ()):
@@ -83,24 +114,54 @@ def test_no_module_crosses_its_layer():
     assert not bad, "layer crossings:\n" + "\n".join(bad)
 
 
-@pytest.mark.parametrize("module, source, expected", [
-    ("producers", "def f():\n    from artifact_bus.ingest import ingest\n", "producers.py:2: producer module imports artifact_bus.ingest (writer)"),
-    ("upload", "import duckdb\n", "upload.py:1: producer module imports duckdb"),
-    ("reader", "from .catalog_db import publish\n", "reader.py:1: reader module imports artifact_bus.catalog_db (writer)"),
-    ("reader", "from . import pull\n", "reader.py:1: reader module imports artifact_bus.pull (writer)"),
-    ("catalog", "import ipywidgets as w\n", "catalog.py:1: reader module imports ipywidgets"),
-    ("core", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from artifact_bus.submit import Job\n",
-     "core.py:3: core module imports artifact_bus.submit (producer)"),
-    ("ingest", "from artifact_bus.producer_views import coverage\n", "ingest.py:1: writer module imports artifact_bus.producer_views (reader)"),
-    ("pull", "from artifact_bus.newthing import x\n", "pull.py:1: imports artifact_bus.newthing, which has no layer"),
-])
+@pytest.mark.parametrize(
+    "module, source, expected",
+    [
+        (
+            "producers",
+            "def f():\n    from artifact_bus.ingest import ingest\n",
+            "producers.py:2: producer module imports artifact_bus.ingest (writer)",
+        ),
+        ("upload", "import duckdb\n", "upload.py:1: producer module imports duckdb"),
+        (
+            "reader",
+            "from .catalog_db import publish\n",
+            "reader.py:1: reader module imports artifact_bus.catalog_db (writer)",
+        ),
+        ("reader", "from . import pull\n", "reader.py:1: reader module imports artifact_bus.pull (writer)"),
+        ("catalog", "import ipywidgets as w\n", "catalog.py:1: reader module imports ipywidgets"),
+        (
+            "core",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from artifact_bus.submit import Job\n",
+            "core.py:3: core module imports artifact_bus.submit (producer)",
+        ),
+        (
+            "ingest",
+            "from artifact_bus.producer_views import coverage\n",
+            "ingest.py:1: writer module imports artifact_bus.producer_views (reader)",
+        ),
+        (
+            "pull",
+            "from artifact_bus.newthing import x\n",
+            "pull.py:1: imports artifact_bus.newthing, which has no layer",
+        ),
+    ],
+)
 def test_the_check_catches_a_crossing(module, source, expected):
     assert crossings(source, module) == [expected]
 
 
 def test_the_check_lets_allowed_imports_through():
-    assert crossings("import duckdb\nfrom .catalog import catalog\nfrom artifact_bus.core import sql_str\n", "reader") == []
-    assert crossings("def f():\n    from artifact_bus.ingest import ingest\n    from artifact_bus.submit import job\n", "cli") == []
+    assert (
+        crossings("import duckdb\nfrom .catalog import catalog\nfrom artifact_bus.core import sql_str\n", "reader")
+        == []
+    )
+    assert (
+        crossings(
+            "def f():\n    from artifact_bus.ingest import ingest\n    from artifact_bus.submit import job\n", "cli"
+        )
+        == []
+    )
     assert crossings("from .objstore import CHUNK\nfrom .protocol import COMMIT\n", "pull") == []
 
 

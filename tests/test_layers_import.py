@@ -8,6 +8,7 @@ reader module. Every name in `artifact_bus.__all__` resolves. `submit`, `ingest`
 are the API functions on the package, whichever of the function or the module of the same name was
 imported first.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ import sys
 import textwrap
 
 import pytest
-
 from helpers import HANG_GUARD, clean_env
 from test_layers import LAYERS
 
@@ -29,8 +29,9 @@ PRODUCER_DEPS = {"fastjsonschema", "ulid", "typing_extensions"}
 def _modules_after(code: str) -> set[str]:
     "The names in `sys.modules` of a fresh interpreter after running `code`."
     probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
-    out = subprocess.run([sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True,
-                         timeout=HANG_GUARD, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD, check=True
+    ).stdout
     return set(json.loads(out.splitlines()[-1]))
 
 
@@ -68,7 +69,9 @@ def test_bare_package_import_is_empty():
 def test_reader_import_leaves_out_the_writer():
     mods = _modules_after("from artifact_bus import catalog")
     # every module outside core, protocol and the readers' side (the layers are listed in test_layers.py)
-    others = {f"artifact_bus.{m}" for m, layer in LAYERS.items() if layer not in ("core", "protocol", "reader")} - {"artifact_bus.__init__"}
+    others = {f"artifact_bus.{m}" for m, layer in LAYERS.items() if layer not in ("core", "protocol", "reader")} - {
+        "artifact_bus.__init__"
+    }
     assert "artifact_bus.catalog_db" in others and "artifact_bus.pull" in others
     assert not mods & others, sorted(mods & others)
 
@@ -88,15 +91,22 @@ def test_every_public_name_resolves():
             raise AssertionError("an unknown name resolved")
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
-                         timeout=HANG_GUARD)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
 @pytest.mark.parametrize("name", ["submit", "ingest", "catalog", "export"])
-@pytest.mark.parametrize("first", ["import artifact_bus.{n}", "from artifact_bus.{n} import {n} as _f",
-                                   "import importlib; importlib.import_module('artifact_bus.{n}')",
-                                   "from artifact_bus import {n} as _f"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import artifact_bus.{n}",
+        "from artifact_bus.{n} import {n} as _f",
+        "import importlib; importlib.import_module('artifact_bus.{n}')",
+        "from artifact_bus import {n} as _f",
+    ],
+)
 def test_function_keeps_its_name_whichever_import_came_first(name, first):
     # the module of the same name imported before or after must not turn the package attribute into a module
     code = textwrap.dedent(f"""
@@ -110,8 +120,9 @@ def test_function_keeps_its_name_whichever_import_came_first(name, first):
         assert callable(artifact_bus.{name}) and not isinstance(artifact_bus.{name}, types.ModuleType)
         print("ok")
     """)
-    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
-                         timeout=HANG_GUARD)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
@@ -126,8 +137,9 @@ def test_round_trip_through_the_package_after_the_modules_were_imported(tmp_path
         with artifact_bus.catalog(root) as con:
             print(con.execute("select sum(x) from bus.points").fetchone()[0])
     """)
-    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
-                         timeout=HANG_GUARD)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD
+    )
     assert out.returncode == 0 and out.stdout.strip() == "6", out.stderr
 
 
@@ -135,8 +147,14 @@ def test_type_checking_imports_match_the_lazy_table():
     # the imports for type checkers (which the docs' API index also reads) and the names loaded on first use agree
     import ast
     from pathlib import Path
+
     import artifact_bus
+
     tree = ast.parse(Path(artifact_bus.__file__).read_text())
-    static = {a.name: node.module.removeprefix("artifact_bus.") for node in ast.walk(tree)
-              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("artifact_bus.") for a in node.names}
+    static = {
+        a.name: node.module.removeprefix("artifact_bus.")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("artifact_bus.")
+        for a in node.names
+    }
     assert static == artifact_bus._API

@@ -7,30 +7,35 @@
 - `status` shows the last failed run and its reason, and a running daemon (pid, since);
 - the daemon picks up edits of `bus.toml` and contracts without a restart.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
-from artifact_bus import submit
 from helpers import HANG_GUARD, clean_env, cli_argv
 
-
+from artifact_bus import submit
 
 
 @pytest.fixture
 def cli(tmp_path):
     def run(*args):
-        return subprocess.run([*cli_argv(), *map(str, args)], cwd=tmp_path, env=clean_env(), capture_output=True,
-                              text=True, timeout=HANG_GUARD)
+        return subprocess.run(
+            [*cli_argv(), *map(str, args)],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+        )
+
     return run
 
 
@@ -54,14 +59,15 @@ def tree(folder: Path) -> list[str]:
 
 def test_a_mistyped_root_is_not_found_and_init_creates_a_bus(cli, tmp_path):
     typo = tmp_path / "bsu"
-    empty = tmp_path / "empty"; empty.mkdir()
+    empty = tmp_path / "empty"
+    empty.mkdir()
     for root in (typo, empty):
         for cmd in ("status", "catalog", "doctor"):
             p = cli(cmd, "--root", root)
             assert p.returncode == 7, (cmd, p.returncode, p.stdout, p.stderr)
             assert p.stderr.startswith(f"error: no bus at {root}: "), p.stderr
             assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
-    assert not typo.exists() and tree(empty) == []          # nothing created
+    assert not typo.exists() and tree(empty) == []  # nothing created
 
     out = json.loads(ok(cli("init", "--root", typo, "--json")).stdout)
     assert out["created"] is True and out["snapshot"].startswith("snap-")
@@ -77,7 +83,8 @@ def test_a_mistyped_root_is_not_found_and_init_creates_a_bus(cli, tmp_path):
 def test_broken_contract_and_export_are_named_and_hold_only_their_own(cli, tmp_path):
     root = tmp_path / "bus"
     ok(cli("init", "--root", root))
-    mine = tmp_path / "my_exports"; mine.mkdir()
+    mine = tmp_path / "my_exports"
+    mine.mkdir()
     (mine / "good.sql").write_text("SELECT count(*) AS n FROM catalog.jobs")
     (mine / "bad.sql").write_text("SELECT 1; DROP TABLE catalog.jobs")
     (root / "bus.toml").write_text(f'exports = ["{mine}"]\n')
@@ -119,12 +126,17 @@ def test_broken_contract_and_export_are_named_and_hold_only_their_own(cli, tmp_p
 def test_status_shows_the_last_failed_run(cli, tmp_path):
     from artifact_bus import load_config
     from artifact_bus.ingest import record_run
+
     root = tmp_path / "bus"
     ok(cli("init", "--root", root))
-    record_run(load_config(root), started=dt.datetime.now(dt.timezone.utc), outcome="failed",
-               error="OSError: [Errno 28] No space left on device")
+    record_run(
+        load_config(root),
+        started=dt.datetime.now(dt.timezone.utc),
+        outcome="failed",
+        error="OSError: [Errno 28] No space left on device",
+    )
     submit(pa.table({"x": [1]}), "quotes", root=root)
-    ok(cli("ingest", "--root", root))                      # a later good run: the failure is still told
+    ok(cli("ingest", "--root", root))  # a later good run: the failure is still told
     st = json.loads(ok(cli("status", "--root", root, "--json")).stdout)
     assert st["last_run"]["outcome"] == "ok"
     assert st["last_failed"]["error"] == "OSError: [Errno 28] No space left on device"
@@ -134,13 +146,21 @@ def test_status_shows_the_last_failed_run(cli, tmp_path):
 def test_daemon_is_shown_and_picks_up_edits_without_a_restart(cli, tmp_path):
     root = tmp_path / "bus"
     ok(cli("init", "--root", root))
-    proc = subprocess.Popen([*cli_argv(), "daemon", "--root", str(root), "--interval", "0.2", "--exports-delay", "0"],
-                            cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cli_argv(), "daemon", "--root", str(root), "--interval", "0.2", "--exports-delay", "0"],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def shown():
             d = json.loads(ok(cli("status", "--root", root, "--json")).stdout)["daemon"]
             return d if d and d["pid"] == proc.pid else None
+
         d = wait_until(shown, "status to show the daemon")
         assert d["since"] and d["host"]
         assert f"daemon:      running (pid {proc.pid}" in ok(cli("status", "--root", root)).stdout
@@ -148,7 +168,8 @@ def test_daemon_is_shown_and_picks_up_edits_without_a_restart(cli, tmp_path):
         first = submit(pa.table({"x": [1]}), "quotes", root=root)
         wait_until(lambda: (root / "store").exists() and not (root / "inbox" / first.job_id).exists(), "the first job")
         # while it runs: an export folder in bus.toml, and a contract
-        extra = tmp_path / "extra"; extra.mkdir()
+        extra = tmp_path / "extra"
+        extra.mkdir()
         (extra / "quote_count.sql").write_text("SELECT count(*) AS n FROM bus.quotes")
         (root / "bus.toml").write_text(f'exports = ["{extra}"]\n')
         (root / "contracts").mkdir()
@@ -165,4 +186,4 @@ def test_daemon_is_shown_and_picks_up_edits_without_a_restart(cli, tmp_path):
         err = proc.stderr.read()
     assert rc == 0, err
     assert "the bus config changed" in err, err
-    assert json.loads(ok(cli("status", "--root", root, "--json")).stdout)["daemon"] is None   # gone on a clean exit
+    assert json.loads(ok(cli("status", "--root", root, "--json")).stdout)["daemon"] is None  # gone on a clean exit

@@ -5,6 +5,7 @@ need neither numpy nor watchdog. Without watchdog `artifact-bus daemon` says so 
 the inbox, and still ingests what arrives. Each check runs in a fresh interpreter where importing the
 package is made to fail (`sys.modules[name] = None`), as it fails where the package is not installed.
 """
+
 from __future__ import annotations
 
 import signal
@@ -14,9 +15,9 @@ import textwrap
 import time
 
 import pyarrow as pa
+from helpers import HANG_GUARD, clean_env
 
 from artifact_bus import NotFound, catalog, submit
-from helpers import HANG_GUARD, clean_env
 
 
 def test_submit_ingest_export_and_read_without_numpy(tmp_path):
@@ -37,8 +38,9 @@ def test_submit_ingest_export_and_read_without_numpy(tmp_path):
             print(con.execute("SELECT sum(x) FROM bus.points").fetchone()[0])
         assert sys.modules["numpy"] is None  # nothing got numpy in by another way
     """)
-    p = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True,
-                       timeout=HANG_GUARD, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD, cwd=tmp_path
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "10", p.stdout
 
@@ -50,7 +52,8 @@ def _published_sum(root):
     except NotFound:
         return None
     except Exception as e:  # the view appears with the first points job
-        if "points" in str(e): return None
+        if "points" in str(e):
+            return None
         raise
 
 
@@ -65,8 +68,9 @@ def test_daemon_polls_without_watchdog(tmp_path):
         daemon({str(root)!r}, interval=0.3)
     """)
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", code], env=clean_env(), stdout=subprocess.DEVNULL, stderr=err,
-                                cwd=tmp_path)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], env=clean_env(), stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path
+        )
     try:
         end = time.monotonic() + HANG_GUARD
         while "daemon started" not in log.read_text():

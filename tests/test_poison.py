@@ -8,6 +8,7 @@ ingest in a separate process, as the scheduled writer would. Every case asserts 
   stable code, a message naming the file or field), every byte kept;
 - nothing outside the root is touched, and a second ingest changes no data.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,10 +20,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from reliability_helpers import run, writer_tables
 
 from artifact_bus import catalog, submit
 from artifact_bus.testing import fills_table
-from reliability_helpers import run, writer_tables
 
 INGEST = """
 import json, sys
@@ -54,14 +55,18 @@ def restate(d: Path, name: str = "fills.parquet", **schema) -> None:
     def edit(m):
         a = next(a for a in m["artifacts"] if a["file"] == name)
         a["bytes"], a["checksum"], a["rows"] = len(data), sha(data), pf.metadata.num_rows
-        a["schema"] = schema.get("schema") or {"fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
-                                                          for f in pf.schema_arrow]}
+        a["schema"] = schema.get("schema") or {
+            "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in pf.schema_arrow]
+        }
+
     rewrite(d, edit)
 
 
 def good_jobs(root: Path, n: int = 3, seed: int = 0) -> list[str]:
-    return [submit(fills_table(20, seed=seed + i), "fills", run_id=f"good-{seed + i}", producer=f"p{i}", root=root).job_id
-            for i in range(n)]
+    return [
+        submit(fills_table(20, seed=seed + i), "fills", run_id=f"good-{seed + i}", producer=f"p{i}", root=root).job_id
+        for i in range(n)
+    ]
 
 
 def ingest(root: Path, cwd: Path) -> dict:
@@ -90,16 +95,19 @@ def assert_contract(root: Path, rep: dict, good: list[str], bad: str, code: str,
 
 # --- the cases -------------------------------------------------------------------------------------------
 
+
 def test_a_file_pyarrow_reads_but_duckdb_refuses(root, tmp_path):
     "GeoParquet metadata without geometry types: pyarrow reads it, DuckDB refuses it at every view."
     good = good_jobs(root)
     geo = {"version": "1.0.0", "primary_column": "geometry", "columns": {"geometry": {"encoding": "WKB"}}}
-    t = pa.table({"geometry": pa.array([b"\x01", b"\x02"]), "qty": [1.0, 2.0]}).replace_schema_metadata({"geo": json.dumps(geo)})
+    t = pa.table({"geometry": pa.array([b"\x01", b"\x02"]), "qty": [1.0, 2.0]}).replace_schema_metadata(
+        {"geo": json.dumps(geo)}
+    )
     bad = submit(t, "fills", run_id="geo", root=root).job_id
     good += good_jobs(root, 2, seed=10)
     rep = ingest(root, tmp_path)
     assert_contract(root, rep, good, bad, "unreadable", "fills.parquet: DuckDB cannot read it")
-    with catalog(root) as con:   # the view stands, and sums as before
+    with catalog(root) as con:  # the view stands, and sums as before
         assert con.execute("SELECT count(*) FROM bus.fills").fetchone()[0] == 20 * len(good)
 
 
@@ -133,7 +141,7 @@ def _lie_about_rows(path: Path) -> None:
     # FileMetaData.num_rows is field 3 (i64) right after the schema list: the first i64 field header 0x16 holding `rows`
     zig = (rows << 1).to_bytes(1, "little")
     i = footer.index(b"\x16" + zig)
-    footer[i + 1] = ((rows + 1) << 1)
+    footer[i + 1] = (rows + 1) << 1
     path.write_bytes(data[:start] + bytes(footer) + data[-8:])
     assert pq.ParquetFile(path).metadata.num_rows == rows + 1
 
@@ -142,10 +150,10 @@ def test_a_footer_that_lies_about_its_row_count(root, tmp_path):
     good = good_jobs(root)
     d = Path(submit(pa.table({"qty": [1.0, 2.0, 3.0]}), "fills", run_id="liar", root=root).path)
     _lie_about_rows(d / "fills.parquet")
-    restate(d)   # the manifest agrees with the lying footer
+    restate(d)  # the manifest agrees with the lying footer
     rep = ingest(root, tmp_path)
     assert_contract(root, rep, good, d.name, "row_count_mismatch", "fills.parquet")
-    with catalog(root) as con:   # the catalog and the view agree
+    with catalog(root) as con:  # the catalog and the view agree
         want = con.execute("SELECT sum(rows) FROM catalog.artifacts WHERE kind = 'fills'").fetchone()[0]
         assert con.execute("SELECT count(*) FROM bus.fills").fetchone()[0] == want
 
@@ -171,6 +179,7 @@ def test_columns_equal_ignoring_case(root, tmp_path):
 
 def test_an_all_null_column_in_a_kinds_first_job_does_not_fix_its_type(root, tmp_path):
     import pandas as pd
+
     first = submit(pd.DataFrame({"symbol": ["A", "B"], "note": [None, None]}), "orders", run_id="r1", root=root).job_id
     rep = ingest(root, tmp_path)
     assert rep["accepted"] == [first]
@@ -197,6 +206,7 @@ def test_int64_through_double_is_refused_not_applied(root, tmp_path):
 
 def test_one_jobs_artifacts_are_compared_with_each_other(root, tmp_path):
     from artifact_bus import job
+
     good = good_jobs(root)
     with job(run_id="two", root=root) as j:
         j.add("fills", pa.table({"qty": [1.0]}), name="a")
@@ -215,7 +225,7 @@ def test_a_broken_contract_holds_only_its_kind(root, tmp_path):
     assert sorted(rep["accepted"]) == sorted(good) and rep["rejected"] == []
     assert [h["job_id"] for h in rep["held"]] == [held]
     assert "events.toml: not valid TOML" in rep["held"][0]["message"]
-    assert (root / "inbox" / held).is_dir()   # it waits, untouched
+    assert (root / "inbox" / held).is_dir()  # it waits, untouched
     (root / "contracts" / "events.toml").write_text('[columns]\ntype = "string"\n')
     rep = ingest(root, tmp_path)
     assert rep["accepted"] == [held]
@@ -253,7 +263,8 @@ def test_a_hardlinked_artifact_is_copied_into_the_store(root, tmp_path):
     pq.write_table(pa.table({"x": [6036]}), mine.with_suffix(".new"))
     # the producer rewrites its own file in place: the store must not change
     with open(mine, "r+b") as fh:
-        fh.write(mine.with_suffix(".new").read_bytes()); fh.truncate()
+        fh.write(mine.with_suffix(".new").read_bytes())
+        fh.truncate()
     with catalog(root) as con:
         assert con.execute("SELECT sum(x) FROM bus.hard").fetchone()[0] == 42
 
@@ -282,6 +293,7 @@ def test_an_unreadable_file_costs_its_job_not_the_run(root, tmp_path):
 
 def test_run_numbers_are_unique_even_for_runs_that_record_nothing(root, tmp_path):
     from artifact_bus import ingest as ingest_here
+
     good_jobs(root, 1)
     seen = [ingest_here(root).run_no for _ in range(3)]
     assert len(set(seen)) == 3
@@ -289,16 +301,20 @@ def test_run_numbers_are_unique_even_for_runs_that_record_nothing(root, tmp_path
 
 def test_doctor_deep_notices_a_stored_file_that_changed(root, tmp_path):
     import subprocess
+
     from reliability_helpers import CLI
+
     good = good_jobs(root, 2)
     ingest(root, tmp_path)
     deep = subprocess.run([CLI, "doctor", "--deep", "--root", str(root)], capture_output=True, text=True)
     assert deep.returncode == 0, deep.stdout + deep.stderr
     assert "2 stored files match their checksums" in deep.stdout
     stored = next((root / "store").glob(f"*/{good[0]}/*.parquet"))
-    data = bytearray(stored.read_bytes()); data[len(data) // 2] ^= 1; stored.write_bytes(bytes(data))
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 1
+    stored.write_bytes(bytes(data))
     deep = subprocess.run([CLI, "doctor", "--deep", "--root", str(root)], capture_output=True, text=True)
     assert deep.returncode == 1
     assert "1 stored files no longer match their checksum" in deep.stdout
     plain = subprocess.run([CLI, "doctor", "--root", str(root)], capture_output=True, text=True)
-    assert "checksums" not in plain.stdout   # only --deep reads the whole store
+    assert "checksums" not in plain.stdout  # only --deep reads the whole store

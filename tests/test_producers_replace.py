@@ -2,6 +2,7 @@
 `replace=True` (ingest marks the earlier accepted job with the same key `replaced`, the `bus.<kind>`
 views leave it out, identical content is a duplicate). The producer side (the manifest's
 `"replace": true`) and the readers are in place; set WRITER_HONOURS_REPLACE to True when the writer is."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,12 +19,19 @@ pytestmark = pytest.mark.skipif(not WRITER_HONOURS_REPLACE, reason="needs the wr
 
 
 def prices(days, close=1.0):
-    return pa.table({"ts": pa.array([datetime(2024, 1, d, 15) for d in days], pa.timestamp("us")),
-                     "symbol": ["AAPL"] * len(days), "close": [close] * len(days)})
+    return pa.table(
+        {
+            "ts": pa.array([datetime(2024, 1, d, 15) for d in days], pa.timestamp("us")),
+            "symbol": ["AAPL"] * len(days),
+            "close": [close] * len(days),
+        }
+    )
 
 
 def january(data, root):
-    return submit_slice(data, "prices", start="2024-01-01", end="2024-02-01", granularity="1d", symbols=["AAPL"], root=root)
+    return submit_slice(
+        data, "prices", start="2024-01-01", end="2024-02-01", granularity="1d", symbols=["AAPL"], root=root
+    )
 
 
 def statuses(root):
@@ -34,13 +42,17 @@ def statuses(root):
 def test_a_rematerialised_slice_replaces_the_earlier_one(root):
     first = january(prices([2, 3]), root)
     ingest(root)
-    second = january(prices([2, 3, 4], close=2.0), root)     # the same slice, recomputed: new content
+    second = january(prices([2, 3, 4], close=2.0), root)  # the same slice, recomputed: new content
     rep = ingest(root)
     assert second.job_id in rep.accepted
     assert statuses(root)[first.job_id] == "replaced"
     assert [(s.job_id, s.rows) for s in slices("prices", root=root)] == [(second.job_id, 3)]
     with catalog(root) as con:
-        assert con.execute("SELECT count(*), sum(close), min(_job_id) FROM bus.prices").fetchone() == (3, 6.0, second.job_id)
+        assert con.execute("SELECT count(*), sum(close), min(_job_id) FROM bus.prices").fetchone() == (
+            3,
+            6.0,
+            second.job_id,
+        )
     assert slice_coverage("prices", "2024-01-01", "2024-02-01", root=root).overlaps == []
 
 
@@ -68,10 +80,14 @@ def test_a_rematerialised_feature_set_version_replaces_it(root):
     submit_feature_set(v1, "momentum", version=1, definition={"window": 20}, root=root)
     submit_feature_set(v1.slice(0, 1), "momentum", version=2, definition={"window": 60}, root=root)
     ingest(root)
-    again = submit_feature_set(v1.set_column(1, "momentum", pa.array([0.3, 0.4])), "momentum", version=1,
-                               definition={"window": 20}, root=root)
+    again = submit_feature_set(
+        v1.set_column(1, "momentum", pa.array([0.3, 0.4])), "momentum", version=1, definition={"window": 20}, root=root
+    )
     ingest(root)
-    assert [(f.version, f.job_id == again.job_id) for f in feature_sets("momentum", latest=False, root=root)] == [("2", False), ("1", True)]
+    assert [(f.version, f.job_id == again.job_id) for f in feature_sets("momentum", latest=False, root=root)] == [
+        ("2", False),
+        ("1", True),
+    ]
     assert read_feature_set("momentum", 1, root=root).column("momentum").to_pylist() == [0.3, 0.4]
     with catalog(root) as con:
         assert con.execute("SELECT count(*) FROM bus.features").fetchone()[0] == 3

@@ -4,6 +4,7 @@ Every producer implementation is tested against the same vectors; here the Pytho
 accepts every valid job and rejects every invalid one with the code its expected.json names, and one ingest of
 all of them together accepts exactly the valid ones.
 """
+
 from __future__ import annotations
 
 import json
@@ -117,5 +118,6 @@ def test_vectors_regenerate_identically(tmp_path):
             # Parquet bytes (and so sizes and checksums) depend on the pyarrow version that wrote them
             for m in (a, b):
                 for art in m.get("artifacts", []):
-                    art.pop("bytes", None); art.pop("checksum", None)
+                    art.pop("bytes", None)
+                    art.pop("checksum", None)
             assert a == b, rel

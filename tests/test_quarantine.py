@@ -2,6 +2,7 @@
 batch are accepted. Jobs are corrupted the way a buggy producer or a hostile user would: submitted
 normally, then edited on disk, with manifest.json and COMMIT rewritten when the corruption must pass
 the commit check."""
+
 from __future__ import annotations
 
 import hashlib
@@ -12,10 +13,10 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import sha256
 
 from artifact_bus import SchemaMismatch, catalog, ingest, submit
 from artifact_bus.testing import fills_table
-from helpers import sha256
 
 
 def write_manifest(job_dir, manifest=None, *, raw: bytes | None = None, commit: bool = True) -> None:
@@ -42,6 +43,7 @@ def restate_file(job_dir, m, name="fills.parquet", rows=None):
 
 
 # --- one corruption per validation failure -----------------------------------------------------------
+
 
 def not_parquet(d, ctx):
     (d / "fills.parquet").write_bytes(b"definitely not parquet\n" * 64)
@@ -150,8 +152,9 @@ def test_one_batch_of_good_and_bad_jobs(root, tmp_path):
     def make(run_id, n=10):
         nonlocal seed
         seed += 1
-        return submit(fills_table(n, seed=seed, run_id=run_id), "fills", run_id=run_id, producer="quarantine-test",
-                      root=root)
+        return submit(
+            fills_table(n, seed=seed, run_id=run_id), "fills", run_id=run_id, producer="quarantine-test", root=root
+        )
 
     good.append(make("good-1"))
     for case, (corrupt, code) in BAD.items():
@@ -187,13 +190,14 @@ def test_one_batch_of_good_and_bad_jobs(root, tmp_path):
         assert reason["job_id"] == job_id, case
         assert reason["message"], case
         assert "field" in reason, case
-        assert sorted(os.listdir(q)) == ["payload", "reason.json"], case   # the reason beside the payload, never inside
+        assert sorted(os.listdir(q)) == ["payload", "reason.json"], case  # the reason beside the payload, never inside
         if case == "job_folder_symlink":
             assert os.readlink(q / "payload") == str(ctx["outside_dir"])
         else:
             assert snapshot(q / "payload") == before[job_id], case
-    assert json.loads((root / "rejected" / next(j for j, c in bad.items() if c[0] == "kind_invalid")
-                       / "reason.json").read_text())["field"].endswith("kind")
+    assert json.loads(
+        (root / "rejected" / next(j for j, c in bad.items() if c[0] == "kind_invalid") / "reason.json").read_text()
+    )["field"].endswith("kind")
 
     # nothing outside the root was touched
     assert ctx["outside_file"].is_file() and not ctx["outside_file"].is_symlink()
@@ -210,12 +214,18 @@ def test_one_batch_of_good_and_bad_jobs(root, tmp_path):
         assert sorted(rows) == sorted((j, code, f"rejected/{j}", "rejected") for j, (_, code) in bad.items())
         # the rejection row carries the run of a job whose manifest is still readable
         cm = next(j for j, c in bad.items() if c[0] == "checksum_mismatch")
-        assert con.execute("SELECT run_id FROM catalog.rejections WHERE job_id = ?", [cm]).fetchone()[0] == \
-            "bad-checksum_mismatch"
-        assert sorted(r[0] for r in con.execute("SELECT job_id FROM catalog.jobs").fetchall()) == \
-            sorted(r.job_id for r in good)
+        assert (
+            con.execute("SELECT run_id FROM catalog.rejections WHERE job_id = ?", [cm]).fetchone()[0]
+            == "bad-checksum_mismatch"
+        )
+        assert sorted(r[0] for r in con.execute("SELECT job_id FROM catalog.jobs").fetchall()) == sorted(
+            r.job_id for r in good
+        )
         assert con.execute("SELECT DISTINCT _run_id FROM bus.fills ORDER BY 1").fetchall() == [
-            ("good-1",), ("good-2",), ("good-3",)]
+            ("good-1",),
+            ("good-2",),
+            ("good-3",),
+        ]
         assert con.execute("SELECT count(*) FROM bus.fills").fetchone()[0] == 30
         # the hostile kind never became a view, nor anything else
         assert con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'bus'").fetchall() == [("fills",)]
@@ -236,21 +246,26 @@ def test_one_batch_of_good_and_bad_jobs(root, tmp_path):
 
 # --- jobs that pass validation must not wedge the writer --------------------------------------------
 
+
 @pytest.mark.parametrize("column", ["_bus_file", "_BUS_FILE"])
 def test_column_named_like_a_view_internal_does_not_wedge_ingest(root, column):
     """A producer column may collide with a name the bus uses internally to build bus.<kind>. Whatever
     the bus decides for that job (accept or reject), the other jobs of the batch must be accepted and
     ingest must keep working."""
     good = submit(fills_table(5, seed=1), "fills", run_id="good", root=root)
-    with pytest.raises(SchemaMismatch, match=f"column '{column}' is reserved"):   # refused at submit
+    with pytest.raises(SchemaMismatch, match=f"column '{column}' is reserved"):  # refused at submit
         submit(pa.table({"qty": [1, 2], column: ["a", "b"]}), "fills", run_id="odd", root=root)
     # a producer in another language writes it anyway: the job is quarantined at ingest
     odd = submit(pa.table({"qty": [1, 2]}), "fills", run_id="odd", root=root)
     table = pa.table({"qty": [1, 2], column: ["a", "b"]})
     pq.write_table(table, odd.path / "fills.parquet")
     m = restate_file(odd.path, read_manifest(odd.path))
-    m["artifacts"][0]["schema"] = {"fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable}
-                                              for f in pq.read_schema(odd.path / "fills.parquet")]}
+    m["artifacts"][0]["schema"] = {
+        "fields": [
+            {"name": f.name, "type": str(f.type), "nullable": f.nullable}
+            for f in pq.read_schema(odd.path / "fills.parquet")
+        ]
+    }
     write_manifest(odd.path, m)
 
     rep = ingest(root)
@@ -271,11 +286,16 @@ def test_incompatible_column_type_does_not_break_the_kind_for_everyone(root, con
     if contract:
         (root / "contracts").mkdir(parents=True)
         (root / "contracts" / "fills.toml").write_text(contract)
-    first = submit(pa.table({"qty": [1, 2, 3], "x": pa.array([1, 2, 3], pa.int64())}), "fills", run_id="first",
-                   root=root)
+    first = submit(
+        pa.table({"qty": [1, 2, 3], "x": pa.array([1, 2, 3], pa.int64())}), "fills", run_id="first", root=root
+    )
     assert ingest(root).accepted == [first.job_id]
-    later = submit(pa.table({"qty": [4, 5], "x": pa.array([[1], [2, 3]], pa.list_(pa.int64()))}), "fills",
-                   run_id="later", root=root)
+    later = submit(
+        pa.table({"qty": [4, 5], "x": pa.array([[1], [2, 3]], pa.list_(pa.int64()))}),
+        "fills",
+        run_id="later",
+        root=root,
+    )
     rep = ingest(root)
     assert later.job_id in rep.accepted or [r["job_id"] for r in rep.rejected] == [later.job_id]
     with catalog(root) as con:

@@ -12,6 +12,7 @@ and readers attach that lake read-only while all of this runs.
 - A writer killed (SIGKILL) at random instants while pulling, and while mirroring: nothing lost, nothing
   duplicated, in the bus or in the lake.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,17 +25,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from reliability_helpers import finish, kill, read_line, spawn
 from servers import SeaweedFS, postgres, seaweedfs  # noqa: F401 (fixtures: they skip, or fail under SERVER_TESTS=required)
 
-from artifact_bus import catalog, flush, ingest, submit
-from artifact_bus import lake, pull, upload
+from artifact_bus import catalog, flush, ingest, lake, pull, submit, upload
 from artifact_bus.catalog_db import writer_connection
 from artifact_bus.core import load_config
 from artifact_bus.submit import spool_dir, spooled_jobs
 
-pytestmark = pytest.mark.scale_out   # `make test-duckdb2` deselects these: the extension wheels need duckdb 1.5.5
+pytestmark = pytest.mark.scale_out  # `make test-duckdb2` deselects these: the extension wheels need duckdb 1.5.5
 
 SEED = int(os.environ.get("ARTIFACT_BUS_TEST_SEED", random.randrange(1 << 30)))
 
@@ -126,12 +125,16 @@ print(json.dumps(stats), flush=True)
 def bus(request, seaweedfs, postgres, tmp_path, monkeypatch):
     "A writer root whose bus.toml names its own prefix on the object store and its own DuckLake database."
     name = re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40]
-    for k in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_PROFILE"): monkeypatch.delenv(k, raising=False)
-    for k, v in seaweedfs.env.items(): monkeypatch.setenv(k, v)
+    for k in ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in seaweedfs.env.items():
+        monkeypatch.setenv(k, v)
     url = f"s3://{seaweedfs.bucket}/{name}"
-    root = tmp_path / "writer"; root.mkdir()
-    (root / "bus.toml").write_text(f'remote = "{url}"\nducklake = "{postgres.createdb(name)}"\nbatch_size = 5\n'
-                                   f'compact_min_files = 0\n')
+    root = tmp_path / "writer"
+    root.mkdir()
+    (root / "bus.toml").write_text(
+        f'remote = "{url}"\nducklake = "{postgres.createdb(name)}"\nbatch_size = 5\ncompact_min_files = 0\n'
+    )
     config = load_config(root)
     yield config
     lake._forget()
@@ -153,7 +156,9 @@ def _assert_lake_equals_bus(config) -> dict:
     counts = {}
     with catalog(config.root) as c, lake.lake_reader(config=config) as lk:
         kinds = [r[0] for r in c.execute("SELECT kind FROM catalog.kinds").fetchall()]
-        tables = {r[0] for r in lk.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall()}
+        tables = {
+            r[0] for r in lk.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall()
+        }
         assert tables == set(kinds)
         for kind in kinds:
             rows = c.sql(f"SELECT * FROM bus.{kind}").to_arrow_table()
@@ -161,12 +166,16 @@ def _assert_lake_equals_bus(config) -> dict:
             lk.register("bus_rows", rows)
             cols = ", ".join(f'"{n}"' for n in rows.column_names)
             for a, b in ((f"lake.main.{kind}", "bus_rows"), ("bus_rows", f"lake.main.{kind}")):
-                extra = lk.execute(f"SELECT count(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b})").fetchone()[0]
+                extra = lk.execute(
+                    f"SELECT count(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b})"
+                ).fetchone()[0]
                 assert extra == 0, f"{kind}: {extra} rows of {a} are not in {b}"
             lk.unregister("bus_rows")
             counts[kind] = rows.num_rows
         files = sum(lk.execute(f"SELECT count(*) FROM ducklake_list_files('lake', '{k}')").fetchone()[0] for k in kinds)
-        assert files == c.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0]   # one lake file per artifact, none twice
+        assert (
+            files == c.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0]
+        )  # one lake file per artifact, none twice
     return counts
 
 
@@ -177,7 +186,9 @@ def _assert_cataloged_once(config, acked: dict) -> None:
         assert {j for j, s in jobs if s == "accepted"} == set(acked)
         assert c.execute("SELECT count(*) FROM catalog.rejections").fetchone()[0] == 0
         got = {}
-        for kind, job_id, n in c.execute("SELECT kind, job_id, sum(rows) FROM catalog.artifacts GROUP BY ALL").fetchall():
+        for kind, job_id, n in c.execute(
+            "SELECT kind, job_id, sum(rows) FROM catalog.artifacts GROUP BY ALL"
+        ).fetchall():
             got.setdefault(job_id, {})[kind] = n
         assert got == acked
     assert pull.remote_jobs(config) == {}
@@ -187,15 +198,26 @@ def _assert_cataloged_once(config, acked: dict) -> None:
 def test_producers_writer_and_readers_everywhere(bus, seaweedfs, tmp_path):
     "Remote producers, a pulling writer and lake readers at once: nothing lost, nothing twice, readers never fail."
     config, rng = bus, random.Random(SEED)
-    lake.lake_connection(config).close()            # the writer's first attach creates the lake
+    lake.lake_connection(config).close()  # the writer's first attach creates the lake
     env = {"ARTIFACT_BUS_ROOT": config.remote, "ARTIFACT_BUS_DUCKLAKE": config.ducklake, **seaweedfs.env}
     stop, done = tmp_path / "stop-readers", tmp_path / "producers-done"
-    readers = [spawn(READER, stop, cwd=tmp_path, env={**env, "ARTIFACT_BUS_SPOOL": tmp_path / f"reader{i}"}) for i in range(2)]
+    readers = [
+        spawn(READER, stop, cwd=tmp_path, env={**env, "ARTIFACT_BUS_SPOOL": tmp_path / f"reader{i}"}) for i in range(2)
+    ]
     writer = spawn(WRITER, config.root, tmp_path / "writer.log", done, cwd=tmp_path, env=env)
     read_line(writer, "ready")
     logs = [tmp_path / f"producer{i}.log" for i in range(3)]
-    producers = [spawn(PRODUCER, logs[i], 10, rng.randrange(1000) * 10 + i, cwd=tmp_path,
-                       env={**env, "ARTIFACT_BUS_SPOOL": tmp_path / f"spool{i}"}) for i in range(3)]
+    producers = [
+        spawn(
+            PRODUCER,
+            logs[i],
+            10,
+            rng.randrange(1000) * 10 + i,
+            cwd=tmp_path,
+            env={**env, "ARTIFACT_BUS_SPOOL": tmp_path / f"spool{i}"},
+        )
+        for i in range(3)
+    ]
     try:
         for p in producers:
             out, err = finish(p)
@@ -210,8 +232,9 @@ def test_producers_writer_and_readers_everywhere(bus, seaweedfs, tmp_path):
             out, err = finish(r)
             assert r.returncode == 0, err
             stats.append(json.loads(out))
-        for p in producers + [writer]: kill(p)
-    for s in stats:   # readers were never refused, never saw a partial batch, never waited on the writer
+        for p in producers + [writer]:
+            kill(p)
+    for s in stats:  # readers were never refused, never saw a partial batch, never waited on the writer
         assert s["errors"] == [], s["errors"][:5]
         assert s["reads"] >= 3 and s["attaches"] >= 1, s
         assert s["snapshots"] == sorted(s["snapshots"])
@@ -222,25 +245,33 @@ def test_producers_writer_and_readers_everywhere(bus, seaweedfs, tmp_path):
     assert sum(counts.values()) == sum(n for rows in acked.values() for n in rows.values())
 
     # one lake snapshot per ingest batch, its commit message naming exactly the batch's jobs; time travel to each
-    batches = [rec["accepted"] for rec in map(json.loads, (tmp_path / "writer.log").read_text().splitlines()) if rec["accepted"]]
+    batches = [
+        rec["accepted"]
+        for rec in map(json.loads, (tmp_path / "writer.log").read_text().splitlines())
+        if rec["accepted"]
+    ]
     assert max(len(b) for b in batches) <= config.batch_size
     with lake.lake_reader(config=config) as lk:
-        snaps = lk.execute("SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' ORDER BY 1").fetchall()
+        snaps = lk.execute(
+            "SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' ORDER BY 1"
+        ).fetchall()
         assert [m.split()[0] for _, m in snaps] == ["ingest:"] * len(snaps)
         assert [m.split()[1:] for _, m in snaps] == batches
         so_far = {}
         for (sid, _), batch in zip(snaps, batches):
             for j in batch:
-                for kind, n in acked[j].items(): so_far[kind] = so_far.get(kind, 0) + n
+                for kind, n in acked[j].items():
+                    so_far[kind] = so_far.get(kind, 0) + n
             for kind, n in so_far.items():
                 assert lk.execute(f"SELECT count(*) FROM {kind} AT (VERSION => {sid})").fetchone()[0] == n, (sid, kind)
 
 
 def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch):
     "S3 down: the job is spooled on the producer's machine; back up: flush() uploads it; the writer gets both."
-    server = SeaweedFS(tmp_path / "own-weed").start()   # a server of its own, to stop and restart
+    server = SeaweedFS(tmp_path / "own-weed").start()  # a server of its own, to stop and restart
     try:
-        for k, v in server.env.items(): monkeypatch.setenv(k, v)
+        for k, v in server.env.items():
+            monkeypatch.setenv(k, v)
         url = f"s3://{server.bucket}/spool-test"
         producer = load_config(url)
         producer.root.mkdir(parents=True, exist_ok=True)
@@ -254,7 +285,7 @@ def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch
         assert first[1] == "committed"
         server.stop(kill=True)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # the SpooledWarning
+            warnings.simplefilter("ignore")  # the SpooledWarning
             second = submit_remote(2)
         assert second[1] == "spooled"
         assert spooled_jobs(config=producer) == [second[0]]
@@ -273,16 +304,20 @@ def test_producer_spools_while_object_storage_is_down(bus, tmp_path, monkeypatch
 
 def test_a_job_left_by_a_dead_producer_goes_with_the_next_submit(seaweedfs, tmp_path, monkeypatch):
     "A producer dies after committing locally, before uploading: the next submit on that machine uploads its job too."
-    for k, v in seaweedfs.env.items(): monkeypatch.setenv(k, v)
+    for k, v in seaweedfs.env.items():
+        monkeypatch.setenv(k, v)
     url = f"s3://{seaweedfs.bucket}/stranded"
     producer = load_config(url)
     producer.root.mkdir(parents=True, exist_ok=True)
-    def die(*a, **kw): raise KeyboardInterrupt("killed before the upload")
+
+    def die(*a, **kw):
+        raise KeyboardInterrupt("killed before the upload")
+
     real = upload.deliver
     monkeypatch.setattr(upload, "deliver", die)
     with pytest.raises(KeyboardInterrupt):
         submit(pa.table({"qty": [1]}), "fills", root=url, run_id="dead")
-    (left,) = [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"]   # committed here, not uploaded
+    (left,) = [p.name for p in producer.inbox.iterdir() if p.name != ".tmp"]  # committed here, not uploaded
     assert pull.remote_jobs(producer) == {}
     monkeypatch.setattr(upload, "deliver", real)
     r = submit(pa.table({"qty": [2]}), "fills", root=url, run_id="next")
@@ -320,14 +355,17 @@ def test_writer_killed_mid_pull(bus, seaweedfs, tmp_path):
     config, rng = bus, random.Random(SEED)
     acked = _upload_jobs(config, 24, "start")
     kills, rnd, delay = 0, 0, 0.6
-    while kills < 3 and rnd < 20:   # until three writers were cut short; a writer that finished first halves the delay
+    while kills < 3 and rnd < 20:  # until three writers were cut short; a writer that finished first halves the delay
         acked |= _upload_jobs(config, 3, f"round{rnd}")
         w = spawn(KILLED_WRITER, config.root, cwd=tmp_path, env=seaweedfs.env)
         read_line(w, "pulling")
         time.sleep(rng.uniform(0, delay))
-        if w.poll() is None: kills += 1
-        else: delay /= 2
-        kill(w); rnd += 1
+        if w.poll() is None:
+            kills += 1
+        else:
+            delay /= 2
+        kill(w)
+        rnd += 1
     assert kills >= 3
     for _ in range(2):  # clean runs: the second one finds nothing left
         w = spawn(KILLED_WRITER, config.root, cwd=tmp_path, env=seaweedfs.env)
@@ -351,24 +389,30 @@ def test_writer_killed_mid_mirror_and_migration(bus, seaweedfs, tmp_path):
     rng, toml = random.Random(SEED), bus.root / "bus.toml"
     with_lake = toml.read_text()
     toml.write_text("\n".join(l for l in with_lake.splitlines() if not l.startswith("ducklake")) + "\n")
-    config = load_config(bus.root)                      # a bus without a lake, so far
+    config = load_config(bus.root)  # a bus without a lake, so far
     acked = _upload_jobs(config, 20, "old")
     assert len(ingest(config=config, exports=False).accepted) == 20
-    toml.write_text(with_lake.replace("batch_size = 5", "batch_size = 4"))   # now a lake; five transactions for twenty jobs
+    toml.write_text(
+        with_lake.replace("batch_size = 5", "batch_size = 4")
+    )  # now a lake; five transactions for twenty jobs
     config = load_config(bus.root)
     lake.lake_connection(config).close()
     kills, rnd, delay = 0, 0, 0.3
     with lake.lake_reader(config=config) as lk:
         snapshots = lambda: lk.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
-        while (rnd < 3 or not kills) and rnd < 10:   # three writers, or more until one was cut short
+        while (rnd < 3 or not kills) and rnd < 10:  # three writers, or more until one was cut short
             before = snapshots()
             w = spawn(MIRROR_WRITER, config.root, cwd=tmp_path, env=seaweedfs.env)
             read_line(w, "mirroring")
-            while w.poll() is None and snapshots() == before: time.sleep(0.02)
+            while w.poll() is None and snapshots() == before:
+                time.sleep(0.02)
             time.sleep(rng.uniform(0, delay))
-            if w.poll() is None: kills += 1
-            else: delay /= 2
-            kill(w); rnd += 1
+            if w.poll() is None:
+                kills += 1
+            else:
+                delay /= 2
+            kill(w)
+            rnd += 1
     assert kills >= 1
     w = spawn(MIRROR_WRITER, config.root, cwd=tmp_path, env=seaweedfs.env)
     out, err = finish(w)
@@ -376,8 +420,15 @@ def test_writer_killed_mid_mirror_and_migration(bus, seaweedfs, tmp_path):
     _assert_cataloged_once(config, acked)
     _assert_lake_equals_bus(config)
     with writer_connection(config) as con:
-        assert con.execute("SELECT count(*) FILTER (snapshot_id IS NULL), count(*) FROM catalog.lake_files").fetchone() == (0, 20)
-    with lake.lake_reader(config=config) as lk:   # each job in exactly one snapshot's commit message
-        jobs = [j for (m,) in lk.execute("SELECT commit_message FROM lake.snapshots() WHERE author = 'artifact_bus'").fetchall()
-                for j in m.split()[1:]]
+        assert con.execute(
+            "SELECT count(*) FILTER (snapshot_id IS NULL), count(*) FROM catalog.lake_files"
+        ).fetchone() == (0, 20)
+    with lake.lake_reader(config=config) as lk:  # each job in exactly one snapshot's commit message
+        jobs = [
+            j
+            for (m,) in lk.execute(
+                "SELECT commit_message FROM lake.snapshots() WHERE author = 'artifact_bus'"
+            ).fetchall()
+            for j in m.split()[1:]
+        ]
         assert sorted(jobs) == sorted(acked)

@@ -3,12 +3,13 @@
 retention, and `daemon()` as a subprocess (file-event wake-up, SIGTERM, the singleton lock, WriterBusy,
 papermill mode). No mocks; every wait is a deadline on an observable state, never a timing assertion.
 """
+
 from __future__ import annotations
 
 import ast
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from helpers import HANG_GUARD, clean_env
 
 from artifact_bus.catalog import catalog
 from artifact_bus.catalog_db import lock_holder
@@ -25,8 +27,6 @@ from artifact_bus.core import load_config
 from artifact_bus.ingest import INTENT, ingest
 from artifact_bus.schedule import RUN_NAME, RunFailed, daemon_lock, ingest_notebook, run_notebook
 from artifact_bus.submit import submit
-
-from helpers import HANG_GUARD, clean_env
 
 REPO = Path(__file__).resolve().parents[1]
 OPS_NOTEBOOK = REPO / "nbs" / "ops" / "ingest.ipynb"
@@ -63,8 +63,12 @@ def job_count(root, job_id) -> int:
 
 
 def runs_for(root, notebook):
-    return rows(root, "SELECT outcome, accepted, rejected, duplicates, notebook, error, pid FROM catalog.ingest_runs "
-                      "WHERE notebook = ? ORDER BY run_no", str(notebook))
+    return rows(
+        root,
+        "SELECT outcome, accepted, rejected, duplicates, notebook, error, pid FROM catalog.ingest_runs "
+        "WHERE notebook = ? ORDER BY run_no",
+        str(notebook),
+    )
 
 
 def run_notebooks(root) -> list[str]:
@@ -91,8 +95,12 @@ def test_ingest_notebook_has_one_parameters_cell_of_literals():
     assert len(params) == 1, "nbs/ops/ingest.ipynb must have exactly one cell tagged 'parameters'"
     body = ast.parse("".join(params[0]["source"])).body
     assert all(isinstance(n, ast.Assign) for n in body)
-    assert {n.targets[0].id: ast.literal_eval(n.value) for n in body} == \
-        {"root": None, "max_jobs": None, "exports": True, "run_notebook": None}
+    assert {n.targets[0].id: ast.literal_eval(n.value) for n in body} == {
+        "root": None,
+        "max_jobs": None,
+        "exports": True,
+        "run_notebook": None,
+    }
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)  # no output committed
 
@@ -124,9 +132,27 @@ def test_papermill_command_runs_the_repo_notebook(root, tmp_path):
     outs = []
     for n in range(2):  # the second run finds nothing to do and is recorded all the same
         out = root / "runs" / f"2025010{n + 1}T020000Z-ingest.ipynb"
-        p = subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", str(OPS_NOTEBOOK), str(out),
-                            "-p", "root", str(root), "-p", "run_notebook", str(out)],
-                           cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "papermill",
+                "--no-progress-bar",
+                str(OPS_NOTEBOOK),
+                str(out),
+                "-p",
+                "root",
+                str(root),
+                "-p",
+                "run_notebook",
+                str(out),
+            ],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD,
+        )
         assert p.returncode == 0, p.stderr
         outs.append(out)
     assert [r[:5] for r in runs_for(root, outs[0])] == [("ok", 3, 0, 0, str(outs[0]))]
@@ -171,9 +197,30 @@ def test_failure_inside_ingest_is_recorded_once(root, tmp_path):
     job = submit(FILLS, "fills", root=root)
     (root / "runs").mkdir()
     out = root / "runs" / "20250101T020000Z-ingest.ipynb"
-    p = subprocess.run([sys.executable, "-m", "papermill", "--no-progress-bar", str(OPS_NOTEBOOK), str(out),
-                        "-p", "root", str(root), "-p", "run_notebook", str(out), "-p", "max_jobs", "all"],
-                       cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--no-progress-bar",
+            str(OPS_NOTEBOOK),
+            str(out),
+            "-p",
+            "root",
+            str(root),
+            "-p",
+            "run_notebook",
+            str(out),
+            "-p",
+            "max_jobs",
+            "all",
+        ],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+    )
     assert p.returncode != 0 and "TypeError" in p.stderr
     [(outcome, *_, notebook, error, pid)] = runs_for(root, out)
     assert (outcome, notebook) == ("failed", str(out)) and error.startswith("TypeError")
@@ -217,8 +264,15 @@ class Daemon:
     def __init__(self, root, cwd, *, interval=0.5, papermill=False, debug=False, exports_delay=None):
         extra = "" if exports_delay is None else f", exports_delay={exports_delay}"
         code = DAEMON.format(root=str(root), interval=interval, papermill=papermill, debug=debug, extra=extra)
-        self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=cwd, env=clean_env(), text=True,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=cwd,
+            env=clean_env(),
+            text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -232,12 +286,14 @@ class Daemon:
 
     def wait_line(self, text: str, count: int = 1, since: int = 0) -> int:
         "Wait until `count` lines from line `since` on contain `text`; returns the number of lines read so far."
+
         def seen():
             n = sum(text in l for l in self.lines[since:])
             if n < count and self.proc.poll() is not None:
                 self._reader.join(5)
                 raise AssertionError(f"daemon exited {self.proc.returncode} before logging {text!r}\n{self.log()}")
             return n >= count
+
         wait_until(seen, f"{count}x {text!r} in the daemon's log")
         return len(self.lines)
 
@@ -261,6 +317,7 @@ def daemons(tmp_path):
         d = Daemon(root, tmp_path, **kw)
         started.append(d)
         return d
+
     yield start
     for d in started:
         d.kill()
@@ -298,7 +355,9 @@ def test_second_daemon_is_refused_naming_the_first(root, daemons):
     first = daemons(root)
     first.wait_line("daemon started")
     code = f"from artifact_bus.schedule import daemon; daemon({str(root)!r}, interval=0.5)"
-    p = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD)
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=clean_env(), capture_output=True, text=True, timeout=HANG_GUARD
+    )
     assert p.returncode != 0
     assert f"daemon already running on {root} (pid {first.proc.pid}, host " in p.stderr, p.stderr
     assert first.proc.poll() is None  # the first one is unaffected
@@ -309,17 +368,26 @@ def test_daemon_survives_a_busy_writer(root, daemons, tmp_path):
     "A manual ingest holding the writer lock makes the daemon log and retry, not die."
     root.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys\nfrom artifact_bus.catalog_db import WriterLock\n"
-                               f"with WriterLock({str(root / 'writer.lock')!r}):\n"
-                               "    print('locked', flush=True); sys.stdin.readline()"],
-        env=clean_env(), text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom artifact_bus.catalog_db import WriterLock\n"
+            f"with WriterLock({str(root / 'writer.lock')!r}):\n"
+            "    print('locked', flush=True); sys.stdin.readline()",
+        ],
+        env=clean_env(),
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         d = daemons(root)
         d.wait_line("daemon started")
         job = submit(FILLS, "fills", root=root)
         d.wait_line(f"cycle skipped: writer already running (pid {holder.pid}, host ")
-        holder.stdin.write("\n"); holder.stdin.flush()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
         assert holder.wait(timeout=HANG_GUARD) == 0
         wait_until(lambda: job_count(root, job.job_id) == 1, "the daemon to ingest once the writer is free")
         assert d.proc.poll() is None
@@ -353,18 +421,21 @@ def test_daemon_makes_jobs_queryable_before_it_regenerates_exports(root, daemons
     d = daemons(root, interval=0.2, exports_delay=delay)
     d.wait_line("daemon started")
     jobs = []
-    for i in range(12):   # a steady trickle: several cycles while jobs keep arriving
+    for i in range(12):  # a steady trickle: several cycles while jobs keep arriving
         jobs.append(submit(FILLS, "fills", run_id=f"trickle-{i}", root=root))
         time.sleep(0.05)
     wait_until(lambda: all(job_count(root, j.job_id) == 1 for j in jobs), "the daemon to ingest every job")
     from artifact_bus.export import export_status, pending_changes
+
     cfg = load_config(root)
-    wait_until(lambda: pending_changes(cfg) is None and export_status(cfg).get("fills", {}).get("rows") == 12 * FILLS.num_rows,
-               "the exports to catch up with every job")
+    wait_until(
+        lambda: pending_changes(cfg) is None and export_status(cfg).get("fills", {}).get("rows") == 12 * FILLS.num_rows,
+        "the exports to catch up with every job",
+    )
     assert d.stop() == 0, d.log()
     cycles = [l for l in d.lines if re.search(r"cycle \d+: ingest run ", l)]
     exports = [l for l in d.lines if "the exports: " in l]
-    assert cycles and not [l for l in cycles if "exports regenerated" in l], d.log()   # the data cycles never export
+    assert cycles and not [l for l in cycles if "exports regenerated" in l], d.log()  # the data cycles never export
     assert exports and all("exports regenerated: " in l and "fills" in l for l in exports), d.log()
     if delay == 0:
-        assert len(exports) == len(cycles), d.log()   # overdue at once: after every cycle
+        assert len(exports) == len(cycles), d.log()  # overdue at once: after every cycle

@@ -2,6 +2,7 @@
 
 Also: a job of several artifacts is one atomic unit, and a job that fails is never visible.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import sha256
 
 from artifact_bus import KindError, ManifestError, catalog, ingest, job, submit
 from artifact_bus.testing import backtest_run, fills_table
-from helpers import sha256
 
 TS = [datetime(2024, 1, 2, 14, 30, 0, 123456), datetime(2024, 1, 2, 14, 31), datetime(2024, 1, 2, 15, 0, 0, 1)]
 QTY = [10, -20, 3_000_000_000_000]  # the last one does not fit in 32 bits
@@ -25,23 +26,34 @@ PRICE = [101.25, None, 99.5]
 SYMBOL = ["AAA", None, "CCC"]
 LOT = [1, None, 3]
 EXPECTED_ROWS = list(zip(TS, QTY, SIDE, PRICE, SYMBOL, LOT))
-EXPECTED_TYPES = [("ts", "TIMESTAMP"), ("qty", "BIGINT"), ("side", "TINYINT"), ("price", "DOUBLE"),
-                  ("symbol", "VARCHAR"), ("lot", "BIGINT"), ("_job_id", "VARCHAR"), ("_run_id", "VARCHAR")]
+EXPECTED_TYPES = [
+    ("ts", "TIMESTAMP"),
+    ("qty", "BIGINT"),
+    ("side", "TINYINT"),
+    ("price", "DOUBLE"),
+    ("symbol", "VARCHAR"),
+    ("lot", "BIGINT"),
+    ("_job_id", "VARCHAR"),
+    ("_run_id", "VARCHAR"),
+]
 
 
 def arrow_table() -> pa.Table:
-    return pa.table({
-        "ts": pa.array(TS, pa.timestamp("us")),
-        "qty": pa.array(QTY, pa.int64()),
-        "side": pa.array(SIDE, pa.int8()),
-        "price": pa.array(PRICE, pa.float64()),
-        "symbol": pa.array(SYMBOL, pa.string()),
-        "lot": pa.array(LOT, pa.int64()),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(TS, pa.timestamp("us")),
+            "qty": pa.array(QTY, pa.int64()),
+            "side": pa.array(SIDE, pa.int8()),
+            "price": pa.array(PRICE, pa.float64()),
+            "symbol": pa.array(SYMBOL, pa.string()),
+            "lot": pa.array(LOT, pa.int64()),
+        }
+    )
 
 
 class StreamOnly:
     "Exposes nothing but the Arrow PyCapsule stream protocol (like a DuckDB relation or nanoarrow stream)."
+
     def __init__(self, table):
         self._table = table
 
@@ -51,20 +63,33 @@ class StreamOnly:
 
 def as_pandas(tmp_path):
     import pandas as pd
+
     # ts travels as a DatetimeIndex: an index that carries information must become a column
     return pd.DataFrame(
-        {"qty": np.array(QTY, dtype="int64"), "side": np.array(SIDE, dtype="int8"),
-         "price": np.array([np.nan if v is None else v for v in PRICE], dtype="float64"),
-         "symbol": np.array(SYMBOL, dtype=object), "lot": pd.array(LOT, dtype="Int64")},
-        index=pd.DatetimeIndex(TS, name="ts").as_unit("us"))
+        {
+            "qty": np.array(QTY, dtype="int64"),
+            "side": np.array(SIDE, dtype="int8"),
+            "price": np.array([np.nan if v is None else v for v in PRICE], dtype="float64"),
+            "symbol": np.array(SYMBOL, dtype=object),
+            "lot": pd.array(LOT, dtype="Int64"),
+        },
+        index=pd.DatetimeIndex(TS, name="ts").as_unit("us"),
+    )
 
 
 def as_polars(tmp_path):
     import polars as pl
-    return pl.DataFrame({
-        "ts": pl.Series(TS, dtype=pl.Datetime("us")), "qty": pl.Series(QTY, dtype=pl.Int64),
-        "side": pl.Series(SIDE, dtype=pl.Int8), "price": pl.Series(PRICE, dtype=pl.Float64),
-        "symbol": pl.Series(SYMBOL, dtype=pl.Utf8), "lot": pl.Series(LOT, dtype=pl.Int64)})
+
+    return pl.DataFrame(
+        {
+            "ts": pl.Series(TS, dtype=pl.Datetime("us")),
+            "qty": pl.Series(QTY, dtype=pl.Int64),
+            "side": pl.Series(SIDE, dtype=pl.Int8),
+            "price": pl.Series(PRICE, dtype=pl.Float64),
+            "symbol": pl.Series(SYMBOL, dtype=pl.Utf8),
+            "lot": pl.Series(LOT, dtype=pl.Int64),
+        }
+    )
 
 
 def as_record_batch(tmp_path):
@@ -117,8 +142,12 @@ def test_each_input_type_lands_in_bus_fills(root, tmp_path, make):
         assert rows == EXPECTED_ROWS
         assert con.execute("SELECT DISTINCT _job_id, _run_id FROM bus.fills").fetchall() == [(r.job_id, "run-types")]
         # the nulls are real NULLs, not NaN or the string 'None'
-        assert con.execute("SELECT count(*) FROM bus.fills WHERE price IS NULL AND symbol IS NULL AND lot IS NULL"
-                           ).fetchone()[0] == 1
+        assert (
+            con.execute(
+                "SELECT count(*) FROM bus.fills WHERE price IS NULL AND symbol IS NULL AND lot IS NULL"
+            ).fetchone()[0]
+            == 1
+        )
         job_row = con.execute("SELECT status, run_id, producer, n_artifacts, rows, meta FROM catalog.jobs").fetchall()
         assert len(job_row) == 1
         status, run_id, producer, n_art, nrows, meta = job_row[0]
@@ -144,18 +173,29 @@ def test_multi_artifact_job_is_one_atomic_unit(root):
         assert os.listdir(root / "inbox") == [".tmp"]
     r = j.receipt
     assert r.status == "committed"
-    assert [(a["name"], a["kind"]) for a in r.artifacts] == [("fills", "fills"), ("positions", "positions"),
-                                                             ("fills-2", "fills")]
+    assert [(a["name"], a["kind"]) for a in r.artifacts] == [
+        ("fills", "fills"),
+        ("positions", "positions"),
+        ("fills-2", "fills"),
+    ]
     assert r.rows == 50 + t["positions"].num_rows + 7
 
     rep = ingest(root)
     assert rep.accepted == [r.job_id]
 
     with catalog(root) as con:
-        arts = con.execute("SELECT name, kind, rows FROM catalog.artifacts WHERE job_id = ? ORDER BY name",
-                           [r.job_id]).fetchall()
-        assert arts == [("fills", "fills", 50), ("fills-2", "fills", 7), ("positions", "positions", t["positions"].num_rows)]
-        assert con.execute("SELECT n_artifacts, rows FROM catalog.jobs WHERE job_id = ?", [r.job_id]).fetchone() == (3, r.rows)
+        arts = con.execute(
+            "SELECT name, kind, rows FROM catalog.artifacts WHERE job_id = ? ORDER BY name", [r.job_id]
+        ).fetchall()
+        assert arts == [
+            ("fills", "fills", 50),
+            ("fills-2", "fills", 7),
+            ("positions", "positions", t["positions"].num_rows),
+        ]
+        assert con.execute("SELECT n_artifacts, rows FROM catalog.jobs WHERE job_id = ?", [r.job_id]).fetchone() == (
+            3,
+            r.rows,
+        )
         got = con.execute("SELECT order_id, _job_id, _run_id FROM bus.fills ORDER BY order_id").fetchall()
         want = sorted(t["fills"]["order_id"].to_pylist() + extra["order_id"].to_pylist())
         assert [g[0] for g in got] == want
@@ -163,8 +203,13 @@ def test_multi_artifact_job_is_one_atomic_unit(root):
         pos = con.execute("SELECT symbol, qty FROM bus.positions ORDER BY symbol").fetchall()
         assert pos == list(zip(t["positions"]["symbol"].to_pylist(), t["positions"]["qty"].to_pylist()))
         (store_path,) = con.execute("SELECT path FROM catalog.jobs WHERE job_id = ?", [r.job_id]).fetchone()
-    assert sorted(os.listdir(root / store_path)) == ["COMMIT", "fills-2.parquet", "fills.parquet", "manifest.json",
-                                                     "positions.parquet"]
+    assert sorted(os.listdir(root / store_path)) == [
+        "COMMIT",
+        "fills-2.parquet",
+        "fills.parquet",
+        "manifest.json",
+        "positions.parquet",
+    ]
 
 
 def _assert_nothing_visible(root):

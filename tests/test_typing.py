@@ -1,5 +1,6 @@
 """The package is typed: it ships `py.typed`, and every public callable of `artifact_bus` has its parameters
 and its return annotated (mypy, run by `make typecheck`, checks that the annotations hold)."""
+
 from __future__ import annotations
 
 import inspect
@@ -17,7 +18,19 @@ def test_py_typed_ships():
 
 
 def test_public_functions_are_listed():
-    assert {"submit", "job", "batch", "ingest", "export", "catalog", "flush", "requeue", "read", "runs", "compare"} <= set(PUBLIC)
+    assert {
+        "submit",
+        "job",
+        "batch",
+        "ingest",
+        "export",
+        "catalog",
+        "flush",
+        "requeue",
+        "read",
+        "runs",
+        "compare",
+    } <= set(PUBLIC)
 
 
 @pytest.mark.parametrize("name", PUBLIC)

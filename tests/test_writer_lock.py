@@ -1,4 +1,5 @@
 """The single-writer lock across processes, and readers that never block the writer."""
+
 from __future__ import annotations
 
 import json
@@ -7,10 +8,9 @@ import re
 
 import pyarrow as pa
 import pytest
-
-from artifact_bus import NotFound, WriterBusy, catalog, ingest, submit
 from helpers import HANG_GUARD, HOLDER, expect_line, stop
 
+from artifact_bus import NotFound, WriterBusy, catalog, ingest, submit
 
 
 def _qty(n, start=0):
@@ -54,7 +54,8 @@ def test_writer_busy_seen_from_another_process(root, py):
     holder = py.spawn(HOLDER, root / "writer.lock")
     try:
         expect_line(holder, "locked")
-        p = py.run("""
+        p = py.run(
+            """
             import sys
             from artifact_bus import ingest, WriterBusy
             try:
@@ -62,7 +63,10 @@ def test_writer_busy_seen_from_another_process(root, py):
             except WriterBusy as e:
                 print(e)
                 sys.exit(3)
-        """, root, check=False)
+        """,
+            root,
+            check=False,
+        )
         assert p.returncode == 3, p.stderr
         assert f"pid {holder.pid}" in p.stdout
     finally:
@@ -138,7 +142,9 @@ def test_open_reader_never_blocks_the_writer(root, py):
 
     with catalog(root) as con:
         assert con.execute("SELECT kind, jobs, rows FROM catalog.kinds ORDER BY kind").fetchall() == [
-            ("events", 5, 5), ("fills", 2, 30)]
+            ("events", 5, 5),
+            ("fills", 2, 30),
+        ]
 
 
 KILLED_WRITER = """
@@ -163,8 +169,12 @@ def test_writer_killed_mid_run_loses_and_duplicates_nothing(root, py):
     want = {}
     for j in range(60):
         n = 1 + j % 9
-        r = submit(pa.table({"qty": pa.array([j * 100 + k for k in range(n)], pa.int64())}), "fills",
-                   run_id=f"r{j:03d}", root=root)
+        r = submit(
+            pa.table({"qty": pa.array([j * 100 + k for k in range(n)], pa.int64())}),
+            "fills",
+            run_id=f"r{j:03d}",
+            root=root,
+        )
         want[f"r{j:03d}"] = (n, sum(j * 100 + k for k in range(n)), r.job_id)
 
     writer = py.spawn(KILLED_WRITER, root)
@@ -185,12 +195,18 @@ def test_writer_killed_mid_run_loses_and_duplicates_nothing(root, py):
     assert sorted(os.listdir(root / "inbox")) == [".tmp"]
     assert not (root / "ingest.intent").exists()
     assert os.listdir(root / "rejected") == [] and os.listdir(root / "duplicates") == []
-    stored = [job for day in (root / "store").iterdir() if not day.name.startswith("_") for job in day.iterdir()]  # _segments: compacted copies
+    stored = [
+        job for day in (root / "store").iterdir() if not day.name.startswith("_") for job in day.iterdir()
+    ]  # _segments: compacted copies
     assert sorted(p.name for p in stored) == sorted(v[2] for v in want.values())
     with catalog(root) as con:
         assert con.execute("SELECT count(*), count(DISTINCT job_id) FROM catalog.jobs").fetchone() == (60, 60)
-        got = {r: (n, s, j) for r, n, s, j in con.execute(
-            "SELECT _run_id, count(*), sum(qty)::BIGINT, any_value(_job_id) FROM bus.fills GROUP BY ALL").fetchall()}
+        got = {
+            r: (n, s, j)
+            for r, n, s, j in con.execute(
+                "SELECT _run_id, count(*), sum(qty)::BIGINT, any_value(_job_id) FROM bus.fills GROUP BY ALL"
+            ).fetchall()
+        }
         assert got == want
     assert ingest(root).accepted == []
 
