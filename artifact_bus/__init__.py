@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 _API = {
     **dict.fromkeys(["BusError", "BusUnavailable", "ConfigError", "KindError", "ManifestError", "NotFound",
                      "SchemaMismatch", "WriterBusy", "load_config"], "core"),
-    **dict.fromkeys(["Batch", "Job", "NewKindWarning", "Receipt", "SpooledWarning", "batch", "flush", "job", "submit"], "submit"),
+    **dict.fromkeys(
+        ["Batch", "Job", "NewKindWarning", "Receipt", "SpooledWarning", "batch", "flush", "job", "submit"], "submit"
+    ),
     **dict.fromkeys(["Report", "ingest"], "ingest"),
     "catalog": "catalog",
     **dict.fromkeys(["compare", "read", "read_relation", "runs"], "reader"),

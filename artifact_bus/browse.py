@@ -120,7 +120,8 @@ def plot_svg(spec: dict, width: int = 560, height: int = 240) -> str:
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
         f'<title>{esc(title)}</title><text x="{L}" y="16" font-size="12" font-weight="bold">{esc(title)} '
         f'({spec.get("n", 0):,} values)</text>',
-        f'<line x1="{L}" y1="{T + h}" x2="{L + w}" y2="{T + h}" stroke="#666"/><line x1="{L}" y1="{T}" x2="{L}" y2="{T + h}" stroke="#666"/>',
+        f'<line x1="{L}" y1="{T + h}" x2="{L + w}" y2="{T + h}" stroke="#666"/><line x1="{L}" y1="{T}" x2="{L}" '
+        f'y2="{T + h}" stroke="#666"/>',
     ]
     span = lambda lo, hi: (lo, hi) if hi > lo else (lo - 1, hi + 1)
 
@@ -150,7 +151,8 @@ def plot_svg(spec: dict, width: int = 560, height: int = 240) -> str:
         for lo, hi, n in zip(e, e[1:], c):
             bx, bw, bh = L + (lo - x0) / (x1 - x0) * w, max(1.0, (hi - lo) / (x1 - x0) * w - 1), n / top * h
             out.append(
-                f'<rect x="{bx:.1f}" y="{T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" fill="#1f77b4"><title>{n}</title></rect>'
+                f'<rect x="{bx:.1f}" y="{T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
+                f'fill="#1f77b4"><title>{n}</title></rect>'
             )
         out += labels(x0, x1, 0, top, _num)
     else:
@@ -168,13 +170,15 @@ def overview(config: Config, runs: int = 10) -> dict:
                 con.execute(sql, list(p))
             )
             st["runs"] = q(
-                "SELECT run_no, timezone('UTC', started_at) AS started_at, timezone('UTC', finished_at) AS finished_at, "
+                "SELECT run_no, timezone('UTC', started_at) AS started_at, timezone('UTC', finished_at) AS "
+                "finished_at, "
                 "outcome, accepted, rejected, duplicates, host, notebook, error FROM catalog.ingest_runs "
                 "ORDER BY run_no DESC LIMIT ?",
                 runs,
             )
             st["kinds"] = q(
-                "SELECT kind, jobs, artifacts, rows, bytes, timezone('UTC', last_ingested) AS last_ingested FROM catalog.kinds"
+                "SELECT kind, jobs, artifacts, rows, bytes, timezone('UTC', last_ingested) AS last_ingested FROM "
+                "catalog.kinds"
             )
     return st
 
@@ -400,8 +404,10 @@ def overview_html(ov: dict) -> str:
     return (
         f'{STYLE}<div class="ab-overview-body"><div class="ab-h">Bus</div>{_kv(facts)}'
         f'<div class="ab-h">Last ingest runs</div>{frame_html(runs, empty="no ingest run yet", cls="ab-t ab-runs")}'
-        f'<div class="ab-h">Kinds</div>{frame_html(kinds, formats={"bytes": fmt_bytes}, empty="no artifact yet", cls="ab-t ab-kinds")}'
-        f'<div class="ab-h">Golden exports</div>{frame_html(ex, empty="no export written yet", cls="ab-t ab-freshness")}</div>'
+        f'<div class="ab-h">Kinds</div>'
+        f'{frame_html(kinds, formats={"bytes": fmt_bytes}, empty="no artifact yet", cls="ab-t ab-kinds")}'
+        f'<div class="ab-h">Golden exports</div>'
+        f'{frame_html(ex, empty="no export written yet", cls="ab-t ab-freshness")}</div>'
     )
 
 # %% ../nbs/13_browse.ipynb #c42222ef
@@ -680,5 +686,6 @@ class Browser(widgets.VBox):
 
 
 def browser(root=None, *, config: Config | None = None, page_size: int = 50) -> Browser:
-    "The bus browser for `root` (default: `ARTIFACT_BUS_ROOT`, the project config, `./data/bus`); display it in a notebook."
+    """The bus browser for `root` (default: `ARTIFACT_BUS_ROOT`, the project config, `./data/bus`); display it in a
+    notebook."""
     return Browser(root, config=config, page_size=page_size)

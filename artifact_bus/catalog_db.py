@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS catalog.rejections (
     message VARCHAR, path VARCHAR NOT NULL, run_id VARCHAR, producer VARCHAR, ingest_run BIGINT,
     status VARCHAR NOT NULL DEFAULT 'rejected');
 CREATE TABLE IF NOT EXISTS catalog.kind_columns (
-    kind VARCHAR NOT NULL, lname VARCHAR NOT NULL, name VARCHAR NOT NULL, type VARCHAR NOT NULL, PRIMARY KEY (kind, lname));
+    kind VARCHAR NOT NULL, lname VARCHAR NOT NULL, name VARCHAR NOT NULL, type VARCHAR NOT NULL,
+    PRIMARY KEY (kind, lname));
 CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     run_no BIGINT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, outcome VARCHAR,
     accepted INTEGER, rejected INTEGER, duplicates INTEGER, host VARCHAR, pid INTEGER, notebook VARCHAR,
@@ -82,7 +83,8 @@ def ensure_schema(con) -> None:
         )
     elif int(got[0]) > SCHEMA_VERSION:
         raise BusError(
-            f"catalog schema version {got[0]} is newer than this artifact_bus understands ({SCHEMA_VERSION}): upgrade artifact_bus"
+            f"catalog schema version {got[0]} is newer than this artifact_bus understands ({SCHEMA_VERSION}): upgrade "
+            f"artifact_bus"
         )
 
 
@@ -264,7 +266,8 @@ def view_sql(
 
 
 def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
-    "Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the kinds done."
+    """Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the
+    kinds done."""
     loose = {
         k: (files, rows)
         for k, files, rows in con.execute(

@@ -155,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status",
         help="inbox backlog, last ingest, writer lock, rejections, exports",
-        description="Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock.",
+        description=(
+            "Show the inbox backlog, the last ingest run, rejections, export freshness and who holds the writer lock."
+        ),
     )
     _common(p)
     p = sub.add_parser(
@@ -313,7 +315,9 @@ def cmd_ingest(a, cfg: Config):
 SUMMARY_SQL = {
     "kinds": "SELECT kind, jobs, artifacts, rows, bytes, last_ingested FROM catalog.kinds ORDER BY kind",
     "jobs": "SELECT status, count(*) AS jobs FROM catalog.jobs GROUP BY status ORDER BY status",
-    "rejections": "SELECT code, count(*) AS jobs FROM catalog.rejections WHERE status = 'rejected' GROUP BY code ORDER BY code",
+    "rejections": (
+        "SELECT code, count(*) AS jobs FROM catalog.rejections WHERE status = 'rejected' GROUP BY code ORDER BY code"
+    ),
 }
 
 
@@ -393,7 +397,8 @@ def cmd_status(a, cfg: Config):
     w, lr, ib = st["writer"], st["last_run"], st["inbox"]
     lines = [
         f"root:        {st['root']}",
-        f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting {_age(ib['oldest_age_s'])}",
+        f"inbox:       {ib['committed']} committed, {ib['in_progress']} in progress, oldest waiting "
+        f"{_age(ib['oldest_age_s'])}",
         "writer:      " + (f"running (pid {w['pid']}, host {w['host']}, since {w['since']})" if w else "idle"),
         "last ingest: "
         + (
@@ -413,7 +418,8 @@ def cmd_status(a, cfg: Config):
         lines.append(f"last failed: run {lf['run_no']} at {lf['finished_at']}: {lf['error']}")
     if ib["stuck"]:
         lines.append(
-            f"stuck:       {ib['stuck']} jobs have waited over {_age(ib['stuck_after_s'])} in the inbox: is an ingest running?"
+            f"stuck:       {ib['stuck']} jobs have waited over {_age(ib['stuck_after_s'])} in the inbox: is an ingest "
+            f"running?"
         )
     for k, b in st["broken_contracts"].items():
         lines.append(f"contract:    {k}: BROKEN, {b['held']} jobs held in the inbox: {b['error']}")
@@ -479,7 +485,8 @@ def cmd_scan(a, cfg):
         print(f"warning: not scanned: {e}", file=sys.stderr)
     if rep.skipped:
         print(
-            f"warning: {len(rep.skipped)} TypeScript/JavaScript file(s) not scanned, the parser is missing: {INSTALL_HINT}",
+            f"warning: {len(rep.skipped)} TypeScript/JavaScript file(s) not scanned, the parser is missing: "
+            f"{INSTALL_HINT}",
             file=sys.stderr,
         )
     summary = (

@@ -47,7 +47,8 @@ def arrow_stream(source, sql: str, parameters=None):
             stream.close()
     else:
         raise ManifestError(
-            f"source must be a clickhouse-connect client or a chdb session, got {type(source).__module__}.{type(source).__name__}"
+            f"source must be a clickhouse-connect client or a chdb session, got "
+            f"{type(source).__module__}.{type(source).__name__}"
         )
 
 # %% ../nbs/19_clickhouse.ipynb #d55b70f6

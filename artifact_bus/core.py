@@ -567,7 +567,8 @@ _CHECKOUT = {"exports": "exports", "notebooks": "nbs/ops", "producer_contracts":
 
 
 def package_dir(name: str) -> Path:
-    "Folder of built-in files: `'exports'` (golden export SQL), `'notebooks'` (operational notebooks) or `'producer_contracts'` (the producers' shipped contracts)."
+    """Folder of built-in files: `'exports'` (golden export SQL), `'notebooks'` (operational notebooks) or
+    `'producer_contracts'` (the producers' shipped contracts)."""
     if name not in _CHECKOUT:
         raise ValueError(f"unknown built-in folder {name!r}")
     here = Path(str(resources.files("artifact_bus")))  # a regular package: a real folder

@@ -159,7 +159,8 @@ MB_PER_THREAD = 128  # about the least DuckDB needs per thread to run a query th
 
 
 def _settings(con, names) -> dict:
-    # literals, not parameters: binding a parameter makes DuckDB import pandas (40 MB), which export() has no other use for
+    # literals, not parameters: binding a parameter makes DuckDB import pandas (40 MB),
+    # which export() has no other use for
     return dict(
         con.execute(
             f"SELECT name, value FROM duckdb_settings() WHERE name IN ({', '.join(map(sql_str, names))})"
@@ -294,7 +295,8 @@ class ExportResult(dict):
         esc = html.escape
         rows = "".join(
             f"<tr><td>{esc(n)}</td><td>{esc(str(e.get('status')))}</td><td style='text-align:right'>"
-            f"{'' if e.get('rows') is None else e['rows']}</td><td style='text-align:right'>{e.get('duration_s') or ''}</td>"
+            f"{'' if e.get('rows') is None else e['rows']}</td><td "
+            f"style='text-align:right'>{e.get('duration_s') or ''}</td>"
             f"<td>{esc(str(e.get('error') or ''))}</td></tr>"
             for n, e in sorted(self.items())
         )
@@ -312,7 +314,8 @@ def export(
     config: Config | None = None,
     progress: bool | None = None,
 ) -> ExportResult:
-    "Run golden exports by hand (all, or those `names`), as the writer; returns their status (`progress`: see `core.progress_bar`)."
+    """Run golden exports by hand (all, or those `names`), as the writer; returns their status (`progress`: see
+    `core.progress_bar`)."""
     config = config or load_config(root)
     if isinstance(names, str):
         names = [names]

@@ -198,7 +198,8 @@ def _check_root(config):
                 "root",
                 "problem",
                 f"no bus at {config.root}: it {why}",
-                "point --root / ARTIFACT_BUS_ROOT at the right folder, mount it, or create a bus with `artifact-bus init`",
+                "point --root / ARTIFACT_BUS_ROOT at the right folder, mount it, or create a bus with `artifact-bus "
+                "init`",
             )
         ]
     probe = config.root / f".doctor-{uuid.uuid4().hex}"
@@ -246,7 +247,8 @@ def _check_writer(config):
 
 
 def _check_catalog(config, deep: bool = False):
-    "Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum too)."
+    """Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum
+    too)."""
     if not config.catalog.is_file():  # doctor creates nothing: not even an empty catalog
         return [
             Finding(
@@ -313,7 +315,8 @@ def _check_catalog(config, deep: bool = False):
                 "store",
                 "problem",
                 f"{len(orphans)} job folders in the store are not in the catalog, e.g. {orphans[0]}",
-                "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to ingest them",
+                "run `artifact-bus ingest` if an ingest was interrupted; otherwise move them back to the inbox to "
+                "ingest them",
             )
         )
     if not missing and not orphans:
@@ -324,7 +327,8 @@ def _check_catalog(config, deep: bool = False):
 
 
 def _check_checksums(config, files) -> list[Finding]:
-    "Re-read every stored artifact: its bytes must still hash to the checksum the catalog recorded, and no other name may link to it."
+    """Re-read every stored artifact: its bytes must still hash to the checksum the catalog recorded, and no other name
+    may link to it."""
     changed, linked = [], []
     for p, want in files:
         f = config.root / p

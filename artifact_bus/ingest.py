@@ -139,7 +139,8 @@ class Report:
         out = [f"<b>ingest run {self.run_no}</b> ({self.seconds:.2f}s)<table>"]
         out += [f"<tr><td>{k}</td><td style='text-align:right'>{v}</td></tr>" for k, v in rows]
         out += [
-            f"<tr><td>rejected <code>{esc(r['job_id'])}</code></td><td>{esc(r['code'])}: {esc(str(r['message']))}</td></tr>"
+            f"<tr><td>rejected <code>{esc(r['job_id'])}</code></td><td>{esc(r['code'])}: "
+            f"{esc(str(r['message']))}</td></tr>"
             for r in self.rejected[:20]
         ]
         out += [
@@ -147,7 +148,8 @@ class Report:
             for r in self.duplicates[:20]
         ]
         out += [
-            f"<tr><td>export {esc(n)}</td><td>{esc(e['status'])}{'' if e['status'] == 'ok' else ': ' + esc(str(e['error']))}</td></tr>"
+            f"<tr><td>export {esc(n)}</td>"
+            f"<td>{esc(e['status'])}{'' if e['status'] == 'ok' else ': ' + esc(str(e['error']))}</td></tr>"
             for n, e in sorted(self.exports.items())
         ]
         return "".join(out) + "</table>"
@@ -445,7 +447,8 @@ def _merge_columns(schema: dict, m: dict, job_id: str) -> dict:
                 raise Rejection(
                     "schema_conflict",
                     f"{a['kind']} artifact {a['name']!r}: column {f['name']!r} is {f['type']} but earlier "
-                    f"{a['kind']} artifacts have {old[1]}: the two cannot be read as one column without losing information",
+                    f"{a['kind']} artifacts have {old[1]}: the two cannot be read as one column without losing "
+                    f"information",
                     f"artifacts[{i}].schema",
                     job_id,
                 )
@@ -509,7 +512,8 @@ def _dedupe(con, entries: list[_Entry]) -> None:
         {
             j: sorted(s)
             for j, s in con.execute(
-                "SELECT job_id, list(name || '=' || checksum) FROM catalog.artifacts WHERE job_id = ANY(?) GROUP BY job_id",
+                "SELECT job_id, list(name || '=' || checksum) FROM catalog.artifacts WHERE job_id = ANY(?) GROUP BY "
+                "job_id",
                 [list(current.values())],
             ).fetchall()
         }
@@ -713,7 +717,8 @@ def _peek_manifest(folder: Path) -> dict:
 
 
 def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
-    "Insert a batch's rows, retire what it replaces, widen reader schemas, refresh the views it touches; returns the kinds."
+    """Insert a batch's rows, retire what it replaces, widen reader schemas, refresh the views it touches; returns the
+    kinds."""
     rows = _rows(config, entries, run_no, now)
     for table, rs in rows.items():
         if rs:
@@ -943,7 +948,8 @@ def ingest(
 
 
 def _pull(con, config, report, max_jobs=None) -> None:
-    "Bring the jobs committed on object storage into the inbox; an unreachable store is logged, the local inbox still ingested."
+    """Bring the jobs committed on object storage into the inbox; an unreachable store is logged, the local inbox still
+    ingested."""
     from artifact_bus.pull import pull
 
     try:

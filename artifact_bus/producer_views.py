@@ -29,7 +29,8 @@ ORDER BY j.job_id
 
 
 def _current(field: str, where: str = "", root=None, config: Config | None = None) -> list[tuple]:
-    "The current accepted job of every key whose meta has `field`: (job_id, run_id, key, rows, ingested_at, info dict, kind)."
+    """The current accepted job of every key whose meta has `field`: (job_id, run_id, key, rows, ingested_at, info dict,
+    kind)."""
     with catalog(root, config=config) as con:
         rows = con.execute(_CURRENT.format(field=field, where=where)).fetchall()
     return [(*r[:5], json.loads(r[5]), r[6]) for r in rows]
@@ -86,7 +87,8 @@ def slices(
 # %% ../nbs/18_producer_views.ipynb #18bbf49a
 @dataclass(frozen=True)
 class Coverage:
-    "Which slices cover [start, end): `covered` and `gaps` are lists of (start, end), `overlaps` of (start, end, job_ids)."
+    """Which slices cover [start, end): `covered` and `gaps` are lists of (start, end), `overlaps` of (start, end,
+    job_ids)."""
 
     dataset: str
     start: datetime

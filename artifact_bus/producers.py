@@ -106,7 +106,8 @@ def check_slice(path, ident: dict, *, ts_column: str = "ts", symbol_column: str 
     schema = pf.schema_arrow
     if ts_column not in schema.names:
         raise SchemaMismatch(
-            f"{what}: no timestamp column {ts_column!r} (columns: {', '.join(schema.names)}); name yours with ts_column="
+            f"{what}: no timestamp column {ts_column!r} (columns: {', '.join(schema.names)}); name yours with "
+            f"ts_column="
         )
     typ = schema.field(ts_column).type
     if pa.types.is_date(typ):

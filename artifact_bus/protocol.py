@@ -49,7 +49,8 @@ RESERVED_COLUMNS = ("_job_id", "_run_id", "_bus_file")  # matched case-insensiti
 
 @functools.cache
 def manifest_schema() -> dict:
-    "The manifest's JSON Schema (draft-07, the most widely implemented draft), the contract for producers in every language."
+    """The manifest's JSON Schema (draft-07, the most widely implemented draft), the contract for producers in every
+    language."""
     return json.loads(resources.files("artifact_bus").joinpath("manifest.schema.json").read_text())
 
 
@@ -371,7 +372,8 @@ def notebook_path(shell=None) -> str | None:
 
 
 def script_path() -> str | None:
-    "Absolute path of the running script (`python script.py`, `python -m pkg.mod`); None in a notebook, `python -c` or a REPL."
+    """Absolute path of the running script (`python script.py`, `python -m pkg.mod`); None in a notebook, `python -c` or
+    a REPL."""
     f = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv else None)
     if "ipykernel" in sys.modules and _ipython() is not None:
         return None  # a kernel: its argv[0] is ipykernel_launcher

@@ -132,7 +132,8 @@ a AS (SELECT job_id, list(DISTINCT kind ORDER BY kind) AS kinds FROM catalog.art
 SELECT j.run_id,
        string_agg(DISTINCT j.producer, ', ' ORDER BY j.producer) AS producer,
        arg_max(j.lineage->>'$.notebook', j.submitted_at) AS notebook,
-       arg_max(CASE WHEN j.lineage->>'$.parameters' IS NOT NULL THEN j.lineage->'$.parameters' END, j.submitted_at) AS parameters,
+       arg_max(CASE WHEN j.lineage->>'$.parameters' IS NOT NULL THEN j.lineage->'$.parameters' END, j.submitted_at)
+           AS parameters,
        arg_max(j.lineage->>'$.git_commit', j.submitted_at) AS git_commit,
        bool_or((j.lineage->>'$.git_dirty')::BOOLEAN) AS git_dirty,
        list_sort(list_distinct(flatten(list(a.kinds)))) AS kinds,
@@ -165,7 +166,8 @@ def runs(
 ) -> pd.DataFrame:
     """One row per run (`run_id`; jobs without one form the run None), newest first: its producer(s), the
     notebook, papermill parameters and git commit of its latest job that has one (a NULL is skipped: a
-    script's job does not hide the notebook's parameters), whether any job had uncommitted changes, its kinds, jobs and rows, first and last submission and last ingest (naive UTC).
+    script's job does not hide the notebook's parameters), whether any job had uncommitted changes, its kinds, jobs
+    and rows, first and last submission and last ingest (naive UTC).
     Only accepted jobs count; `producer` keeps the runs of that producer, `limit` the newest N."""
     with catalog(root, config=config) as con:
         df = runs_relation(con, producer=producer, limit=limit).df()
@@ -318,9 +320,11 @@ def artifact_detail(con: duckdb.DuckDBPyConnection, job_id: str, name: str) -> d
     "Everything the published catalog says about artifact `name` of job `job_id`."
     rel = con.execute(
         "SELECT a.job_id, a.name, a.kind, a.file, a.path, a.rows, a.bytes, a.checksum, a.schema::VARCHAR AS schema, "
-        "a.run_id, a.producer, timezone('UTC', a.submitted_at) AS submitted_at, timezone('UTC', a.ingested_at) AS ingested_at, "
+        "a.run_id, a.producer, timezone('UTC', a.submitted_at) AS submitted_at, timezone('UTC', a.ingested_at) AS "
+        "ingested_at, "
         "a.segment, j.key, j.ingest_run, j.meta::VARCHAR AS meta, j.lineage::VARCHAR AS lineage "
-        "FROM catalog.artifacts AS a LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id WHERE a.job_id = ? AND a.name = ?",
+        "FROM catalog.artifacts AS a LEFT JOIN catalog.jobs AS j ON j.job_id = a.job_id WHERE a.job_id = ? AND a.name "
+        "= ?",
         [job_id, name],
     )
     row = next(iter(rel.fetchall()), None)  # not fetchone: on duckdb 2.x it would leave `con` busy for the caller

@@ -187,7 +187,8 @@ def run_record(config: Config, *, notebook=None, run_no: int | None = None) -> d
         rec["duplicates"] = [
             {"job_id": a, "duplicate_of": b, "key": c}
             for a, b, c in q(
-                "SELECT job_id, duplicate_of, key FROM catalog.jobs WHERE ingest_run = ? AND status = 'duplicate' ORDER BY job_id"
+                "SELECT job_id, duplicate_of, key FROM catalog.jobs WHERE ingest_run = ? AND status = 'duplicate' "
+                "ORDER BY job_id"
             )
         ]
         rec["rejected"] = [
@@ -320,7 +321,8 @@ def daemon_lock(config: Config):
 
 
 def has_work(config: Config) -> bool:
-    "True when the inbox (or object storage, for a bus with a `remote`) holds committed jobs, or a crashed batch waits to be recovered."
+    """True when the inbox (or object storage, for a bus with a `remote`) holds committed jobs, or a crashed batch waits
+    to be recovered."""
     if inbox_entries(config)[0] or (config.root / INTENT).exists():
         return True
     if not config.remote:
@@ -359,7 +361,8 @@ class _Waker:
             log.warning("cannot watch %s for file events (%s): polling every %gs", self.folder, e, self.interval)
             return self
         self.observer = obs
-        self.how = f"woken by {type(obs).__name__.removesuffix('Observer').lower() or 'file'} events, polling every {self.interval:g}s"
+        events = type(obs).__name__.removesuffix("Observer").lower() or "file"
+        self.how = f"woken by {events} events, polling every {self.interval:g}s"
         return self
 
     def __exit__(self, *exc):

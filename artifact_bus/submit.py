@@ -63,7 +63,8 @@ ACCEPTED_TYPES = (
 
 
 def _column_names(df, what: str):
-    "String column names for `df`: a MultiIndex's levels joined with '_', other names as str(), with a warning that says so."
+    """String column names for `df`: a MultiIndex's levels joined with '_', other names as str(), with a warning that
+    says so."""
     import pandas as pd
 
     cols = list(df.columns)
@@ -136,7 +137,8 @@ class _HashingFile(io.RawIOBase):
 
 
 def _write_arrow(batches, schema: pa.Schema, sink) -> pq.FileMetaData:
-    "Write Arrow data to `sink` as Parquet; the footer the writer produced says the rows and the schema a reader will see."
+    """Write Arrow data to `sink` as Parquet; the footer the writer produced says the rows and the schema a reader will
+    see."""
     w = pq.ParquetWriter(sink, schema)
     try:
         if isinstance(batches, pa.Table):
@@ -216,7 +218,8 @@ _KINDS_CACHE: dict = {}
 
 
 def known_kinds(config: Config) -> list[str] | None:
-    "The kinds of the bus's latest publish, from `published/kinds.json`; None when nothing says (never published, object storage)."
+    """The kinds of the bus's latest publish, from `published/kinds.json`; None when nothing says (never published,
+    object storage)."""
     p = config.published / KINDS_FILE
     try:
         st = os.stat(p)
@@ -257,7 +260,8 @@ def warn_new_kind(config: Config, kind: str) -> None:
 # %% ../nbs/02_submit.ipynb #ba850ae6
 @dataclass(frozen=True)
 class Receipt:
-    "What `submit` and `job` return: the job's id, `status` ('committed' or 'spooled'), where it is (a path, or an s3:// URL), what it holds."
+    """What `submit` and `job` return: the job's id, `status` ('committed' or 'spooled'), where it is (a path, or an
+    s3:// URL), what it holds."""
 
     job_id: str
     status: str
@@ -275,13 +279,16 @@ class Receipt:
         import html
 
         arts = "".join(
-            f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td style='text-align:right'>{a['rows']:,}</td></tr>"
+            f"<tr><td>{html.escape(a['name'])}</td><td>{html.escape(a['kind'])}</td><td "
+            f"style='text-align:right'>{a['rows']:,}</td></tr>"
             for a in self.artifacts
         )
         color = "#2a7" if self.status == "committed" else "#c80"
         return (
-            f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b style='color:{color}'>{html.escape(self.status)}</b>"
-            f" ({self.rows:,} rows, {self.bytes:,} bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>"
+            f"<b>job</b> <code>{html.escape(self.job_id)}</code> <b "
+            f"style='color:{color}'>{html.escape(self.status)}</b>"
+            f" ({self.rows:,} rows, {self.bytes:,} "
+            f"bytes)<table><tr><th>artifact</th><th>kind</th><th>rows</th></tr>{arts}</table>"
         )
 
 # %% ../nbs/02_submit.ipynb #9d6bdfc8
@@ -512,7 +519,8 @@ class Job:
         )
         if self.spooled:
             warnings.warn(
-                f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job {self.job_id} was spooled to "
+                f"bus root {self.config.remote or self.config.root} is unavailable ({self.spool_reason}): job "
+                f"{self.job_id} was spooled to "
                 f"{Path(dest).parent}; the next successful submit or `artifact-bus flush` moves it to the bus",
                 SpooledWarning,
                 stacklevel=4,
@@ -597,7 +605,8 @@ def submit(
     new_kind: bool = False,
     replace: bool = False,
 ) -> Receipt:
-    "Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`). See `job` for `replace`."
+    """Submit one table as a job of one artifact of `kind`; returns a `Receipt` (`job_id`, `status`). See `job` for
+    `replace`."""
     with Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace) as j:
         j.add(kind, data, name=name, new_kind=new_kind)
     return j.receipt

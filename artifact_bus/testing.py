@@ -21,7 +21,8 @@ SYMBOLS = [f"SYM{i:03d}" for i in range(500)]
 
 
 def fills_table(n: int = 1000, seed: int = 0, run_id: str = "sim-001", symbols: int = 500) -> pa.Table:
-    "Seeded fills: ts timestamp[us], run_id, symbol (dictionary-like, `symbols` values), side int8, qty, price, fee, order_id."
+    """Seeded fills: ts timestamp[us], run_id, symbol (dictionary-like, `symbols` values), side int8, qty, price, fee,
+    order_id."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2024-01-02T14:30:00", "us")
     ts = start + np.sort(rng.integers(0, 6 * 3600 * 1_000_000, n)).astype("timedelta64[us]")

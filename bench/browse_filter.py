@@ -296,7 +296,8 @@ def bench_browser(root: Path, reps: int) -> dict:
                 page.select_option(".ab-artifact select", label=label)
                 page.wait_for_function(
                     "([n, j]) => { const d = document.querySelector('.ab-detail').innerText; "
-                    "return d.includes(j) && d.includes(n + '.parquet') && document.querySelector('.ab-plot svg') !== null; }",
+                    "return d.includes(j) && d.includes(n + '.parquet') && document.querySelector('.ab-plot svg') !== "
+                    "null; }",
                     arg=[name, job_id],
                 )
                 select.append((time.perf_counter() - t) * 1000)

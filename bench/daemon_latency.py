@@ -74,7 +74,10 @@ def start_daemon(
     root: Path, interval: float, papermill: bool, log_path: Path, exports_delay=None
 ) -> tuple[subprocess.Popen, str]:
     extra = "" if exports_delay is None else f", exports_delay={exports_delay}"
-    code = f"from artifact_bus.schedule import daemon; daemon({str(root)!r}, interval={interval}, papermill={papermill}{extra})"
+    code = (
+        "from artifact_bus.schedule import daemon; "
+        f"daemon({str(root)!r}, interval={interval}, papermill={papermill}{extra})"
+    )
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=log, env={**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -92,7 +95,8 @@ def start_daemon(
 
 
 def preload(root: Path, rows: int) -> None:
-    "Store `rows` fills rows (in jobs of up to 1,000,000) and ingest them with their exports: the store the daemon starts on."
+    """Store `rows` fills rows (in jobs of up to 1,000,000) and ingest them with their exports: the store the daemon
+    starts on."""
     from artifact_bus.testing import fills_table
 
     for i, start in enumerate(range(0, rows, 1_000_000)):
@@ -117,7 +121,8 @@ def bench_daemon(root: Path, n: int, interval: float, papermill: bool, workdir: 
             while not queryable(root, r.job_id):
                 if time.monotonic() > end:
                     raise SystemExit(
-                        f"job {r.job_id} not queryable after {DEADLINE}s; daemon log:\n{(workdir / 'daemon.log').read_text()}"
+                        f"job {r.job_id} not queryable after {DEADLINE}s; daemon "
+                        f"log:\n{(workdir / 'daemon.log').read_text()}"
                     )
                 time.sleep(0.002)
             t2 = time.perf_counter()

@@ -204,7 +204,8 @@ def table(rows) -> str:
     for r in rows:
         fmt = lambda v, f: format(v, f) if v is not None else "-"
         out.append(
-            f"{r['workload']:<24} {r['system']:<56} {r['seconds']:>9.3f} {fmt(r['ratio'], '>8.2f') + ('x' if r['ratio'] else ''):>9} "
+            f"{r['workload']:<24} {r['system']:<56} {r['seconds']:>9.3f} "
+            f"{fmt(r['ratio'], '>8.2f') + ('x' if r['ratio'] else ''):>9} "
             f"{fmt(r['rows_per_s'], '>11,.0f'):>11} {fmt(r['mb_per_s'], '>7.1f'):>7}  {r['note']}"
         )
     return "\n".join(out)
@@ -248,7 +249,10 @@ def main(argv=None) -> None:
             pg.stop()
         shutil.rmtree(work, ignore_errors=True)
     print(table(b.rows))
-    machine = f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, duckdb {duckdb.__version__}, pyarrow {pa.__version__}"
+    machine = (
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"duckdb {duckdb.__version__}, pyarrow {pa.__version__}"
+    )
     print(f"\n{machine}; SeaweedFS and PostgreSQL on 127.0.0.1 (loopback); load average {os.getloadavg()[0]:.1f}")
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(

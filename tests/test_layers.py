@@ -65,7 +65,8 @@ FORBIDDEN = {
 
 
 def imported(tree: ast.AST) -> list[tuple[int, str]]:
-    "Every import in `tree`, anywhere in it, as (line, absolute dotted name); a package's own module as `artifact_bus.x`."
+    """Every import in `tree`, anywhere in it, as (line, absolute dotted name); a package's own module as
+    `artifact_bus.x`."""
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -140,7 +140,8 @@ def test_script_lineage(tmp_path):
 KERNEL_CODE = (
     "import json, pyarrow as pa\nfrom artifact_bus import submit\n"
     "r = submit(pa.table({'x': [1]}), 'lineage_check', run_id='ide', new_kind=True)\n"
-    "from artifact_bus.core import interactive\nassert interactive(), 'a notebook someone watches draws progress bars'\n"
+    "from artifact_bus.core import interactive\nassert interactive(), 'a notebook someone watches draws progress "
+    "bars'\n"
 )
 
 

@@ -104,7 +104,8 @@ def test_one_ingest_of_all_vectors_accepts_exactly_the_valid_ones(root):
 
 
 def test_vectors_regenerate_identically(tmp_path):
-    "make_vectors.py is deterministic and the committed vectors are its output (same names, manifests and expectations)."
+    """make_vectors.py is deterministic and the committed vectors are its output (same names, manifests and
+    expectations)."""
     out = tmp_path / "vectors"
     subprocess.run([sys.executable, str(PROTOCOL_DIR / "make_vectors.py"), str(out)], check=True, timeout=120)
     committed = sorted(p.relative_to(VECTORS).as_posix() for p in VECTORS.rglob("*") if p.is_file())

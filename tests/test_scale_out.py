@@ -59,7 +59,8 @@ for i in range(n):
                 t = t.select(["ts", "symbol", "qty"])
                 if rng.random() < 0.4: t = t.append_column("venue", pa.array(["XNAS"] * k))   # a new column
             elif kind == "positions":
-                t = pa.table({"symbol": t["symbol"], "qty": t["qty"].cast(rng.choice([pa.int32(), pa.int64()]))})  # widening
+                qty = t["qty"].cast(rng.choice([pa.int32(), pa.int64()]))  # widening
+                t = pa.table({"symbol": t["symbol"], "qty": qty})
             j.add(kind, t, name=f"{kind}-{a}")
             rows[kind] = rows.get(kind, 0) + k
     os.write(fd, (json.dumps({"job_id": j.receipt.job_id, "status": j.receipt.status, "rows": rows}) + "\\n").encode())
@@ -67,7 +68,8 @@ for i in range(n):
 print("done", flush=True)
 """
 
-# The writer loop: each ingest() pulls, ingests one batch and mirrors it; ends once the producers are done and nothing is left.
+# The writer loop: each ingest() pulls, ingests one batch and mirrors it; ends once the producers are done and nothing
+# is left.
 WRITER = """
 import json, os, sys, time
 from artifact_bus.core import load_config
@@ -106,7 +108,8 @@ while not os.path.exists(stop):
         for (t,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'lake'").fetchall():
             seen |= {r[0] for r in con.execute(f'SELECT DISTINCT _job_id FROM lake.main."{t}"').fetchall()}
         batches = [set(m.split()[1:]) for _, m in con.execute(
-            "SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' ORDER BY snapshot_id").fetchall()]
+            "SELECT snapshot_id, commit_message FROM lake.snapshots() WHERE author = 'artifact_bus' "
+            "ORDER BY snapshot_id").fetchall()]
         con.execute("COMMIT")
         prefix, whole = set(), seen == set()
         for b in batches:

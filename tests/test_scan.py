@@ -107,7 +107,8 @@ def test_bad_path_is_one_error_line():
 
 
 def test_without_the_extra_python_is_scanned_and_ts_js_skipped_with_a_hint(tmp_path):
-    "A Python with the `scan` extra hidden: the TS/JS files are named as skipped, the Python writers still fail the run."
+    """A Python with the `scan` extra hidden: the TS/JS files are named as skipped, the Python writers still fail the
+    run."""
     code = (
         "import sys; sys.modules['tree_sitter'] = None\n"
         "from artifact_bus.cli import main\nsys.exit(main(['scan', sys.argv[1]]))"

@@ -252,7 +252,9 @@ import logging, sys
 from artifact_bus.schedule import daemon
 if {debug}:
     lg = logging.getLogger("artifact_bus"); lg.setLevel(logging.DEBUG)
-    h = logging.StreamHandler(sys.stderr); h.setFormatter(logging.Formatter("%(levelname)s %(message)s")); lg.addHandler(h)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    lg.addHandler(h)
 n = daemon({root!r}, interval={interval}, papermill={papermill}{extra})
 print(f"cycles={{n}}")
 """

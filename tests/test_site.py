@@ -233,7 +233,8 @@ def test_no_page_loads_anything_from_outside(site):
     assert not found, "pages load from outside:\n" + "\n".join(found[:20])
 
 
-# ---------------------------------------------------------------- the notebook pages: run by the build, cleaned as nbdev does
+# ---------------------------------------------------------------- the notebook pages: run by the build, cleaned as
+# nbdev does
 
 
 def output_areas(site: Path, page: str) -> list[tuple[str, str]]:

@@ -253,7 +253,8 @@ def test_every_supported_type_round_trips_to_pyarrow(ts_package, root, tmp_path)
     assert report.accepted == [out["receipt"]["jobId"]]
     with catalog(root) as con:
         row = con.execute(
-            "SELECT i64, u64, d32, ts_us_utc, dict, list, struct FROM bus.type_matrix ORDER BY i8 DESC NULLS LAST LIMIT 1"
+            "SELECT i64, u64, d32, ts_us_utc, dict, list, struct FROM bus.type_matrix ORDER BY i8 DESC NULLS LAST "
+            "LIMIT 1"
         ).fetchone()
     assert row[0] == 1 and row[1] == 1 and row[2] == date(1970, 1, 1)
     assert row[3] == datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=timezone.utc) and row[4] == "a"
@@ -355,7 +356,8 @@ def test_a_typescript_program_imports_the_package_by_name(ts_package, root, tmp_
 
 
 def _ts_config(ts_package, cwd: Path) -> dict:
-    "What the TypeScript producer resolves in `cwd` with this process's environment (the test's, ARTIFACT_BUS_* included)."
+    """What the TypeScript producer resolves in `cwd` with this process's environment (the test's, ARTIFACT_BUS_*
+    included)."""
     p = subprocess.run(
         [NODE, str(ts_package / "build-test" / "test" / "fixtures" / "config.js")],
         cwd=cwd,
@@ -460,7 +462,8 @@ def test_typescript_resolves_the_same_root_and_settings_as_python(ts_package, tm
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    "A SeaweedFS server on 127.0.0.1 for the module, with bucket `bus`: skipped without `weed`, a failure under SERVER_TESTS=required."
+    """A SeaweedFS server on 127.0.0.1 for the module, with bucket `bus`: skipped without `weed`, a failure under
+    SERVER_TESTS=required."""
     from servers import WEED, SeaweedFS, _skip_or_fail
 
     if not WEED:
@@ -493,7 +496,8 @@ def test_typescript_s3_tests_run_against_a_real_server(ts_package, s3, tmp_path)
 
 
 def test_typescript_jobs_on_object_storage_are_pulled_and_ingested(ts_package, s3, root, tmp_path, monkeypatch):
-    "A TypeScript producer submits to s3://bus/<prefix>; the Python writer, its bus.toml naming that remote, pulls and ingests."
+    """A TypeScript producer submits to s3://bus/<prefix>; the Python writer, its bus.toml naming that remote, pulls and
+    ingests."""
     url = f"s3://{s3.bucket}/ts-producer"
     root.mkdir()
     (root / "bus.toml").write_text(f'remote = "{url}"\ns3_endpoint = "{s3.endpoint}"\n')
@@ -584,7 +588,8 @@ def test_typescript_producer_helpers_are_ingested(ts_package, root, tmp_path):
 
 
 def test_python_and_typescript_helpers_give_the_same_identity(ts_package, root, tmp_path):
-    "The same slice and feature set from Python and from TypeScript: equal key and meta; TypeScript's slice replaces Python's."
+    """The same slice and feature set from Python and from TypeScript: equal key and meta; TypeScript's slice replaces
+    Python's."""
     from artifact_bus.producers import submit_feature_set, submit_slice
 
     root.mkdir()
@@ -638,7 +643,8 @@ def test_python_and_typescript_helpers_give_the_same_identity(ts_package, root, 
 
 
 def test_object_storage_spool_is_shared_between_languages(ts_package, s3, root, tmp_path, monkeypatch):
-    "While S3 is down, each language spools a job for s3://…; the other language's flush uploads it; the writer takes both."
+    """While S3 is down, each language spools a job for s3://…; the other language's flush uploads it; the writer takes
+    both."""
     url = f"s3://{s3.bucket}/shared-spool"
     root.mkdir()
     (root / "bus.toml").write_text(f'remote = "{url}"\ns3_endpoint = "{s3.endpoint}"\n')

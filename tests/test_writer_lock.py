@@ -77,7 +77,8 @@ READER = """
 import json, sys
 from artifact_bus import catalog
 con = catalog(sys.argv[1])
-print(json.dumps({"file": con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]}), flush=True)
+path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+print(json.dumps({"file": path}), flush=True)
 for line in sys.stdin:
     sql = line.strip()
     if not sql:

@@ -76,7 +76,8 @@ def main(argv=None) -> int:
     info["disk_probe"] = disk_probe(work)
     started = time.perf_counter()
     print(
-        f"artifact_bus bench ({mode}): {info['cpus']} CPUs, {info['mem_gb']} GB, Python {info['python']}, kernel {info['kernel']}; "
+        f"artifact_bus bench ({mode}): {info['cpus']} CPUs, {info['mem_gb']} GB, Python {info['python']}, kernel "
+        f"{info['kernel']}; "
         f"disk {info['disk']['device']} ({info['disk']['fstype']}) at {work}",
         flush=True,
     )
@@ -194,16 +195,19 @@ def main(argv=None) -> int:
     if max(info["loadavg_start"][0], info["loadavg_end"][0]) > 0.75 * (os.cpu_count() or 1):
         R.notes.append(
             f"the machine was busy with other work (1-minute load {info['loadavg_start'][0]} at start, "
-            f"{info['loadavg_end'][0]} at end, on {os.cpu_count()} CPUs): seconds are inflated and noisy; compare ratios"
+            f"{info['loadavg_end'][0]} at end, on {os.cpu_count()} CPUs): seconds are inflated and noisy; compare "
+            f"ratios"
         )
     if mode == "quick" and (P["small"] < 500 or P["conc_each"] < 100 or P["large_rows"] < 2_000_000):
         R.notes.insert(
             0,
             f"quick mode: small {P['small']}x1000, concurrent {P['conc_procs']}x{P['conc_each']}, "
-            f"large {P['large_n']}x{P['large_rows']:,}, {P['reps']} repetition(s): ratios are indicative, run `make bench` for the issue's sizes",
+            f"large {P['large_n']}x{P['large_rows']:,}, {P['reps']} repetition(s): ratios are indicative, run `make "
+            f"bench` for the issue's sizes",
         )
     R.notes.append(
-        "durability differs: the floor and artifact_bus fsync every data file; DuckDB and DuckLake fsync their WAL/catalog on commit; "
+        "durability differs: the floor and artifact_bus fsync every data file; DuckDB and DuckLake fsync their "
+        "WAL/catalog on commit; "
         "delta-rs makes no fsync call and pyiceberg fsyncs only its sqlite catalog (measured with strace -c)"
     )
     lines = table_lines(R.rows)
@@ -233,11 +237,15 @@ def main(argv=None) -> int:
     v = info["versions"]
     md.write_text(
         f"Measured {result['measured_at']} ({mode} mode, {P['reps']} repetition(s), total {total:.0f} s) on "
-        f"{info['cpus']} × {info['cpu_model']}, {info['mem_gb']} GB RAM, {info['disk']['fstype']} on {info['disk']['device']}, "
+        f"{info['cpus']} × {info['cpu_model']}, {info['mem_gb']} GB RAM, {info['disk']['fstype']} on "
+        f"{info['disk']['device']}, "
         f"Linux {info['kernel']}, Python {info['python']}, load {info['loadavg_start'][0]}→{info['loadavg_end'][0]}; "
-        f"in the work folder creating a file took {dp['create_file_ms']} ms, a folder {dp['mkdir_ms']} ms, a rename {dp['rename_ms']} ms, "
-        f"creating, writing and fsyncing 4 KiB {dp['create_write_fsync_ms']} ms (medians); artifact_bus {v['artifact_bus']} (git {info['git_commit']}"
-        f"{', dirty' if info['git_dirty'] else ''}), duckdb {v['duckdb']}, pyarrow {v['pyarrow']}, deltalake {v['deltalake']}, "
+        f"in the work folder creating a file took {dp['create_file_ms']} ms, a folder {dp['mkdir_ms']} ms, a rename "
+        f"{dp['rename_ms']} ms, "
+        f"creating, writing and fsyncing 4 KiB {dp['create_write_fsync_ms']} ms (medians); artifact_bus "
+        f"{v['artifact_bus']} (git {info['git_commit']}"
+        f"{', dirty' if info['git_dirty'] else ''}), duckdb {v['duckdb']}, pyarrow {v['pyarrow']}, deltalake "
+        f"{v['deltalake']}, "
         f"pyiceberg {v['pyiceberg']}, ducklake extension {v['duckdb-extension-ducklake']}.\n\n"
         + "\n".join(table_lines(R.rows, markdown=True))
         + "\n\n"

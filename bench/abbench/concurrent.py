@@ -185,7 +185,8 @@ def concurrent_workload(R: Results, systems, reps: int, procs: int, each: int, w
             if r and res[s] and res[s][0]["seconds"] > SLOW_S:
                 if r == 1:
                     R.notes.append(
-                        f"{name}: {s} ran once, not {reps} times (its first run took {res[s][0]['seconds']:.0f} s > {SLOW_S:.0f} s)"
+                        f"{name}: {s} ran once, not {reps} times (its first run took {res[s][0]['seconds']:.0f} s > "
+                        f"{SLOW_S:.0f} s)"
                     )
                 continue
             try:
@@ -218,7 +219,8 @@ def concurrent_workload(R: Results, systems, reps: int, procs: int, each: int, w
                 note=f"stopped at the {budget:.0f} s budget after {cut[0]['done']} of {procs * each} artifacts",
             )
             R.notes.append(
-                f"{name}: {s} was stopped at the {budget:.0f} s budget after {cut[0]['done']} of {procs * each} artifacts: "
+                f"{name}: {s} was stopped at the {budget:.0f} s budget after {cut[0]['done']} of {procs * each} "
+                f"artifacts: "
                 f"its figure is a lower bound"
             )
         if s in BUS_SYSTEMS:

@@ -86,7 +86,8 @@ def memory_workload(R: Results, systems, rows: int, work: Path) -> None:
     R.extra["memory_baseline"] = base
     R.add(
         name,
-        f"(table nbytes {nb / MB:.0f} MB; RSS after building it: +{(base['rss_built'] - base['rss_imports']) / MB:.0f} MB over imports)",
+        f"(table nbytes {nb / MB:.0f} MB; RSS after building it: +{(base['rss_built'] - base['rss_imports']) / MB:.0f} "
+        f"MB over imports)",
         unit="MB",
         value=nb / MB,
     )
@@ -107,7 +108,8 @@ def memory_workload(R: Results, systems, rows: int, work: Path) -> None:
         is_bus = s == "artifact_bus"
         R.add(
             name,
-            f"{WRITERS[s].label.split(':')[0]}: peak RSS added by the store (process peak {peak / MB:.0f} MB above imports)",
+            f"{WRITERS[s].label.split(':')[0]}: peak RSS added by the store (process peak {peak / MB:.0f} MB above "
+            f"imports)",
             unit="MB",
             value=extra / MB,
             ratio=ratio,
@@ -155,7 +157,8 @@ def ingest_mem_workload(R: Results, target_mb: int, work: Path, full_size: bool)
     if free < 3 * want + 2 * 1024 * MB:
         scaled = max(64 * MB, (free - 2 * 1024 * MB) // 3)
         R.notes.append(
-            f"ingest-mem: only {free / MB:.0f} MB free on {d}: artifact scaled down from {target_mb} MB to {scaled / MB:.0f} MB"
+            f"ingest-mem: only {free / MB:.0f} MB free on {d}: artifact scaled down from {target_mb} MB to "
+            f"{scaled / MB:.0f} MB"
         )
         want = scaled
     chunk = fills_table(2_000_000 if want >= 200 * MB else 500_000, 11, "big")

@@ -138,7 +138,8 @@ class DuckLake:
         d.mkdir(parents=True, exist_ok=True)
         self.con = ducklake_connection()
         self.con.execute(
-            f"ATTACH {sql_str('ducklake:' + str(d / 'meta.ducklake'))} AS lake (DATA_PATH {sql_str(str(d / 'data') + '/')})"
+            f"ATTACH {sql_str('ducklake:' + str(d / 'meta.ducklake'))} AS lake (DATA_PATH "
+            f"{sql_str(str(d / 'data') + '/')})"
         )
         self.created = False
 

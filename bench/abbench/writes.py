@@ -22,7 +22,8 @@ from .systems import WRITERS, bus_ingest, iceberg_catalog
 
 
 def run_writes(system: str, d: Path, tables, budget: float) -> dict:
-    "Store `tables` one artifact at a time with `system` in fresh directory `d`, stopping after `budget` seconds; returns timings."
+    """Store `tables` one artifact at a time with `system` in fresh directory `d`, stopping after `budget` seconds;
+    returns timings."""
     shutil.rmtree(d, ignore_errors=True)
     t0 = time.perf_counter()
     w = WRITERS[system](d)
@@ -194,7 +195,8 @@ def bus_rows(
     med = lambda k: statistics.median(i[k] for i in ingests)
     R.add(
         name,
-        f"  ingest phases: publish x{ingests[-1]['publishes']} {med('publish_s'):.2f} s, compaction {med('compact_s'):.2f} s "
+        f"  ingest phases: publish x{ingests[-1]['publishes']} {med('publish_s'):.2f} s, compaction "
+        f"{med('compact_s'):.2f} s "
         f"({ingests[-1]['compacted']} segments), exports {med('exports_s'):.2f} s",
         [i["seconds"] for i in ingests],
         ratio=ratio([i["seconds"] for i in ingests]),
