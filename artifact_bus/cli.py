@@ -58,17 +58,8 @@ def _format_opt(p):
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    "The `artifact-bus` argument parser."
-    from artifact_bus import __version__
-
-    parser = _Parser(
-        prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog."
-    )
-    parser.add_argument("--version", action="version", version=f"artifact-bus {__version__}")
-    _common(parser, top=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
+def _producer_commands(sub) -> None:
+    "init, submit, ingest: make a bus, put jobs in, take them in."
     p = sub.add_parser(
         "init",
         help="create a bus at the root",
@@ -101,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-jobs", type=int, help="ingest at most N jobs")
     p.add_argument("--no-exports", action="store_true", help="skip regenerating golden exports")
     _common(p)
+
+
+def _reader_commands(sub) -> None:
+    "catalog, runs, read: the read-only commands."
     p = sub.add_parser(
         "catalog",
         help="query the published catalog (read-only)",
@@ -131,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="print at most N rows")
     _format_opt(p)
     _common(p)
+
+
+def _operator_commands(sub) -> None:
+    "export, flush, requeue, status, doctor: looking after a bus by hand."
     p = sub.add_parser(
         "export",
         help="regenerate golden exports by hand",
@@ -172,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also re-read every stored file and check its checksum (reads the whole store)",
     )
     _common(p)
+
+
+def _service_commands(sub) -> None:
+    "daemon and scan."
     p = sub.add_parser(
         "daemon",
         help="keep ingesting as jobs arrive",
@@ -200,6 +203,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", metavar="PATH", help="folder or file to scan")
     _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    "The `artifact-bus` argument parser."
+    from artifact_bus import __version__
+
+    parser = _Parser(
+        prog="artifact-bus", description="Submit Parquet jobs, ingest them as the single writer, read the catalog."
+    )
+    parser.add_argument("--version", action="version", version=f"artifact-bus {__version__}")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in (_producer_commands, _reader_commands, _operator_commands, _service_commands):
+        add(sub)
     return parser
 
 # %% ../nbs/10_cli.ipynb #490b6340

@@ -846,56 +846,14 @@ def ingest(
     t0 = time.perf_counter()
     started = utcnow()
     require_mounted(config)
-    try:
-        for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
-            d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BusUnavailable(
-            f"bus root {config.root} is unavailable: cannot create {e.filename}: {e.strerror}"
-        ) from None
+    _make_folders(config)
     report = Report()
     with WriterLock(config.lock), writer_connection(config) as con:
         report.run_no = next_run_no(con, config)
         recorded = False
         try:
-            report.recovered = recover(con, config)
-            if config.remote:
-                _pull(con, config, report, max_jobs)
-            clean_leftovers(config)
-            remove_orphan_segments(con, config)
-            _, stale = reap(config)
-            if stale:
-                _process_batch(con, config, stale, report.run_no, report, never_committed=set(stale))
-            names, _ = inbox_entries(config)
-            if max_jobs is not None:
-                names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
-            lake_up = bool(config.ducklake) and _mirror(
-                con, config, report
-            )  # catch up: accepted earlier, not mirrored yet
-            bar = progress_bar(len(names), "ingest", progress)
-            for i in range(0, len(names), config.batch_size):
-                if stop is not None and i and stop():
-                    report.remaining += len(names) - i
-                    break
-                before = len(report.accepted)
-                _process_batch(con, config, names[i : i + config.batch_size], report.run_no, report)
-                report.batches += 1
-                bar.update(len(names[i : i + config.batch_size]))
-                if lake_up:
-                    lake_up = _mirror(con, config, report, report.accepted[before:])  # unreachable: not again this run
-                if i + config.batch_size < len(names):  # more batches to come: readers see this one now,
-                    report.snapshot = publish(con, config)["snapshot"]
-                    # and its small files are compacted before the next: a backlog never piles up loose files, so
-                    # memory and the cost of each view stay bounded by the batch size, not by the inbox
-                    report.compacted += _compact(con, config, _batch_kinds(con, report.accepted[before:]), report)
-                log.info(
-                    "batch %d: %d accepted, %d rejected, %d duplicates so far",
-                    report.batches,
-                    len(report.accepted),
-                    len(report.rejected),
-                    len(report.duplicates),
-                )
-            bar.close()
+            names = _prepare(con, config, report, max_jobs)
+            _ingest_batches(con, config, report, names, stop, progress)
             if report.accepted or report.rejected or report.duplicates or report.recovered or record_run:
                 report.seconds = time.perf_counter() - t0
                 _insert_run(
@@ -910,31 +868,8 @@ def ingest(
                     None,
                 )
                 recorded = True
-            cur = read_current(config)
-            if cur is None or cur["catalog_version"] != catalog_version(con):
-                report.snapshot = publish(con, config)["snapshot"]  # the data is queryable from here on
-            kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
-            if kinds and not (stop is not None and stop()):
-                made = _compact(con, config, kinds, report)
-                report.compacted += made
-                if made:
-                    report.snapshot = publish(con, config)["snapshot"]
-            if exports and (report.changed or report.recovered or pending_changes(config) is not None):
-                try:
-                    report.exports = run_exports(
-                        con, config, changed=set(report.changed) if not report.recovered else None, progress=progress
-                    )
-                except BusError as e:
-                    log.error("exports not run: %s", e)  # the ingest itself stands
-            elif (
-                not exports and report.recovered
-            ):  # the interrupted run may have left any export behind: journal them all
-                try:
-                    mark_pending(
-                        config, set().union(*(d.inputs for d in load_exports(config, _kinds(con), broken={}).values()))
-                    )
-                except BusError as e:
-                    log.error("exports not journaled: %s", e)
+            _publish(con, config, report, stop)
+            _exports(con, config, report, exports, progress)
             outcome, error = "ok", None
         except BaseException as e:
             e = _as_run_error(e)
@@ -945,6 +880,95 @@ def ingest(
             if outcome == "failed":
                 _record_run(con, config, report, started, outcome, error, notebook, update=recorded)
     return report
+
+
+def _make_folders(config: Config) -> None:
+    "Create the bus's folders; a root that cannot hold them is `BusUnavailable`."
+    try:
+        for d in (config.inbox, config.tmp, config.store, config.rejected, config.duplicates, config.published):
+            d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BusUnavailable(
+            f"bus root {config.root} is unavailable: cannot create {e.filename}: {e.strerror}"
+        ) from None
+
+
+def _prepare(con, config: Config, report: Report, max_jobs: int | None) -> list[str]:
+    "Recover a crashed run, pull from object storage, clean up; returns the jobs to ingest (at most `max_jobs`)."
+    report.recovered = recover(con, config)
+    if config.remote:
+        _pull(con, config, report, max_jobs)
+    clean_leftovers(config)
+    remove_orphan_segments(con, config)
+    _, stale = reap(config)
+    if stale:
+        _process_batch(con, config, stale, report.run_no, report, never_committed=set(stale))
+    names, _ = inbox_entries(config)
+    if max_jobs is not None:
+        names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
+    return names
+
+
+def _ingest_batches(con, config: Config, report: Report, names: list[str], stop, progress) -> None:
+    "Ingest `names` in batches of `batch_size`; between batches publish, compact, and check `stop()`."
+    # catch up: accepted earlier, not mirrored yet
+    lake_up = bool(config.ducklake) and _mirror(con, config, report)
+    bar = progress_bar(len(names), "ingest", progress)
+    for i in range(0, len(names), config.batch_size):
+        if stop is not None and i and stop():
+            report.remaining += len(names) - i
+            break
+        before = len(report.accepted)
+        _process_batch(con, config, names[i : i + config.batch_size], report.run_no, report)
+        report.batches += 1
+        bar.update(len(names[i : i + config.batch_size]))
+        if lake_up:
+            lake_up = _mirror(con, config, report, report.accepted[before:])  # unreachable: not again this run
+        if i + config.batch_size < len(names):  # more batches to come: readers see this one now,
+            report.snapshot = publish(con, config)["snapshot"]
+            # and its small files are compacted before the next: a backlog never piles up loose files, so
+            # memory and the cost of each view stay bounded by the batch size, not by the inbox
+            report.compacted += _compact(con, config, _batch_kinds(con, report.accepted[before:]), report)
+        log.info(
+            "batch %d: %d accepted, %d rejected, %d duplicates so far",
+            report.batches,
+            len(report.accepted),
+            len(report.rejected),
+            len(report.duplicates),
+        )
+    bar.close()
+
+
+def _publish(con, config: Config, report: Report, stop) -> None:
+    "Publish if the catalog changed, then compact the kinds that changed (unless `stop()`) and publish again."
+    cur = read_current(config)
+    if cur is None or cur["catalog_version"] != catalog_version(con):
+        report.snapshot = publish(con, config)["snapshot"]  # the data is queryable from here on
+    kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
+    if kinds and not (stop is not None and stop()):
+        made = _compact(con, config, kinds, report)
+        report.compacted += made
+        if made:
+            report.snapshot = publish(con, config)["snapshot"]
+
+
+def _exports(con, config: Config, report: Report, exports: bool, progress) -> None:
+    "Regenerate the exports whose inputs changed; with `exports=False` after a recovery, journal them all instead."
+    if exports and (report.changed or report.recovered or pending_changes(config) is not None):
+        try:
+            report.exports = run_exports(
+                con, config, changed=set(report.changed) if not report.recovered else None, progress=progress
+            )
+        except BusError as e:
+            log.error("exports not run: %s", e)  # the ingest itself stands
+    elif not exports and report.recovered:
+        # the interrupted run may have left any export behind: journal them all
+        try:
+            mark_pending(
+                config, set().union(*(d.inputs for d in load_exports(config, _kinds(con), broken={}).values()))
+            )
+        except BusError as e:
+            log.error("exports not journaled: %s", e)
 
 
 def _pull(con, config, report, max_jobs=None) -> None:
