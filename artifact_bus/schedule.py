@@ -472,6 +472,90 @@ def _reload(config: Config, logger, failed: list) -> Config:
     return new
 
 
+class _DaemonLoop:
+    "The daemon's state between cycles: cycles run, failures in a row, and how long the exports have waited."
+
+    def __init__(self, config, logger, stop, interval, papermill, max_cycles, max_jobs, exports, exports_delay):
+        self.config, self.logger, self.stop, self.interval = config, logger, stop, interval
+        self.papermill, self.max_cycles, self.max_jobs = papermill, max_cycles, max_jobs
+        self.exports, self.exports_delay = exports, exports_delay
+        self.cycles, self.failures, self.busy = 0, 0, False
+        self.lagging = None  # since when (monotonic) the exports have waited behind the data, in-process
+        self.idle_try = None  # when the exports last caught up on their own, with the inbox empty
+        self.last_cycle = time.monotonic()
+        # in-process the data comes first: the exports of a large store would hold back the jobs behind them
+        self.defer = exports and not papermill
+
+    def catch_up(self) -> str:
+        "The pending exports alone: no jobs."
+        return _cycle(self.config, papermill=False, max_jobs=0, exports=True, stop=self.stop)[0]
+
+    def idle(self) -> float:
+        "The inbox is empty: run the pending exports once it has been quiet; returns the pause before the next look."
+        pause = self.interval
+        self.logger.debug("inbox empty")
+        # pending exports run once the inbox has been quiet for `interval` seconds (a job arriving
+        # meanwhile wakes a cycle first); after a failure, again once per exports_delay
+        quiet = time.monotonic() - self.last_cycle
+        if (
+            self.defer
+            and (self.idle_try is None or time.monotonic() - self.idle_try >= self.exports_delay)
+            and pending_changes(self.config) is not None
+        ):
+            if quiet < self.interval:
+                pause = self.interval - quiet
+            else:
+                self.idle_try = time.monotonic()
+                try:
+                    self.logger.info("the exports: %s", self.catch_up())
+                    self.idle_try, self.lagging = None, None
+                except WriterBusy:
+                    self.idle_try = None
+                except Exception as e:
+                    self.logger.error("the exports failed: %s: %s", type(e).__name__, e)
+        if quiet < EVENT_LAG and not self.config.remote:  # a job just arrived may not have woken us yet
+            pause = min(pause, QUICK_POLL)  # (object storage sends no file events: it is polled anyway)
+        return pause
+
+    def run(self) -> float:
+        "Run one cycle on the waiting jobs (and the exports, if overdue); returns the pause before the next look."
+        pause = self.interval
+        try:
+            line, did = _cycle(
+                self.config,
+                papermill=self.papermill,
+                max_jobs=self.max_jobs,
+                exports=self.exports and not self.defer,
+                stop=self.stop,
+            )
+            self.cycles += 1
+            self.failures = 0
+            self.busy = False
+            self.logger.info("cycle %d: %s", self.cycles, line)
+            if self.defer and pending_changes(self.config) is None:
+                self.lagging = None
+            elif self.defer:
+                self.lagging = self.lagging or time.monotonic()
+                final = self.max_cycles is not None and self.cycles >= self.max_cycles
+                # while jobs keep coming the exports wait (see `idle`), unless overdue or returning
+                if not self.stop.is_set() and (final or time.monotonic() - self.lagging >= self.exports_delay):
+                    self.logger.info("cycle %d, the exports: %s", self.cycles, self.catch_up())
+                    self.lagging = None
+            self.last_cycle = time.monotonic()
+            if did:
+                pause = 0  # look again at once: more may have arrived meanwhile
+        except WriterBusy as e:  # a manual ingest or export: not an error, try again later
+            level = logging.DEBUG if self.busy else logging.WARNING
+            self.logger.log(level, "cycle skipped: %s; retrying every %gs", e, self.interval)
+            self.busy = True
+        except Exception as e:
+            self.cycles += 1
+            self.failures += 1
+            pause = min(60.0, self.interval * 2**self.failures)
+            self.logger.error("cycle %d failed: %s: %s; retrying in %gs", self.cycles, type(e).__name__, e, pause)
+        return pause
+
+
 def daemon(
     root=None,
     *,
@@ -498,16 +582,7 @@ def daemon(
     wake = threading.Event()
     require_mounted(config)
     config.inbox.mkdir(parents=True, exist_ok=True)
-    cycles, failures, busy = 0, 0, False
-    lagging = None  # since when (monotonic) the exports have waited behind the data, in-process
-    idle_try = None  # when the exports last caught up on their own, with the inbox empty
-    last_cycle = time.monotonic()
-    # in-process the data comes first: the exports of a large store would hold back the jobs behind them
-    defer = exports and not papermill
-
-    def catch_up() -> str:  # the pending exports alone: no jobs
-        return _cycle(config, papermill=False, max_jobs=0, exports=True, stop=stop)[0]
-
+    loop = _DaemonLoop(config, logger, stop, interval, papermill, max_cycles, max_jobs, exports, exports_delay)
     with (
         daemon_lock(config),
         _stderr_logging(logger),
@@ -524,70 +599,16 @@ def daemon(
         bad_config = []
         while not stop.is_set():
             wake.clear()
-            pause = interval
-            config = _reload(config, logger, bad_config)  # bus.toml edits apply without a restart
+            loop.config = _reload(loop.config, logger, bad_config)  # bus.toml edits apply without a restart
             try:
-                work = has_work(config)
+                work = has_work(loop.config)
             except OSError as e:
-                logger.error("cannot read the inbox %s: %s", config.inbox, e)
+                logger.error("cannot read the inbox %s: %s", loop.config.inbox, e)
                 work = False
-            if not work:
-                logger.debug("inbox empty")
-                # pending exports run once the inbox has been quiet for `interval` seconds (a job arriving
-                # meanwhile wakes a cycle first); after a failure, again once per exports_delay
-                quiet = time.monotonic() - last_cycle
-                if (
-                    defer
-                    and (idle_try is None or time.monotonic() - idle_try >= exports_delay)
-                    and pending_changes(config) is not None
-                ):
-                    if quiet < interval:
-                        pause = interval - quiet
-                    else:
-                        idle_try = time.monotonic()
-                        try:
-                            logger.info("the exports: %s", catch_up())
-                            idle_try, lagging = None, None
-                        except WriterBusy:
-                            idle_try = None
-                        except Exception as e:
-                            logger.error("the exports failed: %s: %s", type(e).__name__, e)
-                if quiet < EVENT_LAG and not config.remote:  # a job just arrived may not have woken us yet
-                    pause = min(pause, QUICK_POLL)  # (object storage sends no file events: it is polled anyway)
-            else:
-                try:
-                    line, did = _cycle(
-                        config, papermill=papermill, max_jobs=max_jobs, exports=exports and not defer, stop=stop
-                    )
-                    cycles += 1
-                    failures = 0
-                    busy = False
-                    logger.info("cycle %d: %s", cycles, line)
-                    if defer and pending_changes(config) is None:
-                        lagging = None
-                    elif defer:
-                        lagging = lagging or time.monotonic()
-                        final = max_cycles is not None and cycles >= max_cycles
-                        # while jobs keep coming the exports wait (see the idle branch), unless overdue or returning
-                        if not stop.is_set() and (final or time.monotonic() - lagging >= exports_delay):
-                            logger.info("cycle %d, the exports: %s", cycles, catch_up())
-                            lagging = None
-                    last_cycle = time.monotonic()
-                    if did:
-                        pause = 0  # look again at once: more may have arrived meanwhile
-                except WriterBusy as e:  # a manual ingest or export: not an error, try again later
-                    logger.log(
-                        logging.DEBUG if busy else logging.WARNING, "cycle skipped: %s; retrying every %gs", e, interval
-                    )
-                    busy = True
-                except Exception as e:
-                    cycles += 1
-                    failures += 1
-                    pause = min(60.0, interval * 2**failures)
-                    logger.error("cycle %d failed: %s: %s; retrying in %gs", cycles, type(e).__name__, e, pause)
-                if max_cycles is not None and cycles >= max_cycles:
-                    break
+            pause = loop.run() if work else loop.idle()
+            if work and max_cycles is not None and loop.cycles >= max_cycles:
+                break
             if pause and not stop.is_set():
                 wake.wait(pause)
-        logger.info("daemon stopped after %d cycles", cycles)
-    return cycles
+        logger.info("daemon stopped after %d cycles", loop.cycles)
+    return loop.cycles
