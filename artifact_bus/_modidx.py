@@ -261,6 +261,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.ingest._compact': ('ingest.html#_compact', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._dedupe': ('ingest.html#_dedupe', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._exports': ('ingest.html#_exports', 'artifact_bus/ingest.py'),
+                                     'artifact_bus.ingest._faults_in_words': ('ingest.html#_faults_in_words', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._first_line': ('ingest.html#_first_line', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._free_name': ('ingest.html#_free_name', 'artifact_bus/ingest.py'),
                                      'artifact_bus.ingest._ingest_batches': ('ingest.html#_ingest_batches', 'artifact_bus/ingest.py'),

@@ -142,9 +142,14 @@ class WriterLock:
             "command": " ".join(sys.argv)[:300],
         }
         data = to_json(self.info).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        except OSError:  # a full disk, say: never keep the lock of a writer that could not start
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise
         self.fd = fd
         return self
 

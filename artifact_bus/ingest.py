@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import html
 import json
@@ -825,6 +826,22 @@ def _process_batch(con, config: Config, names: list[str], run_no: int, report: R
     report.changed = sorted(set(report.changed) | changed)
 
 # %% ../nbs/04_ingest.ipynb #58302530
+def _faults_in_words(fn):
+    "A full disk reads as a full disk, whichever step of the run met it (taking the lock, opening the catalog…)."
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (OSError, BusError, duckdb.Error) as e:
+            if (err := _as_run_error(e)) is e:
+                raise
+            raise err from None
+
+    return run
+
+
+@_faults_in_words
 def ingest(
     root: str | os.PathLike | None = None,
     *,

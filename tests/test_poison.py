@@ -318,3 +318,31 @@ def test_doctor_deep_notices_a_stored_file_that_changed(root, tmp_path):
     assert "1 stored files no longer match their checksum" in deep.stdout
     plain = subprocess.run([CLI, "doctor", "--root", str(root)], capture_output=True, text=True)
     assert "checksums" not in plain.stdout  # only --deep reads the whole store
+
+
+def test_a_full_disk_is_reported_as_a_full_disk_and_loses_nothing(tmp_path):
+    "Only a fault of the machine may fail a run; then the error says what it is, and the next run finishes the batch."
+    from reliability_helpers import assert_bus_consistent, tmpfs
+
+    from artifact_bus import BusUnavailable
+    from artifact_bus import ingest as ingest_here
+
+    with tmpfs(tmp_path / "small", "8m") as mnt:
+        root = mnt / "bus"
+        first = good_jobs(root, 1)
+        ingest_here(root, exports=False)
+        late = good_jobs(root, 5, seed=20)
+        filler = mnt / "filler"
+        with open(filler, "wb") as f:  # fill every block the bus could still use
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 16))
+                    f.flush()
+            except OSError:
+                pass
+        with pytest.raises(BusUnavailable, match="disk full"):
+            ingest_here(root, exports=False)
+        filler.unlink()
+        rep = ingest_here(root, exports=False)
+        assert sorted(rep.accepted) == sorted(late) and rep.rejected == []
+        assert_bus_consistent(root, {j: {"fills": 20} for j in first + late})
