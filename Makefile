@@ -71,10 +71,10 @@ VENV2  := .venv-duckdb2
 BIN2   := $(VENV2)/bin
 STAMP2 := $(VENV2)/.installed
 
-$(STAMP2): pyproject.toml requirements/duckdb2.txt requirements/common.txt
+$(STAMP2): pyproject.toml requirements/duckdb2.txt requirements/common.txt requirements/clickhouse.txt
 	test -x $(BIN2)/python || $(PYTHON) -m venv $(VENV2)
 	$(BIN2)/python -m pip install --quiet --upgrade pip
-	$(BIN2)/python -m pip install --quiet -r requirements/duckdb2.txt -e '.[dev]'
+	$(BIN2)/python -m pip install --quiet -r requirements/duckdb2.txt -r requirements/clickhouse.txt -e '.[dev]'
 	touch $(STAMP2)
 
 ## The notebooks and the tests again on duckdb 2.x, less the DuckLake ones (their extension wheels exist for duckdb 1.5.5 only).

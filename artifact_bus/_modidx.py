@@ -598,6 +598,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.submit.Job.__exit__': ('submit.html#job.__exit__', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit.Job.__init__': ('submit.html#job.__init__', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit.Job._bus_dir': ('submit.html#job._bus_dir', 'artifact_bus/submit.py'),
+                                     'artifact_bus.submit.Job._check_committable': ( 'submit.html#job._check_committable',
+                                                                                     'artifact_bus/submit.py'),
                                      'artifact_bus.submit.Job._commit_in': ('submit.html#job._commit_in', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit.Job._committed': ('submit.html#job._committed', 'artifact_bus/submit.py'),
                                      'artifact_bus.submit.Job._unavailable': ('submit.html#job._unavailable', 'artifact_bus/submit.py'),

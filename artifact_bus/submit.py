@@ -465,10 +465,8 @@ class Job:
         fsync_dir(dest_dir)
         return dest
 
-    def commit(self) -> Receipt:
-        "Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point."
-        if self.receipt is not None:
-            return self.receipt
+    def _check_committable(self) -> None:
+        "Refuse, before anything is renamed, a job no writer would take: no artifacts, or a manifest over the limit."
         if not self.artifacts:
             raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
         if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
@@ -477,6 +475,12 @@ class Job:
                 f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
                 "limit every writer enforces: make meta smaller or split the job"
             )
+
+    def commit(self) -> Receipt:
+        "Write manifest.json, then COMMIT, then rename the job into the inbox (or the spool): the only commit point."
+        if self.receipt is not None:
+            return self.receipt
+        self._check_committable()
         d = self._workdir()
         # a producer staging for object storage holds its job folder locked (the lock follows it through the
         # rename) until the job is handed on, so a sweep for jobs left by dead producers never takes it
@@ -622,14 +626,7 @@ class _BatchJob(Job):
     def commit(self):
         if self.receipt is not None:
             return self.receipt
-        if not self.artifacts:
-            raise ManifestError(f"job {self.job_id} has no artifacts: call add() first")
-        if (size := len(json.dumps(self.manifest(), default=str).encode())) > MAX_MANIFEST_BYTES:
-            self.abort()
-            raise ManifestError(
-                f"job {self.job_id}: its manifest would be {size} bytes, above the {MAX_MANIFEST_BYTES}-byte "
-                "limit every writer enforces: make meta smaller or split the job"
-            )
+        self._check_committable()
         if self.spooled or self.config.staged:  # the spool and object storage: job by job
             r = super().commit()
             self._batch.receipts.append(r)
