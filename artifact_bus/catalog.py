@@ -6,28 +6,92 @@
 from __future__ import annotations
 
 import os
+import time
+from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 
-from .core import BusError, Config, NotFound, load_config, read_current
+from .core import BusError, Config, NotFound, load_config, read_current, sql_str, to_utc
 
 # %% auto #0
-__all__ = ['catalog']
+__all__ = ['TimeTravelUnavailable', 'catalog', 'version_of']
 
 # %% ../nbs/03_catalog.ipynb #d06ae609
-def catalog(root: str | os.PathLike | None = None, *, config: Config | None = None) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection over the latest published snapshot: `catalog.jobs`,
-    `catalog.artifacts`, `catalog.rejections`, `catalog.ingest_runs`, `catalog.kinds` and `bus.<kind>`.
+class TimeTravelUnavailable(NotFound):
+    "`as_of` asked for a catalog version this bus does not keep."
+
+
+def _open(config: Config, name: str) -> duckdb.DuckDBPyConnection | None:
+    """Open snapshot `name` read-only with the root as its search path; None if it is gone (gc removed it
+    between reading its name and opening it: the caller looks again)."""
+    path = config.published / name
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException as e:
+        if not path.exists():
+            return None
+        if "lock" not in str(e).lower():
+            raise
+        time.sleep(0.01)  # gc holds it for a moment while it removes it
+        return None
+    # DuckDB locked the file: a gc that now looks finds it in use; one that took it first has unlinked it
+    if not path.exists():
+        con.close()
+        return None
+    con.execute(f"SET file_search_path = {sql_str(config.root.resolve())}")
+    return con
+
+
+def catalog(
+    root: str | os.PathLike | None = None,
+    *,
+    config: Config | None = None,
+    as_of: int | datetime | date | str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection over the latest published version of the catalog: `catalog.jobs`,
+    `catalog.artifacts`, `catalog.rejections`, `catalog.ingest_runs`, `catalog.kinds`, `catalog.versions`
+    and `bus.<kind>`. `as_of`: the version as it was then — a version number, or a time (a datetime, or an
+    ISO 8601 string; naive means UTC): the newest version published at or before it.
     It never blocks the writer. Use it in a `with` block (or close it) when done."""
     config = config or load_config(root)
-    for _ in range(10):
+    name = None if as_of is None else version_of(config, as_of)["snapshot"]
+    for _ in range(50):
         cur = read_current(config)
         if cur is None:
             raise NotFound(f"nothing published yet under {config.root}: run `artifact-bus ingest` (or ingest()) first")
-        try:
-            return duckdb.connect(str(config.published / cur["snapshot"]), read_only=True)
-        except duckdb.IOException:
-            if (config.published / cur["snapshot"]).exists():
-                raise
-            continue  # pruned between reading CURRENT and opening it: read CURRENT again
+        con = _open(config, name or cur["snapshot"])
+        if con is not None:
+            return con
+        if name is not None and not (config.published / name).exists():
+            raise TimeTravelUnavailable(f"version {as_of!r} of the catalog under {config.root} was just removed by gc")
     raise BusError(f"could not open a published snapshot under {config.root}: snapshots keep changing")
+
+# %% ../nbs/03_catalog.ipynb #acc8c4b8
+def version_of(config: Config, as_of: int | datetime | date | str) -> dict:
+    """The row of `catalog.versions` that `as_of` names (see `catalog`), from the current version's list;
+    `TimeTravelUnavailable` says which versions are kept if it is not."""
+    exact = isinstance(as_of, int) and not isinstance(as_of, bool)
+    if isinstance(as_of, str) and as_of.strip().isdigit():
+        as_of, exact = int(as_of), True
+    with catalog(config=config) as cur:
+        cols = "version, published_at, snapshot, expired_at"
+        if exact:
+            got = cur.execute(f"SELECT {cols} FROM catalog.versions WHERE version = ?", [as_of]).fetchall()
+            what = f"version {as_of}"
+        else:
+            t = to_utc(as_of, "as_of")
+            got = cur.execute(
+                f"SELECT {cols} FROM catalog.versions WHERE published_at <= ? ORDER BY version DESC LIMIT 1", [t]
+            ).fetchall()
+            what = f"version at or before {t.isoformat()}"
+        kept = cur.execute(
+            "SELECT min(version), max(version), min(published_at) FROM catalog.versions WHERE expired_at IS NULL"
+        ).fetchall()[0]
+    span = f"versions {kept[0]}..{kept[1]} are kept (the oldest from {kept[2]})" if kept[0] else "no version is kept"
+    if not got:
+        raise TimeTravelUnavailable(f"no {what} in the catalog under {config.root}: {span}")
+    v, at, snapshot, expired = got[0]
+    if expired is not None or not (Path(config.published) / snapshot).exists():
+        raise TimeTravelUnavailable(f"version {v} (published {at}) was removed by gc on {expired}: {span}")
+    return {"version": v, "published_at": at, "snapshot": snapshot}

@@ -15,17 +15,32 @@ from pathlib import Path
 
 import duckdb
 
-from .core import CURRENT, BusError, Config, WriterBusy, atomic_write, new_job_id, sql_str, to_json, utcnow
-from .protocol import KINDS_FILE
+from .core import BusError, Config, WriterBusy, sql_str, to_json, utcnow
 
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'TABLES', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS', 'ensure_schema',
-           'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection', 'loose_sql', 'view_sql',
-           'refresh_views', 'publish']
+__all__ = ['SCHEMA_VERSION', 'KEYS', 'TABLES', 'LIVE', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS',
+           'ensure_schema', 'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection',
+           'loose_sql', 'view_sql', 'view_statements', 'refresh_views']
 
 # %% ../nbs/21_catalog_db.ipynb #a087bf28
 SCHEMA_VERSION = 1
-TABLES = ("bus_info", "jobs", "artifacts", "rejections", "ingest_runs", "segments")
+# the published tables, each with the columns that identify a row (a row changed later supersedes the image
+# published before: see `snapshots`)
+KEYS = {
+    "bus_info": ("key",),
+    "jobs": ("job_id",),
+    "artifacts": ("job_id", "name"),
+    "rejections": ("job_id", "rejected_at", "code"),
+    "ingest_runs": ("run_no",),
+    "segments": ("segment",),
+    "kind_columns": ("kind", "lname"),
+    "versions": ("version",),
+    "retirements": ("job_id",),
+    "gc_log": ("removed_at", "path"),
+}
+TABLES = tuple(KEYS)
+# a row whose job is still in the `bus.<kind>` views: neither replaced by a newer job nor retired
+LIVE = "replaced_by IS NULL AND retired_at IS NULL"
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS catalog;
@@ -52,6 +67,17 @@ CREATE TABLE IF NOT EXISTS catalog.rejections (
 CREATE TABLE IF NOT EXISTS catalog.kind_columns (
     kind VARCHAR NOT NULL, lname VARCHAR NOT NULL, name VARCHAR NOT NULL, type VARCHAR NOT NULL,
     PRIMARY KEY (kind, lname));
+CREATE TABLE IF NOT EXISTS catalog.versions (
+    version BIGINT PRIMARY KEY, published_at TIMESTAMPTZ NOT NULL, ingest_run BIGINT, snapshot VARCHAR NOT NULL,
+    base_version BIGINT NOT NULL, changed_rows BIGINT, expired_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS catalog.retirements (
+    job_id VARCHAR PRIMARY KEY, run_id VARCHAR, retired_at TIMESTAMPTZ NOT NULL, retired_by VARCHAR,
+    reason VARCHAR NOT NULL, files_removed_at TIMESTAMPTZ);
+CREATE TABLE IF NOT EXISTS catalog.gc_log (
+    removed_at TIMESTAMPTZ NOT NULL, what VARCHAR NOT NULL, path VARCHAR NOT NULL, bytes BIGINT, reason VARCHAR);
+CREATE TABLE IF NOT EXISTS catalog.log_files (
+    tbl VARCHAR NOT NULL, version BIGINT NOT NULL, base BOOLEAN NOT NULL, path VARCHAR NOT NULL, rows BIGINT,
+    PRIMARY KEY (tbl, version, base));
 CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     run_no BIGINT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, outcome VARCHAR,
     accepted INTEGER, rejected INTEGER, duplicates INTEGER, host VARCHAR, pid INTEGER, notebook VARCHAR,
@@ -61,13 +87,20 @@ KINDS_VIEW = """
 CREATE OR REPLACE VIEW {db}catalog.kinds AS
     SELECT kind, count(DISTINCT job_id) AS jobs, count(*) AS artifacts, sum(rows)::BIGINT AS rows,
            sum(bytes)::BIGINT AS bytes, max(ingested_at) AS last_ingested
-    FROM catalog.artifacts WHERE replaced_by IS NULL GROUP BY kind ORDER BY kind;
+    FROM catalog.artifacts WHERE replaced_by IS NULL AND retired_at IS NULL GROUP BY kind ORDER BY kind;
 """
 # columns added after the first release: an older catalog gets them on its writer's next start
 MIGRATIONS = """
 ALTER TABLE catalog.jobs ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
-"""
+ALTER TABLE catalog.jobs ADD COLUMN IF NOT EXISTS retired_at TIMESTAMPTZ;
+ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS retired_at TIMESTAMPTZ;
+ALTER TABLE catalog.segments ADD COLUMN IF NOT EXISTS superseded_at TIMESTAMPTZ;
+""" + "".join(
+    # `_v`: the version that published the row's current image; NULL until published (every write sets it NULL)
+    f"ALTER TABLE catalog.{t} ADD COLUMN IF NOT EXISTS _v BIGINT;\n"
+    for t in TABLES
+)
 
 
 def ensure_schema(con) -> None:
@@ -79,7 +112,7 @@ def ensure_schema(con) -> None:
     got = (con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchall() or [None])[0]
     if got is None:
         con.execute(
-            "INSERT INTO catalog.bus_info VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)]
+            "INSERT INTO catalog.bus_info (key, value) VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)]
         )
     elif int(got[0]) > SCHEMA_VERSION:
         raise BusError(
@@ -97,7 +130,7 @@ def bump_version(con) -> int:
     "Increase the catalog version (inside the writer's transaction)."
     return int(
         con.execute(
-            "UPDATE catalog.bus_info SET value = (value::BIGINT + 1)::VARCHAR "
+            "UPDATE catalog.bus_info SET value = (value::BIGINT + 1)::VARCHAR, _v = NULL "
             "WHERE key = 'catalog_version' RETURNING value"
         ).fetchone()[0]
     )
@@ -201,6 +234,9 @@ def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
         raise BusError(f"cannot open catalog database {config.catalog}: {e}") from None
     try:
         ensure_schema(con)
+        # the views name their files relative to the root, as the catalog does: a bus moved or mounted elsewhere
+        # reads the same (readers set the same search path, see `catalog`)
+        con.execute(f"SET file_search_path = {sql_str(config.root.resolve())}")
         try:
             con.execute(f"SET temp_directory = {sql_str(config.spill)}")
         except duckdb.NotImplementedException:
@@ -217,37 +253,38 @@ def writer_connection(config: Config) -> duckdb.DuckDBPyConnection:
 
 # %% ../nbs/21_catalog_db.ipynb #dfc3b833
 UNION_MAX = 256  # at most this many loose files are read file by file,
-UNION_MIN_ROWS = (
-    30_000  # and only files this large on average: a scan per file costs about what joining 30,000 rows does
-)
+# and only files this large on average: a scan per file costs about what joining 30,000 rows does
+UNION_MIN_ROWS = 30_000
 
 
-def loose_sql(kind: str, root: Path, files: list, rows: int | None = None) -> str:
+def _lit(v) -> str:
+    return "NULL" if v is None else sql_str(v)
+
+
+def loose_sql(kind: str, files: list, rows: int | None = None) -> str:
     """SELECT over the loose artifact files of `kind` — `(path, job_id, run_id)` triples, root-relative —
     adding `_job_id` and `_run_id`. Large files (`rows`, their total, at least `UNION_MIN_ROWS` per file),
     up to `UNION_MAX` of them, are read file by file with the two columns as constants, which costs nothing
-    when a query does not use them. Many or small files are read in one scan joined with the catalog: a
-    scan per file would cost more than the join. Either way columns are matched by name, and each file's
-    own footer says its types: two files whose manifests declare the same schema may still store a column
-    differently (an INT96 timestamp beside an INT64 one), so no file's types are assumed from another's."""
-    prefix = str(Path(root).resolve()) + "/"
-    lit = lambda v: "NULL" if v is None else sql_str(v)
+    when a query does not use them. Many or small files are read in one scan: a file's job is the folder it
+    sits in (`store/<day>/<job_id>/`), joined with the jobs' run ids listed in the view itself, so a query
+    reads no catalog table. Either way columns are matched by name, and each file's own footer says its
+    types: two files whose manifests declare the same schema may still store a column differently (an INT96
+    timestamp beside an INT64 one), so no file's types are assumed from another's."""
     if len(files) <= UNION_MAX and (rows is None or rows >= UNION_MIN_ROWS * len(files)):
         return "\nUNION ALL BY NAME\n".join(
-            f"SELECT *, {lit(j)} AS _job_id, {lit(r)} AS _run_id FROM read_parquet({sql_str(prefix + p)})"
-            for p, j, r in files
+            f"SELECT *, {_lit(j)} AS _job_id, {_lit(r)} AS _run_id FROM read_parquet({sql_str(p)})" for p, j, r in files
         )
-    paths = ", ".join(sql_str(prefix + p) for p, _, _ in files)
+    paths = ", ".join(sql_str(p) for p, _, _ in files)
+    runs = ", ".join(f"({_lit(j)}, {_lit(r)})" for j, r in sorted({(j, r) for _, j, r in files}))
     return (
-        f"SELECT t.* EXCLUDE (_bus_file), a.job_id AS _job_id, a.run_id AS _run_id\n"
+        f"SELECT t.* EXCLUDE (_bus_file), m._job_id, m._run_id\n"
         f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
-        f"JOIN catalog.artifacts AS a ON a.kind = {sql_str(kind)} AND t._bus_file = {sql_str(prefix)} || a.path"
+        f"JOIN (VALUES {runs}) AS m(_job_id, _run_id) ON regexp_extract(t._bus_file, '([^/]+)/[^/]+$', 1) = m._job_id"
     )
 
 
 def view_sql(
     kind: str,
-    root: Path,
     files: list,
     segments: list[str] | tuple[str, ...] = (),
     db: str = "",
@@ -256,89 +293,67 @@ def view_sql(
 ) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
-    files not yet compacted (see `loose_sql`). Names in a view resolve in the view's own database."""
-    prefix = str(Path(root).resolve()) + "/"
+    files not yet compacted (see `loose_sql`). Paths are relative to the root: the connection that reads the
+    view resolves them with DuckDB's `file_search_path` (`catalog()` sets it), so a bus can move."""
     parts = []
     if segments:
-        seg = f"SELECT * FROM read_parquet([{', '.join(sql_str(prefix + p) for p in segments)}], union_by_name = true)"
-        # rows of replaced jobs that were compacted into a segment before they were replaced
+        seg = f"SELECT * FROM read_parquet([{', '.join(map(sql_str, segments))}], union_by_name = true)"
+        # rows of jobs that left the views (replaced, retired) after they were compacted into a segment
         if hidden:
             seg += f" WHERE _job_id NOT IN ({', '.join(map(sql_str, hidden))})"
         parts.append(seg)
     if files:
-        parts.append(loose_sql(kind, root, files, rows))
+        parts.append(loose_sql(kind, files, rows))
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
 
-def refresh_views(con, root: Path, kinds=None, db: str = "") -> list[str]:
-    """Recreate the `bus.<kind>` views for `kinds` (default: every kind), in database `db` (see `view_sql`); returns the
-    kinds done."""
+def view_statements(con, kinds=None, db: str = "") -> dict[str, str]:
+    """The `CREATE VIEW bus.<kind>` statement of each kind in `kinds` (default: every kind), for database `db`
+    (see `view_sql`), from what the catalog in `con` lists: live loose files, live segments, and the jobs to
+    hide in those segments."""
     loose = {
         k: (files, rows)
         for k, files, rows in con.execute(
             "SELECT kind, list((path, job_id, run_id) ORDER BY job_id, name), sum(rows) "
-            "FROM catalog.artifacts WHERE segment IS NULL AND replaced_by IS NULL GROUP BY kind"
+            f"FROM catalog.artifacts WHERE segment IS NULL AND {LIVE} GROUP BY kind"
         ).fetchall()
     }
-    segs = dict(con.execute("SELECT kind, list(path ORDER BY segment) FROM catalog.segments GROUP BY kind").fetchall())
-    hidden = dict(
+    segs = dict(
         con.execute(
-            "SELECT kind, list(DISTINCT job_id ORDER BY job_id) FROM catalog.artifacts "
-            "WHERE segment IS NOT NULL AND replaced_by IS NOT NULL GROUP BY kind"
+            "SELECT kind, list(path ORDER BY segment) FROM catalog.segments WHERE superseded_at IS NULL GROUP BY kind"
         ).fetchall()
     )
-    done = []
+    hidden = dict(
+        con.execute(
+            "SELECT a.kind, list(DISTINCT a.job_id ORDER BY a.job_id) FROM catalog.artifacts AS a "
+            "JOIN catalog.segments AS s ON s.segment = a.segment AND s.superseded_at IS NULL "
+            f"WHERE NOT ({LIVE}) GROUP BY a.kind"
+        ).fetchall()
+    )
+    out = {}
+    # a kind whose every job left the views still reads, as no rows of its reader schema
+    for kind, cols in con.execute(
+        "SELECT kind, list((name, type) ORDER BY lname) FROM catalog.kind_columns GROUP BY kind"
+    ).fetchall():
+        if kind not in loose and kind not in segs and (kinds is None or kind in kinds):
+            cols = [tuple(c.values()) if isinstance(c, dict) else tuple(c) for c in cols]
+            select = ", ".join(f'NULL::{typ} AS "{name.replace(chr(34), chr(34) * 2)}"' for name, typ in cols)
+            out[kind] = (
+                f"CREATE OR REPLACE VIEW {db}bus.{kind} AS SELECT {select}, NULL::VARCHAR AS _job_id, "
+                f"NULL::VARCHAR AS _run_id WHERE false"
+            )
     for kind in sorted(set(loose) | set(segs)):
         if kinds is None or kind in kinds:
             files, rows = loose.get(kind, ([], None))
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in files]
-            con.execute(view_sql(kind, root, files, segs.get(kind, []), db, rows, hidden.get(kind, ())))
-            done.append(kind)
-    return done
-
-# %% ../nbs/21_catalog_db.ipynb #3f8677b9
-def publish(con, config: Config) -> dict:
-    """Write an immutable reader snapshot of the catalog and make it current, atomically.
-    Old snapshots beyond `snapshots_keep` are unlinked; readers holding them open are unaffected."""
-    pub = config.published
-    pub.mkdir(parents=True, exist_ok=True)
-    version = catalog_version(con)
-    name = f"snap-{new_job_id()}.duckdb"
-    tmp = pub / f".{name}.tmp"
-    con.execute(f"ATTACH {sql_str(tmp)} AS __snapshot")
-    try:  # built from the writer's connection: its views resolve in the snapshot, whose file is complete at DETACH
-        con.execute("CREATE SCHEMA __snapshot.catalog; CREATE SCHEMA __snapshot.bus")
-        for t in TABLES:
-            con.execute(f"CREATE TABLE __snapshot.catalog.{t} AS FROM catalog.{t}")
-        con.execute(KINDS_VIEW.format(db="__snapshot."))
-        refresh_views(con, config.root, db="__snapshot.")
-        con.execute("CHECKPOINT __snapshot")
-    finally:
-        con.execute("DETACH __snapshot")
-    os.replace(tmp, pub / name)
-    pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
-    kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
-    atomic_write(
-        pub / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode()
-    )  # for producers (see submit)
-    atomic_write(pub / CURRENT, to_json(pointer, indent=1).encode())
-    _relink(pub, name)
-    _prune(pub, name, config.snapshots_keep)
-    return pointer
+            out[kind] = view_sql(kind, files, segs.get(kind, []), db, rows, hidden.get(kind, ()))
+    return out
 
 
-def _relink(pub: Path, name: str) -> None:
-    "Point `published/latest.duckdb` at the new snapshot (for the DuckDB CLI)."
-    tmp = pub / ".latest.duckdb.tmp"
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(name)
-    os.replace(tmp, pub / "latest.duckdb")
-
-
-def _prune(pub: Path, current: str, keep: int) -> None:
-    snaps = sorted(p for p in pub.glob("snap-*.duckdb") if p.name != current)
-    for p in snaps[: max(0, len(snaps) - keep)]:
-        p.unlink(missing_ok=True)
-        p.with_name(p.name + ".wal").unlink(missing_ok=True)
-    for p in pub.glob(".snap-*.tmp*"):
-        p.unlink(missing_ok=True)  # left by a crash mid-publish
+def refresh_views(con, root: Path | None = None, kinds=None, db: str = "") -> list[str]:
+    """Recreate the `bus.<kind>` views for `kinds` (default: every kind) in `con`'s database `db` (see
+    `view_statements`); returns the kinds done. (`root` is unused: views name files relative to it.)"""
+    done = view_statements(con, kinds, db)
+    for sql in done.values():
+        con.execute(sql)
+    return list(done)

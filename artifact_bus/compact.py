@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog_db import WriterLock, bump_version, publish, refresh_views, writer_connection
+from .catalog_db import WriterLock, bump_version, refresh_views, writer_connection
+from .snapshots import publish
 from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, sql_str, utcnow
 
 # %% auto #0
@@ -104,11 +105,11 @@ def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
-            "INSERT INTO catalog.segments VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [seg, kind, rel, len(group), want, size, utcnow()],
         )
         con.execute(
-            "UPDATE catalog.artifacts SET segment = ? WHERE job_id || '/' || name = ANY(?)",
+            "UPDATE catalog.artifacts SET segment = ?, _v = NULL WHERE job_id || '/' || name = ANY(?)",
             [seg, [f"{a[1]}/{a[2]}" for a in group]],
         )
         refresh_views(con, config.root, kinds={kind})

@@ -16,7 +16,8 @@ from pathlib import Path
 import duckdb
 
 from .catalog import catalog
-from .catalog_db import WriterLock, catalog_version, lock_holder, publish, writer_connection
+from .catalog_db import WriterLock, catalog_version, lock_holder, writer_connection
+from .snapshots import publish
 from .contracts import load_contracts
 from artifact_bus.core import (
     BusError,

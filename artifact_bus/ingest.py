@@ -23,7 +23,8 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from .catalog_db import WriterLock, bump_version, catalog_version, publish, refresh_views, writer_connection
+from .catalog_db import WriterLock, bump_version, catalog_version, refresh_views, writer_connection
+from .snapshots import publish
 from .compact import compact_kinds, remove_orphan_segments
 from .contracts import check_contract, load_contracts, merge_type
 from artifact_bus.core import (
@@ -428,7 +429,7 @@ def _backfill_reader_schema(con) -> list[tuple]:
                 cols[(kind, f["name"].lower())] = (old[0] if old else f["name"], new)
     rows = [(k, ln, n, t) for (k, ln), (n, t) in cols.items()]
     if rows:
-        con.executemany("INSERT INTO catalog.kind_columns VALUES (?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)", rows)
     return rows
 
 
@@ -733,15 +734,15 @@ def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: da
         if e.outcome != "store":
             continue
         for old in e.replaces:
-            con.execute("UPDATE catalog.jobs SET status = 'replaced', replaced_by = ? WHERE job_id = ?", [e.name, old])
+            con.execute("UPDATE catalog.jobs SET status = 'replaced', replaced_by = ?, _v = NULL WHERE job_id = ?", [e.name, old])
             kinds |= {
                 r[0]
                 for r in con.execute(
-                    "UPDATE catalog.artifacts SET replaced_by = ? WHERE job_id = ? RETURNING kind", [e.name, old]
+                    "UPDATE catalog.artifacts SET replaced_by = ?, _v = NULL WHERE job_id = ? RETURNING kind", [e.name, old]
                 ).fetchall()
             }
         for (kind, lname), (name, typ) in e.columns.items():
-            con.execute("INSERT OR REPLACE INTO catalog.kind_columns VALUES (?, ?, ?, ?)", [kind, lname, name, typ])
+            con.execute("INSERT OR REPLACE INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)", [kind, lname, name, typ])
     refresh_views(con, config.root, kinds=kinds)
     bump_version(con)
     return kinds
@@ -942,7 +943,7 @@ def _ingest_batches(con, config: Config, report: Report, names: list[str], stop,
         if lake_up:
             lake_up = _mirror(con, config, report, report.accepted[before:])  # unreachable: not again this run
         if i + config.batch_size < len(names):  # more batches to come: readers see this one now,
-            report.snapshot = publish(con, config)["snapshot"]
+            report.snapshot = publish(con, config, run=report.run_no)["snapshot"]
             # and its small files are compacted before the next: a backlog never piles up loose files, so
             # memory and the cost of each view stay bounded by the batch size, not by the inbox
             report.compacted += _compact(con, config, _batch_kinds(con, report.accepted[before:]), report)
@@ -960,13 +961,13 @@ def _publish(con, config: Config, report: Report, stop) -> None:
     "Publish if the catalog changed, then compact the kinds that changed (unless `stop()`) and publish again."
     cur = read_current(config)
     if cur is None or cur["catalog_version"] != catalog_version(con):
-        report.snapshot = publish(con, config)["snapshot"]  # the data is queryable from here on
+        report.snapshot = publish(con, config, run=report.run_no)["snapshot"]  # the data is queryable from here on
     kinds = {c.split(".", 1)[1] for c in report.changed if c.startswith("bus.")}
     if kinds and not (stop is not None and stop()):
         made = _compact(con, config, kinds, report)
         report.compacted += made
         if made:
-            report.snapshot = publish(con, config)["snapshot"]
+            report.snapshot = publish(con, config, run=report.run_no)["snapshot"]
 
 
 def _exports(con, config: Config, report: Report, exports: bool, progress) -> None:
@@ -1066,7 +1067,8 @@ def next_run_no(con, config: Config) -> int:
 
 def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
     con.execute(
-        "INSERT INTO catalog.ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO catalog.ingest_runs (run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, host, pid, "
+        "notebook, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_no,
             started,
@@ -1088,7 +1090,7 @@ def _record_run(con, config, report, started, outcome, error, notebook, update=F
     try:
         if update:
             con.execute(
-                "UPDATE catalog.ingest_runs SET outcome = ?, error = ?, finished_at = ? WHERE run_no = ?",
+                "UPDATE catalog.ingest_runs SET outcome = ?, error = ?, finished_at = ?, _v = NULL WHERE run_no = ?",
                 [outcome, error, utcnow(), report.run_no],
             )
             bump_version(con)
@@ -1104,7 +1106,7 @@ def _record_run(con, config, report, started, outcome, error, notebook, update=F
                 notebook,
                 error,
             )
-        report.snapshot = publish(con, config)["snapshot"]
+        report.snapshot = publish(con, config, run=report.run_no)["snapshot"]
     except Exception as e:  # never hide the original failure behind a bookkeeping one
         log.error("could not record ingest run %s: %s", report.run_no, e)
 
@@ -1125,5 +1127,5 @@ def record_run(
     with WriterLock(config.lock), writer_connection(config) as con:
         run_no = next_run_no(con, config)
         _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error)
-        publish(con, config)
+        publish(con, config, run=run_no)
     return run_no

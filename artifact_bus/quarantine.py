@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .catalog_db import WriterLock, bump_version, publish, writer_connection
+from .catalog_db import WriterLock, bump_version, writer_connection
+from .snapshots import publish
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, to_json
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def requeue(
         release_entry(src, dest)
         fsync_dir(config.inbox)
         fsync_dir(config.rejected)
-        con.execute("UPDATE catalog.rejections SET status = 'requeued' WHERE path = ?", [f"rejected/{job_id}"])
+        con.execute("UPDATE catalog.rejections SET status = 'requeued', _v = NULL WHERE path = ?", [f"rejected/{job_id}"])
         bump_version(con)
         publish(con, config)
     if not ingest_now:
