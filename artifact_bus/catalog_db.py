@@ -265,21 +265,23 @@ def loose_sql(kind: str, files: list, rows: int | None = None) -> str:
     """SELECT over the loose artifact files of `kind` — `(path, job_id, run_id)` triples, root-relative —
     adding `_job_id` and `_run_id`. Large files (`rows`, their total, at least `UNION_MIN_ROWS` per file),
     up to `UNION_MAX` of them, are read file by file with the two columns as constants, which costs nothing
-    when a query does not use them. Many or small files are read in one scan: a file's job is the folder it
-    sits in (`store/<day>/<job_id>/`), joined with the jobs' run ids listed in the view itself, so a query
-    reads no catalog table. Either way columns are matched by name, and each file's own footer says its
+    when a query does not use them. Many or small files are read in one scan per run (`_run_id` a constant,
+    so a query on one run reads only its files): a file's job is the folder it sits in
+    (`store/<day>/<job_id>/`), so a query reads no catalog table and rows keep the files' order. Either way columns are matched by name, and each file's own footer says its
     types: two files whose manifests declare the same schema may still store a column differently (an INT96
     timestamp beside an INT64 one), so no file's types are assumed from another's."""
     if len(files) <= UNION_MAX and (rows is None or rows >= UNION_MIN_ROWS * len(files)):
         return "\nUNION ALL BY NAME\n".join(
             f"SELECT *, {_lit(j)} AS _job_id, {_lit(r)} AS _run_id FROM read_parquet({sql_str(p)})" for p, j, r in files
         )
-    paths = ", ".join(sql_str(p) for p, _, _ in files)
-    runs = ", ".join(f"({_lit(j)}, {_lit(r)})" for j, r in sorted({(j, r) for _, j, r in files}))
-    return (
-        f"SELECT t.* EXCLUDE (_bus_file), m._job_id, m._run_id\n"
-        f"FROM read_parquet([{paths}], filename = '_bus_file', union_by_name = true) AS t\n"
-        f"JOIN (VALUES {runs}) AS m(_job_id, _run_id) ON regexp_extract(t._bus_file, '([^/]+)/[^/]+$', 1) = m._job_id"
+    by_run: dict = {}
+    for p, _, r in files:
+        by_run.setdefault(r, []).append(p)
+    return "\nUNION ALL BY NAME\n".join(
+        f"SELECT t.* EXCLUDE (_bus_file), regexp_extract(t._bus_file, '([^/]+)/[^/]+$', 1) AS _job_id, "
+        f"{_lit(r)} AS _run_id\nFROM read_parquet([{', '.join(map(sql_str, paths))}], filename = '_bus_file', "
+        f"union_by_name = true) AS t"
+        for r, paths in by_run.items()
     )
 
 
