@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from .core import BusError, Config, NotFound, load_config, read_current, sql_str, to_utc
+from .core import OPENED_SNAPSHOTS, BusError, Config, NotFound, load_config, read_current, sql_str, to_utc
 
 # %% auto #0
 __all__ = ['TimeTravelUnavailable', 'catalog', 'version_of']
@@ -40,6 +40,7 @@ def _open(config: Config, name: str) -> duckdb.DuckDBPyConnection | None:
         con.close()
         return None
     con.execute(f"SET file_search_path = {sql_str(config.root.resolve())}")
+    OPENED_SNAPSHOTS.add(str(path.resolve()))
     return con
 
 

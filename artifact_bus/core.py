@@ -23,12 +23,12 @@ from typing import Any
 from ulid import ULID
 
 # %% auto #0
-__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'CURRENT', 'BusError', 'ConfigError', 'ManifestError', 'KindError',
-           'SchemaMismatch', 'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id', 'job_millis',
-           'job_sort_key', 'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket', 'project_config_file',
-           'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write', 'fsync_all', 'spool_dir',
-           'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'sql_str', 'read_current', 'to_utc', 'package_dir',
-           'notebook_runner', 'interactive', 'progress_bar']
+__all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'CURRENT', 'OPENED_SNAPSHOTS', 'BusError', 'ConfigError', 'ManifestError',
+           'KindError', 'SchemaMismatch', 'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id',
+           'job_millis', 'job_sort_key', 'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket',
+           'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
+           'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'sql_str',
+           'read_current', 'to_utc', 'package_dir', 'notebook_runner', 'interactive', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #2a3cf9d5
 class BusError(Exception):
@@ -126,6 +126,12 @@ CONFIG_KEYS = {
     "spool": "path",
     "runs_keep": "int",
     "snapshots_keep": "int",
+    "retain_versions": "int",
+    "retain_days": "count",
+    "retain_retired_days": "count",
+    "retain_rejected_days": "count",
+    "retain_duplicates_days": "count",
+    "retain_runs_days": "count",
     "tmp_max_age": "int",
     "compact_min_files": "count",
     "compact_small_bytes": "int",
@@ -159,7 +165,13 @@ class Config:
     required: bool = False
     spool: Path = Path("~/.cache/artifact_bus/spool").expanduser()
     runs_keep: int = 50
-    snapshots_keep: int = 3
+    snapshots_keep: int = 3  # no longer used (see the retention keys)
+    retain_versions: int = 10
+    retain_days: int = 7
+    retain_retired_days: int = 30
+    retain_rejected_days: int = 90
+    retain_duplicates_days: int = 90
+    retain_runs_days: int = 30
     tmp_max_age: int = 36 * 3600
     compact_min_files: int = 32
     compact_small_bytes: int = 16 << 20
@@ -538,6 +550,11 @@ def sql_str(s: str) -> str:
 
 
 CURRENT = "CURRENT"
+
+
+# the snapshot files this process has opened: `gc` never removes one of them. (DuckDB's lock on a snapshot
+# a reader holds open tells other processes it is in use, but a process never conflicts with its own locks.)
+OPENED_SNAPSHOTS: set[str] = set()
 
 
 def read_current(config: Config) -> dict | None:
