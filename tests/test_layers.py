@@ -34,6 +34,8 @@ LAYERS = {
     "catalog_db": "writer",
     "inbox": "writer",
     "ingest": "writer",
+    "checks": "writer",
+    "landing": "writer",
     "quarantine": "writer",
     "export": "writer",
     "compact": "writer",
