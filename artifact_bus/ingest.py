@@ -268,7 +268,7 @@ def _prepare(con, config: Config, report: Report, max_jobs: int | None) -> list[
         names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
     return names
 
-
+# %% ../nbs/04_ingest.ipynb #82a0fb64
 def _ingest_batches(con, config: Config, report: Report, names: list[str], stop, progress) -> None:
     "Ingest `names` in batches of `batch_size`; between batches publish, compact, and check `stop()`."
     # catch up: accepted earlier, not mirrored yet
@@ -330,7 +330,7 @@ def _exports(con, config: Config, report: Report, exports: bool, progress) -> No
         except BusError as e:
             log.error("exports not journaled: %s", e)
 
-
+# %% ../nbs/04_ingest.ipynb #34b38573
 def _pull(con, config, report, max_jobs=None) -> None:
     """Bring the jobs committed on object storage into the inbox; an unreachable store is logged, the local inbox still
     ingested."""
@@ -382,7 +382,7 @@ def _compact(con, config: Config, kinds: set, report: Report) -> int:
             report.warnings.append(msg)
     return made
 
-
+# %% ../nbs/04_ingest.ipynb #5ba87a4a
 RUN_COUNTER = "last_run_no"  # in the root, not the catalog: an ingest that finds nothing changes no table
 
 

@@ -296,7 +296,7 @@ def _peek_manifest(folder: Path) -> dict:
     except (OSError, ValueError, RecursionError):
         return {}
 
-
+# %% ../nbs/25_landing.ipynb #abcb7028
 def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
     """Insert a batch's rows, retire what it replaces, widen reader schemas, refresh the views it touches; returns the
     kinds."""
