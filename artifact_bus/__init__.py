@@ -4,8 +4,8 @@ The top-level names are loaded on first use (PEP 562), so a producer that runs
 `from artifact_bus import submit` imports the producer side only: pyarrow, the protocol and
 `submit`, never duckdb or the writer (ingest, catalog, export, quarantine, ...).
 
-Four API functions share their name with the module that defines them: `submit`, `ingest`,
-`catalog` and `export`. On the package, that name is always the function, even after the module
+Five API functions share their name with the module that defines them: `submit`, `ingest`,
+`catalog`, `export` and `requeue`. On the package, that name is always the function, even after the module
 itself was imported (`import artifact_bus.catalog` binds the function on the package, as
 `from artifact_bus import catalog` does). To reach a module, import from it
 (`from artifact_bus.export import load_exports`) or use `importlib.import_module("artifact_bus.catalog")`.
@@ -28,7 +28,7 @@ _API = {
     "catalog": "catalog",
     **dict.fromkeys(["compare", "read", "read_relation", "runs"], "reader"),
     "export": "export",
-    "requeue": "quarantine",
+    "requeue": "requeue",
 }
 
 __all__ = sorted(_API)
@@ -41,7 +41,7 @@ if TYPE_CHECKING:   # for type checkers and the docs' API index, in this order
     from artifact_bus.catalog import catalog
     from artifact_bus.reader import compare, read, read_relation, runs
     from artifact_bus.export import export
-    from artifact_bus.quarantine import requeue
+    from artifact_bus.requeue import requeue
 
 
 def __getattr__(name: str):
@@ -62,7 +62,7 @@ class _Package(types.ModuleType):
 
     def __setattr__(self, name, value):
         # the import system binds a submodule on its package once it has run; for `submit`, `ingest`,
-        # `catalog` and `export` bind the function that module defines instead, so the name never flips
+        # `catalog`, `export` and `requeue` bind the function that module defines instead, so the name never flips
         if (_API.get(name) == name and isinstance(value, types.ModuleType)
                 and value.__name__ == f"{__name__}.{name}" and hasattr(value, name)):
             value = getattr(value, name)

@@ -23,7 +23,7 @@ from .core import BusError, Config, WriterBusy, load_config
 from .export import export, export_status, load_exports
 from .health import status
 from .ingest import ingest
-from .quarantine import requeue
+from .requeue import requeue
 
 # %% auto #0
 __all__ = ['STYLE', 'ANY', 'NONE', 'plot_spec', 'plot_svg', 'overview', 'rejections_frame', 'exports_frame', 'requeue_job',

@@ -460,7 +460,7 @@ def cmd_flush(a, cfg: Config):
 
 
 def cmd_requeue(a, cfg: Config):
-    from artifact_bus.quarantine import requeue
+    from artifact_bus.requeue import requeue
 
     rep = requeue(a.job_id, config=cfg, ingest_now=not a.no_ingest)
     if rep is None:

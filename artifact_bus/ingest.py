@@ -5,41 +5,40 @@
 # %% ../nbs/04_ingest.ipynb #e1f37596
 from __future__ import annotations
 
-import errno
 import functools
-import hashlib
 import html
-import json
 import logging
 import os
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
 import duckdb
-import pyarrow as pa
 
-from .catalog_db import WriterLock, bump_version, catalog_version, refresh_views, writer_connection
+from .catalog_db import WriterLock, bump_version, catalog_version, writer_connection
 from .snapshots import publish
+from artifact_bus.checks import (
+    _admit,
+    _as_run_error,
+    _check_files,
+    _check_with_duckdb,
+    _dedupe,
+    _first_line,
+    _reader_schema,
+    machine_fault,
+)
 from .compact import compact_kinds, remove_orphan_segments
-from .contracts import check_contract, load_contracts, merge_type
 from artifact_bus.core import (
     BusError,
     BusUnavailable,
     Config,
     atomic_write,
-    fsync_dir,
-    job_day,
     load_config,
     progress_bar,
     read_current,
     require_mounted,
-    sql_str,
-    to_json,
     utcnow,
 )
 from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
@@ -47,18 +46,14 @@ from artifact_bus.inbox import (
     INTENT,  # noqa: F401 (re-exported: callers import it from here)
     clear_intent,
     inbox_entries,
-    read_intent,
     reap,
-    write_intent,
 )
-from .protocol import Rejection, validate_job
-from .quarantine import LAYOUT, PAYLOAD, quarantine_entry, release_entry
+from .landing import _move, _plan, _record, _rollback, recover
 
 log = logging.getLogger("artifact_bus")
 
 # %% auto #0
-__all__ = ['log', 'RUN_COUNTER', 'clean_leftovers', 'machine_fault', 'Report', 'recover', 'isolate', 'ingest', 'next_run_no',
-           'record_run']
+__all__ = ['log', 'RUN_COUNTER', 'clean_leftovers', 'Report', 'ingest', 'next_run_no', 'record_run']
 
 # %% ../nbs/04_ingest.ipynb #02878b83
 def clean_leftovers(config: Config) -> list[Path]:
@@ -78,30 +73,6 @@ def clean_leftovers(config: Config) -> list[Path]:
             p.unlink()
             gone.append(p)
     return gone
-
-
-_MACHINE_ERRNOS = {errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-
-
-def machine_fault(e: BaseException) -> bool:
-    """Is `e` a problem of this machine (disk, memory, the catalog file) rather than of one job's content?
-    Only those may fail a run; anything a job provokes costs that job alone."""
-    if isinstance(e, OSError):
-        return e.errno is None or e.errno in _MACHINE_ERRNOS
-    if isinstance(e, (duckdb.IOException, duckdb.OutOfMemoryException, MemoryError)):
-        return True
-    return not isinstance(e, Exception)  # KeyboardInterrupt, SystemExit
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-
-
-def _as_run_error(e: BaseException) -> BaseException:
-    "A machine fault as the operator should read it: a full disk is a full disk, whatever layer met it."
-    if "No space left on device" in str(e) or getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
-        return BusUnavailable(f"disk full: {_first_line(e)} (nothing was lost: the next run finishes the batch)")
-    return e
 
 # %% ../nbs/04_ingest.ipynb #2f2785a4
 @dataclass
@@ -176,624 +147,6 @@ class Report:
                 f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}"
             )
         return s
-
-# %% ../nbs/04_ingest.ipynb #14afec69
-def _free_name(folder: Path, name: str) -> Path:
-    "`folder/name`, or `folder/name~2`, `~3`… when taken (a job id seen twice)."
-    p, n = folder / name, 1
-    while os.path.lexists(p):
-        n += 1
-        p = folder / f"{name}~{n}"
-    return p
-
-
-def recover(con, config: Config) -> int:
-    "Finish or undo the moves of a batch whose run crashed; returns how many jobs went back to the inbox."
-    intent = read_intent(config)
-    if intent is None:
-        return 0
-    ids = [m["job_id"] for m in intent["moves"]]
-    known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
-    known_rej = {
-        r[0] for r in con.execute("SELECT path FROM catalog.rejections WHERE job_id = ANY(?)", [ids]).fetchall()
-    }
-    back = 0
-    for m in intent["moves"]:
-        done = m["path"] in known_rej if m["to"] == "rejected" else m["job_id"] in known
-        if not done:
-            back += _undo(config, m)
-    fsync_dir(config.inbox)
-    clear_intent(config)
-    if back:
-        log.warning("recovered from an interrupted ingest: %d jobs back in the inbox", back)
-    return back
-
-
-def _undo(config: Config, m: dict) -> int:
-    "Put back one journaled move that no transaction recorded; 1 when an entry returned to the inbox."
-    src = config.root / m["path"]
-    if m.get("from") and os.path.lexists(
-        config.root / m["from"]
-    ):  # a job taken out of the store again, not yet quarantined
-        os.rename(config.root / m["from"], _free_name(config.inbox, m["name"]))
-        return 1
-    if m["to"] == "rejected" and m.get("layout") == LAYOUT:
-        return int(os.path.lexists(src) and release_entry(src, _free_name(config.inbox, m["name"]), LAYOUT))
-    if m["to"] == "rejected":
-        return _undo_layout1(config, m)
-    if not os.path.lexists(src):
-        return 0
-    os.rename(src, _free_name(config.inbox, m["name"]))
-    return 1
-
-
-def _undo_layout1(config: Config, m: dict) -> int:
-    "A quarantine move journaled by a writer of quarantine layout 1 (the reason written inside the job folder)."
-    src, left = config.root / m["path"], config.inbox / m["name"]
-    if not os.path.lexists(src) and os.path.isdir(left) and not os.path.islink(left):
-        for f in left.glob(".reason.json.*.tmp"):
-            f.unlink()  # killed while writing the reason: start over
-        if (left / "reason.json.payload").exists():
-            (left / "reason.json").unlink(missing_ok=True)
-            os.rename(left / "reason.json.payload", left / "reason.json")
-        elif (left / "reason.json").exists():
-            (left / "reason.json").unlink()
-    if not os.path.lexists(src):
-        return 0
-    dest = _free_name(config.inbox, m["name"])
-    if m.get("folder", True):
-        release_entry(src, dest, 1)
-    else:
-        os.rename(src / m["name"], dest)
-        (src / "reason.json").unlink(missing_ok=True)
-        src.rmdir()
-    return 1
-
-# %% ../nbs/04_ingest.ipynb #ae7605c6
-@dataclass(eq=False)  # compared and hashed by identity: one object per inbox entry
-class _Entry:
-    "One inbox entry on its way through a batch."
-
-    name: str
-    outcome: str = "store"  # store | duplicates | rejected | held | vanished
-    manifest: dict | None = None
-    reason: dict | None = None  # rejected or held: code, field, message
-    dup_of: str | None = None
-    replaces: list = field(default_factory=list)
-    columns: dict = field(default_factory=dict)  # (kind, lower-case name) -> (name, type) this job widens
-    path: str | None = None  # its destination, relative to the root
-    came_from: str | None = None  # taken back out of the store (step 7): where it was
-
-    def reject(self, code: str, message: str, where: str | None = None) -> None:
-        self.outcome, self.reason = "rejected", {"code": code, "field": where, "message": message}
-
-
-_VALIDATORS = min(4, os.cpu_count() or 1)  # hashing releases the GIL: checksums of several jobs run on several cores
-_PARALLEL_BYTES = 4 << 20  # below this per job, validation is mostly Python, and threads only fight over the GIL
-
-
-def _job_bytes(folder: Path) -> int:
-    "Bytes in a job folder; 0 for anything but a real folder (a symlink is never followed out of the inbox)."
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except OSError:
-        return 0
-    try:
-        with os.scandir(fd) as it:
-            return sum(e.stat(follow_symlinks=False).st_size for e in it)
-    except OSError:
-        return 0
-    finally:
-        os.close(fd)
-
-
-def _large_jobs(config: Config, names: list[str]) -> bool:
-    "Are these jobs large enough for parallel checksums to pay? Judged on the first few: a batch is usually alike."
-    sample = names[:3]
-    return bool(sample) and sum(_job_bytes(config.inbox / n) for n in sample) >= _PARALLEL_BYTES * len(sample)
-
-
-def _check_files(config: Config, names: list[str], never_committed=()) -> list[_Entry]:
-    "Step 1: each job's manifest, COMMIT, files, checksums and footers, read with pyarrow (on threads for large jobs)."
-
-    def check(name):
-        try:
-            if name in never_committed:
-                raise Rejection(
-                    "never_committed",
-                    f"no COMMIT after {config.tmp_max_age}s: its producer died mid-write",
-                    "COMMIT",
-                    name,
-                )
-            return validate_job(config.inbox / name, name), None
-        except BaseException as e:
-            return None, e  # handled below, in job order
-
-    if _VALIDATORS > 1 and len(names) > 1 and _large_jobs(config, names):
-        with ThreadPoolExecutor(max_workers=_VALIDATORS, thread_name_prefix="artifact-bus-validate") as pool:
-            checked = list(pool.map(check, names))
-    else:
-        checked = [check(n) for n in names]
-    out = []
-    for name, (m, err) in zip(names, checked):
-        e = _Entry(name, manifest=m)
-        if isinstance(err, FileNotFoundError):
-            log.warning("job %s vanished from the inbox during ingest", name)
-            continue
-        if isinstance(err, Rejection):
-            e.outcome, e.reason = "rejected", err.to_dict()
-        elif err is not None and machine_fault(err):
-            raise _as_run_error(err)
-        elif err is not None:  # anything else the job's content provokes must not block the jobs behind it
-            e.reject(
-                "unreadable" if isinstance(err, OSError) else "invalid",
-                f"validation failed: {type(err).__name__}: {_first_line(err)}",
-            )
-        out.append(e)
-    return out
-
-# %% ../nbs/04_ingest.ipynb #f0b2884b
-def isolate(items: list, attempt, errors=(Exception,)):
-    """Run `attempt(items)`. When it raises one of `errors`, find the items it fails on — a binary search for
-    the shortest failing prefix, once per culprit — and run it on the rest. Returns (result, {item: error}).
-    When even `attempt([])` fails, the fault is no item's: the first error is raised."""
-    items, bad = list(items), {}
-    while True:
-        try:
-            return attempt(items), bad
-        except errors as e:
-            err_hi = e
-        try:
-            attempt([])
-        except errors:
-            raise err_hi from None
-        lo, hi = 0, len(items)  # attempt(items[:lo]) succeeds, attempt(items[:hi]) fails
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            try:
-                attempt(items[:mid])
-                lo = mid
-            except errors as e:
-                hi, err_hi = mid, e
-        culprit = items.pop(hi - 1)
-        try:
-            attempt([culprit])
-            bad[culprit] = err_hi  # it fails only beside the others
-        except errors as e:
-            bad[culprit] = e
-
-# %% ../nbs/04_ingest.ipynb #3df888d6
-_ENGINE_SQL = (
-    "SELECT _bus_file, count(*), bit_xor(hash(COLUMNS(* EXCLUDE (_bus_file)))) "
-    "FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) GROUP BY ALL"
-)
-
-
-def _read_rows(con, paths: list[str]) -> dict[str, int]:
-    "Rows DuckDB reads from each file, decoding every value, with the options the views use."
-    if not paths:
-        return {}
-    got = {f: n for f, n, *_ in con.execute(_ENGINE_SQL.format(files=", ".join(map(sql_str, paths)))).fetchall()}
-    return {p: got.get(p, 0) for p in paths}
-
-
-def _check_with_duckdb(con, config: Config, entries: list[_Entry]) -> None:
-    """Step 2: DuckDB, the engine that will serve the views, reads every value of every new file — one
-    query per kind, the files that break it found by `isolate`. A file it cannot read, or whose rows it
-    counts differently from the footer and the manifest, costs its job."""
-    by_kind = {}
-    for e in entries:
-        if e.outcome != "store":
-            continue
-        for i, a in enumerate(e.manifest["artifacts"]):
-            by_kind.setdefault(a["kind"], []).append((os.path.join(config.inbox, e.name, a["file"]), e, i))
-    for files in by_kind.values():
-        counts, bad = isolate([p for p, _, _ in files], lambda ps: _read_rows(con, ps), duckdb.Error)
-        for p, e, i in files:
-            a = e.manifest["artifacts"][i]
-            if e.outcome != "store":
-                continue
-            if p in bad:
-                e.reject(
-                    "unreadable", f"{a['file']}: DuckDB cannot read it: {_first_line(bad[p])}", f"artifacts[{i}].file"
-                )
-            elif counts[p] != a["rows"]:
-                e.reject(
-                    "row_count_mismatch",
-                    f"{a['file']}: DuckDB reads {counts[p]} rows, the manifest says {a['rows']}",
-                    f"artifacts[{i}].rows",
-                )
-
-# %% ../nbs/04_ingest.ipynb #147f130c
-def _reader_schema(con) -> dict:
-    "Each kind's reader schema: lower-case column name -> (name, type), from `catalog.kind_columns`."
-    rows = con.execute("SELECT kind, lname, name, type FROM catalog.kind_columns").fetchall()
-    if not rows and con.execute("SELECT count(*) FROM catalog.artifacts").fetchone()[0]:
-        rows = _backfill_reader_schema(con)  # a catalog from before the table: once
-    out = {}
-    for kind, lname, name, typ in rows:
-        out.setdefault(kind, {})[lname] = (name, typ)
-    return out
-
-
-def _backfill_reader_schema(con) -> list[tuple]:
-    cols = {}
-    for kind, schema in con.execute(
-        "SELECT kind, schema FROM (SELECT kind, schema::VARCHAR AS schema, min(ingested_at) AS t "
-        "FROM catalog.artifacts GROUP BY ALL) ORDER BY t"
-    ).fetchall():
-        for f in json.loads(schema)["fields"]:
-            old = cols.get((kind, f["name"].lower()))
-            new = merge_type(old[1], f["type"]) if old else f["type"]
-            if new:
-                cols[(kind, f["name"].lower())] = (old[0] if old else f["name"], new)
-    rows = [(k, ln, n, t) for (k, ln), (n, t) in cols.items()]
-    if rows:
-        con.executemany("INSERT INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)", rows)
-    return rows
-
-
-def _merge_columns(schema: dict, m: dict, job_id: str) -> dict:
-    """The columns a job adds to or widens in its kinds' reader schemas, each artifact checked against the
-    kind's schema and the job's earlier artifacts; raises `Rejection` on a column that cannot be read as one."""
-    out = {}
-    for i, a in enumerate(m["artifacts"]):
-        for f in a["schema"]["fields"]:
-            key = (a["kind"], f["name"].lower())
-            old = out.get(key) or schema.get(a["kind"], {}).get(key[1])
-            if old is None:
-                out[key] = (f["name"], f["type"])
-                continue
-            new = merge_type(old[1], f["type"])
-            if new is None:
-                raise Rejection(
-                    "schema_conflict",
-                    f"{a['kind']} artifact {a['name']!r}: column {f['name']!r} is {f['type']} but earlier "
-                    f"{a['kind']} artifacts have {old[1]}: the two cannot be read as one column without losing "
-                    f"information",
-                    f"artifacts[{i}].schema",
-                    job_id,
-                )
-            if new != old[1]:
-                out[key] = (old[0], new)
-    return out
-
-
-def _admit(con, config: Config, entries: list[_Entry], schema: dict) -> None:
-    """Step 3: a job id not ingested before, each kind's contract, and each kind's reader schema. A job of a
-    kind whose contract file is broken is held in the inbox until the file is fixed."""
-    ids = [e.name for e in entries if e.outcome == "store"]
-    known = {r[0] for r in con.execute("SELECT job_id FROM catalog.jobs WHERE job_id = ANY(?)", [ids]).fetchall()}
-    broken = {}
-    contracts = load_contracts(config, broken=broken)
-    for e in entries:
-        if e.outcome != "store":
-            continue
-        try:
-            if e.name in known:
-                raise Rejection("duplicate_job_id", "job id was already ingested", "job_id", e.name)
-            if held := sorted({a["kind"] for a in e.manifest["artifacts"]} & broken.keys()):
-                e.outcome, e.reason = (
-                    "held",
-                    {
-                        "code": "contract_broken",
-                        "field": None,
-                        "message": f"waits until the {held[0]} contract is fixed: {broken[held[0]]}",
-                    },
-                )
-                continue
-            for i, a in enumerate(e.manifest["artifacts"]):
-                if a["kind"] in contracts:
-                    check_contract(a, contracts[a["kind"]], job_id=e.name, index=i)
-            e.columns = _merge_columns(schema, e.manifest, e.name)
-            for (kind, lname), col in e.columns.items():
-                schema.setdefault(kind, {})[lname] = col
-        except Rejection as r:
-            e.outcome, e.reason = "rejected", r.to_dict()
-        except Exception as x:
-            e.reject("invalid", f"validation failed: {type(x).__name__}: {_first_line(x)}")
-
-# %% ../nbs/04_ingest.ipynb #d67234d8
-def _signature(arts) -> list[str]:
-    return sorted(f"{a['name']}={a['checksum']}" for a in arts)
-
-
-def _dedupe(con, entries: list[_Entry]) -> None:
-    """Step 4: a job whose key is already current is a duplicate of the job holding it — unless it sets
-    `replace` and its content (the artifacts' checksums) differs: then it replaces that job in the views."""
-    keyed = [e for e in entries if e.outcome == "store" and e.manifest.get("key")]
-    if not keyed:
-        return
-    current = dict(
-        con.execute(
-            "SELECT key, job_id FROM catalog.jobs WHERE status = 'accepted' AND key = ANY(?)",
-            [list({e.manifest["key"] for e in keyed})],
-        ).fetchall()
-    )
-    sums = (
-        {
-            j: sorted(s)
-            for j, s in con.execute(
-                "SELECT job_id, list(name || '=' || checksum) FROM catalog.artifacts WHERE job_id = ANY(?) GROUP BY "
-                "job_id",
-                [list(current.values())],
-            ).fetchall()
-        }
-        if current
-        else {}
-    )
-    for e in keyed:
-        k, sig = e.manifest["key"], _signature(e.manifest["artifacts"])
-        cur = current.get(k)
-        if cur is not None and not (e.manifest.get("replace") and sums.get(cur) != sig):
-            e.outcome, e.dup_of = "duplicates", cur
-            continue
-        if cur is not None:
-            e.replaces = [cur]
-        current[k], sums[e.name] = e.name, sig
-
-# %% ../nbs/04_ingest.ipynb #218ba866
-def _unshare(config: Config, e: _Entry) -> None:
-    """Copy each file of the job that has another hard link, checking its checksum on the way: otherwise
-    whoever holds the other link could change the stored bytes under the catalog."""
-    for i, a in enumerate(e.manifest["artifacts"]):
-        p = config.inbox / e.name / a["file"]
-        if os.lstat(p).st_nlink < 2:
-            continue
-        tmp, h = config.root / f".unshare-{e.name}-{a['file']}.tmp", hashlib.sha256()
-        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as src, open(tmp, "wb") as dst:
-            while chunk := src.read(1 << 20):
-                h.update(chunk)
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if "sha256:" + h.hexdigest() != a["checksum"]:
-            tmp.unlink()
-            raise Rejection(
-                "checksum_mismatch",
-                f"{a['file']}: changed while it was copied (it has another hard link)",
-                f"artifacts[{i}].checksum",
-                e.name,
-            )
-        os.replace(tmp, p)  # the job's name now holds its own copy; the producer's other link is left alone
-
-
-def _journal(entries: list[_Entry]) -> list[dict]:
-    return [
-        {
-            "job_id": e.name,
-            "name": e.name,
-            "to": e.outcome,
-            "path": e.path,
-            "layout": LAYOUT,
-            **({"from": e.came_from} if e.came_from else {}),
-        }
-        for e in entries
-        if e.path is not None
-    ]
-
-
-def _plan(config: Config, entries: list[_Entry], run_no: int) -> bool:
-    "Step 5: each entry's destination, journaled before anything moves. False when nothing is to move."
-    for e in entries:
-        if e.outcome == "store":
-            try:
-                _unshare(config, e)
-            except Rejection as r:
-                e.outcome, e.reason = "rejected", r.to_dict()
-            except OSError as x:
-                if machine_fault(x):
-                    raise _as_run_error(x)
-                e.reject("unreadable", f"cannot copy a hard-linked file: {_first_line(x)}")
-        if e.outcome == "store":
-            e.path = f"store/{job_day(e.name)}/{e.name}"
-        elif e.outcome in ("rejected", "duplicates"):
-            folder = config.duplicates if e.outcome == "duplicates" else config.rejected
-            e.path = str(_free_name(folder, e.name).relative_to(config.root))
-    moves = _journal(entries)
-    if moves:
-        write_intent(config, run_no, moves)
-    return bool(moves)
-
-
-def _quarantine(config: Config, e: _Entry, src: Path, now: datetime) -> None:
-    reason = {**e.reason, "job_id": e.name, "rejected_at": now.isoformat(), "source": f"inbox/{e.name}"}
-    quarantine_entry(src, config.root / e.path, reason)
-
-
-def _move(config: Config, entries: list[_Entry], now: datetime) -> None:
-    "Step 6: accepted jobs into the store, duplicates aside, rejected entries into quarantine with their reason."
-    touched = {config.inbox}
-    for e in entries:
-        if e.path is None:
-            continue
-        src, dest = config.inbox / e.name, config.root / e.path
-        if dest.parent not in touched:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            touched.add(dest.parent)
-        try:
-            if e.outcome == "rejected":
-                _quarantine(config, e, src, now)
-                touched.add(dest)
-            else:
-                os.rename(src, dest)
-        except FileNotFoundError:
-            if os.path.lexists(src):
-                raise _as_run_error(BusError(f"cannot move {e.name}: {dest.parent} vanished"))
-            log.warning("job %s vanished from the inbox during ingest", e.name)
-            e.outcome, e.path = "vanished", None
-        except OSError as x:
-            raise _as_run_error(x)
-    for d in touched:
-        fsync_dir(d)
-
-# %% ../nbs/04_ingest.ipynb #9b428669
-def _clean(s):
-    "Text a catalog column can hold, whatever a rejected manifest carried."
-    return None if not isinstance(s, str) else s.replace("\x00", "\\0").encode("utf-8", "backslashreplace").decode()
-
-
-def _ts(s):
-    try:
-        return datetime.fromisoformat(s)
-    except (TypeError, ValueError):
-        return None
-
-
-def _rows(config: Config, entries: list[_Entry], run_no: int, now: datetime) -> dict[str, list]:
-    "The catalog rows of a batch: jobs, artifacts and rejections."
-    jobs, arts, rejs = [], [], []
-    for e in entries:
-        m = e.manifest
-        if e.outcome == "rejected":
-            man = _peek_manifest(config.root / e.path / PAYLOAD)
-            rejs.append(
-                {
-                    "job_id": _clean(e.name),
-                    "rejected_at": now,
-                    "code": e.reason["code"],
-                    "field": _clean(e.reason["field"]),
-                    "message": _clean(e.reason["message"]),
-                    "path": e.path,
-                    "run_id": man.get("run_id"),
-                    "producer": man.get("producer"),
-                    "ingest_run": run_no,
-                    "status": "rejected",
-                }
-            )
-        elif e.outcome in ("store", "duplicates"):
-            jobs.append(
-                {
-                    "job_id": e.name,
-                    "status": "duplicate" if e.dup_of else "accepted",
-                    "run_id": m.get("run_id"),
-                    "producer": m.get("producer"),
-                    "key": m.get("key"),
-                    "duplicate_of": e.dup_of,
-                    "submitted_at": _ts(m.get("submitted_at")),
-                    "ingested_at": now,
-                    "ingest_run": run_no,
-                    "path": e.path,
-                    "n_artifacts": len(m["artifacts"]),
-                    "rows": sum(a["rows"] for a in m["artifacts"]),
-                    "bytes": sum(a["bytes"] for a in m["artifacts"]),
-                    "meta": to_json(m.get("meta") or {}),
-                    "lineage": to_json(m.get("lineage") or {}),
-                }
-            )
-        if e.outcome == "store":
-            arts += [
-                {
-                    "job_id": e.name,
-                    "name": a["name"],
-                    "kind": a["kind"],
-                    "file": a["file"],
-                    "path": f"{e.path}/{a['file']}",
-                    "rows": a["rows"],
-                    "bytes": a["bytes"],
-                    "checksum": a["checksum"],
-                    "schema": to_json(a["schema"]),
-                    "run_id": m.get("run_id"),
-                    "producer": m.get("producer"),
-                    "submitted_at": _ts(m.get("submitted_at")),
-                    "ingested_at": now,
-                }
-                for a in m["artifacts"]
-            ]
-    return {"jobs": jobs, "artifacts": arts, "rejections": rejs}
-
-
-def _peek_manifest(folder: Path) -> dict:
-    "Best-effort run_id and producer of a rejected job, for the catalog row (never trusted beyond that)."
-    try:
-        if folder.is_symlink() or not folder.is_dir():
-            return {}  # a symlinked job folder is never followed
-        p = folder / "manifest.json"
-        if p.is_symlink() or p.stat().st_size > (1 << 20):
-            return {}
-        m = json.loads(p.read_text())
-        return {k: _clean(m.get(k)) for k in ("run_id", "producer")} if isinstance(m, dict) else {}
-    except (OSError, ValueError, RecursionError):
-        return {}
-
-
-def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
-    """Insert a batch's rows, retire what it replaces, widen reader schemas, refresh the views it touches; returns the
-    kinds."""
-    rows = _rows(config, entries, run_no, now)
-    for table, rs in rows.items():
-        if rs:
-            con.register("__rows", pa.Table.from_pylist(rs))
-            try:
-                con.execute(f"INSERT INTO catalog.{table} BY NAME SELECT * FROM __rows")
-            finally:
-                con.unregister("__rows")
-    kinds = {a["kind"] for a in rows["artifacts"]}
-    for e in entries:
-        if e.outcome != "store":
-            continue
-        for old in e.replaces:
-            con.execute("UPDATE catalog.jobs SET status = 'replaced', replaced_by = ?, _v = NULL WHERE job_id = ?", [e.name, old])
-            kinds |= {
-                r[0]
-                for r in con.execute(
-                    "UPDATE catalog.artifacts SET replaced_by = ?, _v = NULL WHERE job_id = ? RETURNING kind", [e.name, old]
-                ).fetchall()
-            }
-        for (kind, lname), (name, typ) in e.columns.items():
-            con.execute("INSERT OR REPLACE INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)", [kind, lname, name, typ])
-    refresh_views(con, config.root, kinds=kinds)
-    bump_version(con)
-    return kinds
-
-
-def _rollback(con) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error:
-        pass  # never hide the error that brought us here behind "no transaction is active"
-
-
-def _transaction(con, config, entries, run_no, now, commit: bool = True) -> set[str]:
-    con.execute("BEGIN TRANSACTION")
-    try:
-        kinds = _write_rows(con, config, entries, run_no, now)
-        con.execute("COMMIT" if commit else "ROLLBACK")
-        return kinds
-    except BaseException:
-        _rollback(con)
-        raise
-
-# %% ../nbs/04_ingest.ipynb #cf45f2cf
-def _record(con, config: Config, entries: list[_Entry], run_no: int, now: datetime) -> set[str]:
-    """Step 7: the batch's catalog rows in one transaction. When the catalog refuses a job's rows or views,
-    the jobs it fails on are found by `isolate` (trial transactions, rolled back), taken back out of the
-    store into quarantine — journaled first — and the rest is recorded."""
-    try:
-        return _transaction(con, config, entries, run_no, now)
-    except duckdb.Error as err:
-        if machine_fault(err):
-            raise _as_run_error(err) from None
-        first = err
-    landed = [e for e in entries if e.outcome in ("store", "duplicates")]
-    others = [e for e in entries if e not in landed]
-    _, bad = isolate(landed, lambda es: _transaction(con, config, others + es, run_no, now, commit=False), duckdb.Error)
-    if not bad:
-        raise first
-    for e, x in bad.items():
-        e.came_from, e.path = e.path, str(_free_name(config.rejected, e.name).relative_to(config.root))
-        e.outcome, e.replaces, e.dup_of = "rejected", [], None
-        e.reason = {"code": "unrecordable", "field": None, "message": f"the catalog refused it: {_first_line(x)}"}
-    write_intent(config, run_no, _journal(entries))
-    for e in bad:
-        quarantine_entry(
-            config.root / e.came_from,
-            config.root / e.path,
-            {**e.reason, "job_id": e.name, "rejected_at": now.isoformat(), "source": f"inbox/{e.name}"},
-        )
-    fsync_dir(config.rejected)
-    return _transaction(con, config, entries, run_no, now)
 
 # %% ../nbs/04_ingest.ipynb #1883f1dc
 def _process_batch(con, config: Config, names: list[str], run_no: int, report: Report, never_committed=()) -> None:
@@ -874,17 +227,7 @@ def ingest(
             _ingest_batches(con, config, report, names, stop, progress)
             if report.accepted or report.rejected or report.duplicates or report.recovered or record_run:
                 report.seconds = time.perf_counter() - t0
-                _insert_run(
-                    con,
-                    report.run_no,
-                    started,
-                    "ok",
-                    len(report.accepted),
-                    len(report.rejected),
-                    len(report.duplicates),
-                    notebook,
-                    None,
-                )
+                _insert_report(con, report, started, "ok", notebook, None)
                 recorded = True
             _publish(con, config, report, stop)
             _exports(con, config, report, exports, progress)
@@ -926,7 +269,7 @@ def _prepare(con, config: Config, report: Report, max_jobs: int | None) -> list[
         names, report.remaining = names[:max_jobs], max(0, len(names) - max_jobs)
     return names
 
-
+# %% ../nbs/04_ingest.ipynb #82a0fb64
 def _ingest_batches(con, config: Config, report: Report, names: list[str], stop, progress) -> None:
     "Ingest `names` in batches of `batch_size`; between batches publish, compact, and check `stop()`."
     # catch up: accepted earlier, not mirrored yet
@@ -988,7 +331,7 @@ def _exports(con, config: Config, report: Report, exports: bool, progress) -> No
         except BusError as e:
             log.error("exports not journaled: %s", e)
 
-
+# %% ../nbs/04_ingest.ipynb #34b38573
 def _pull(con, config, report, max_jobs=None) -> None:
     """Bring the jobs committed on object storage into the inbox; an unreachable store is logged, the local inbox still
     ingested."""
@@ -1040,7 +383,7 @@ def _compact(con, config: Config, kinds: set, report: Report) -> int:
             report.warnings.append(msg)
     return made
 
-
+# %% ../nbs/04_ingest.ipynb #5ba87a4a
 RUN_COUNTER = "last_run_no"  # in the root, not the catalog: an ingest that finds nothing changes no table
 
 
@@ -1086,6 +429,21 @@ def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, n
     bump_version(con)
 
 
+def _insert_report(con, report: Report, started, outcome: str, notebook: str | None, error: str | None) -> None:
+    "Insert the run's row with its report's counts."
+    _insert_run(
+        con,
+        report.run_no,
+        started,
+        outcome,
+        len(report.accepted),
+        len(report.rejected),
+        len(report.duplicates),
+        notebook,
+        error,
+    )
+
+
 def _record_run(con, config, report, started, outcome, error, notebook, update=False):
     try:
         if update:
@@ -1095,17 +453,7 @@ def _record_run(con, config, report, started, outcome, error, notebook, update=F
             )
             bump_version(con)
         else:
-            _insert_run(
-                con,
-                report.run_no,
-                started,
-                outcome,
-                len(report.accepted),
-                len(report.rejected),
-                len(report.duplicates),
-                notebook,
-                error,
-            )
+            _insert_report(con, report, started, outcome, notebook, error)
         report.snapshot = publish(con, config, run=report.run_no)["snapshot"]
     except Exception as e:  # never hide the original failure behind a bookkeeping one
         log.error("could not record ingest run %s: %s", report.run_no, e)

@@ -34,6 +34,9 @@ LAYERS = {
     "catalog_db": "writer",
     "inbox": "writer",
     "ingest": "writer",
+    "checks": "writer",
+    "landing": "writer",
+    "requeue": "writer",
     "quarantine": "writer",
     "export": "writer",
     "compact": "writer",
@@ -104,6 +107,33 @@ def crossings(source: str, module: str) -> list[str]:
     return bad
 
 
+def module_imports(source: str, module: str) -> set[str]:
+    "The package's modules that the module `module` with this source imports, anywhere in it."
+    deps = set()
+    for _, name in imported(ast.parse(source)):
+        top, _, rest = name.partition(".")
+        if top == "artifact_bus" and (dep := rest.split(".")[0] or "__init__") != module:
+            deps.add(dep)
+    return deps
+
+
+def circles(graph: dict[str, set[str]]) -> list[str]:
+    "Each import circle in `graph` (module -> the modules it imports), once, as `a -> b -> a`."
+    out = set()
+    for start in graph:
+        paths, seen = [[start]], {start}
+        while paths:  # breadth first: the shortest way back to `start`
+            path = paths.pop(0)
+            for nxt in sorted(graph.get(path[-1], ())):
+                if nxt == start:
+                    i = path.index(min(path))  # the same circle, whichever module it was found from
+                    out.add(" -> ".join(path[i:] + path[:i] + [path[i]]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    paths.append(path + [nxt])
+    return sorted(out)
+
+
 def test_every_module_has_a_layer():
     modules = {p.stem for p in PACKAGE.glob("*.py")}
     assert not modules - set(LAYERS), f"modules with no layer (add them to LAYERS): {sorted(modules - set(LAYERS))}"
@@ -113,6 +143,21 @@ def test_every_module_has_a_layer():
 def test_no_module_crosses_its_layer():
     bad = [b for p in sorted(PACKAGE.glob("*.py")) for b in crossings(p.read_text(), p.stem)]
     assert not bad, "layer crossings:\n" + "\n".join(bad)
+
+
+def test_no_import_circle():
+    # a module never imports, even inside a function or for types only, a module that imports it back: the
+    # layout owners (quarantine, inbox) stay below the run that uses them (ingest, requeue)
+    graph = {p.stem: module_imports(p.read_text(), p.stem) for p in PACKAGE.glob("*.py")}
+    assert not circles(graph), "import circles:\n" + "\n".join(circles(graph))
+
+
+def test_the_check_finds_a_circle():
+    src = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from artifact_bus.ingest import Report\n"
+    assert module_imports(src, "quarantine") == {"ingest"}
+    graph = {"quarantine": {"core", "ingest"}, "ingest": {"core", "landing"}, "landing": {"quarantine"}, "core": set()}
+    assert circles(graph) == ["ingest -> landing -> quarantine -> ingest"]
+    assert circles({**graph, "quarantine": {"core"}}) == []
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ Contract: `from artifact_bus import submit, job, batch` loads the producer side 
 `.protocol`, `.submit`) and no third-party package that `import pyarrow.parquet` does not load already,
 apart from the producer's own light dependencies (fastjsonschema, python-ulid; numpy only where pyarrow
 itself loads it): no duckdb, no writer or
-reader module. Every name in `artifact_bus.__all__` resolves. `submit`, `ingest`, `catalog` and `export`
-are the API functions on the package, whichever of the function or the module of the same name was
+reader module. Every name in `artifact_bus.__all__` resolves. `submit`, `ingest`, `catalog`, `export` and
+`requeue` are the API functions on the package, whichever of the function or the module of the same name was
 imported first.
 """
 
@@ -97,7 +97,7 @@ def test_every_public_name_resolves():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-@pytest.mark.parametrize("name", ["submit", "ingest", "catalog", "export"])
+@pytest.mark.parametrize("name", ["submit", "ingest", "catalog", "export", "requeue"])
 @pytest.mark.parametrize(
     "first",
     [
