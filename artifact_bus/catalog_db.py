@@ -112,7 +112,8 @@ def ensure_schema(con) -> None:
     got = (con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchall() or [None])[0]
     if got is None:
         con.execute(
-            "INSERT INTO catalog.bus_info (key, value) VALUES ('schema_version', ?), ('catalog_version', '0')", [str(SCHEMA_VERSION)]
+            "INSERT INTO catalog.bus_info (key, value) VALUES ('schema_version', ?), ('catalog_version', '0')",
+            [str(SCHEMA_VERSION)],
         )
     elif int(got[0]) > SCHEMA_VERSION:
         raise BusError(
@@ -267,9 +268,10 @@ def loose_sql(kind: str, files: list, rows: int | None = None) -> str:
     up to `UNION_MAX` of them, are read file by file with the two columns as constants, which costs nothing
     when a query does not use them. Many or small files are read in one scan per run (`_run_id` a constant,
     so a query on one run reads only its files): a file's job is the folder it sits in
-    (`store/<day>/<job_id>/`), so a query reads no catalog table and rows keep the files' order. Either way columns are matched by name, and each file's own footer says its
-    types: two files whose manifests declare the same schema may still store a column differently (an INT96
-    timestamp beside an INT64 one), so no file's types are assumed from another's."""
+    (`store/<day>/<job_id>/`), so a query reads no catalog table and rows keep the files' order.
+    Either way columns are matched by name, and each file's own footer says its types: two files whose
+    manifests declare the same schema may still store a column differently (an INT96 timestamp beside an
+    INT64 one), so no file's types are assumed from another's."""
     if len(files) <= UNION_MAX and (rows is None or rows >= UNION_MIN_ROWS * len(files)):
         return "\nUNION ALL BY NAME\n".join(
             f"SELECT *, {_lit(j)} AS _job_id, {_lit(r)} AS _run_id FROM read_parquet({sql_str(p)})" for p, j, r in files

@@ -18,8 +18,8 @@ from .core import BusError, Config, load_config, to_json
 
 # %% auto #0
 __all__ = ['FORMATS', 'SUMMARY_SQL', 'COMMANDS', 'build_parser', 'render', 'cmd_init', 'cmd_submit', 'cmd_ingest', 'cmd_catalog',
-           'cmd_runs', 'cmd_read', 'cmd_export', 'cmd_status', 'cmd_flush', 'cmd_requeue', 'cmd_doctor', 'cmd_daemon',
-           'cmd_scan', 'main']
+           'cmd_runs', 'cmd_read', 'cmd_export', 'cmd_status', 'cmd_flush', 'cmd_versions', 'cmd_retire', 'cmd_gc',
+           'cmd_requeue', 'cmd_doctor', 'cmd_daemon', 'cmd_scan', 'main']
 
 # %% ../nbs/10_cli.ipynb #44fcb3e2
 _JSON_ERRORS = False  # set by main() when --json is on the command line: errors are then a JSON object too
@@ -102,6 +102,11 @@ def _reader_commands(sub) -> None:
         description="Run SQL on the latest published snapshot; without SQL, print a summary per kind.",
     )
     p.add_argument("sql", nargs="?", help="SQL to run, e.g. \"SELECT * FROM bus.fills LIMIT 5\"")
+    p.add_argument(
+        "--as-of",
+        metavar="VERSION|TIME",
+        help="read the catalog as it was then: a version number (see `versions`) or an ISO 8601 time (UTC if naive)",
+    )
     _format_opt(p)
     _common(p)
     p = sub.add_parser(
@@ -124,6 +129,11 @@ def _reader_commands(sub) -> None:
     p.add_argument("--where", help="SQL condition on the rows, e.g. \"qty > 100\"")
     p.add_argument("--columns", help="comma-separated columns to print (default: all)")
     p.add_argument("--limit", type=int, help="print at most N rows")
+    p.add_argument(
+        "--as-of",
+        metavar="VERSION|TIME",
+        help="read the catalog as it was then: a version number (see `versions`) or an ISO 8601 time (UTC if naive)",
+    )
     _format_opt(p)
     _common(p)
 
@@ -173,6 +183,39 @@ def _operator_commands(sub) -> None:
     _common(p)
 
 
+def _history_commands(sub) -> None:
+    "versions, retire, gc: the catalog's history."
+    p = sub.add_parser(
+        "versions",
+        help="list the catalog versions kept (time travel)",
+        description="One row per published version still kept: when, by which ingest run, how many rows changed.",
+    )
+    _format_opt(p)
+    _common(p)
+    p = sub.add_parser(
+        "retire",
+        help="take a run or a job out of the bus.<kind> views",
+        description="Take every accepted job of a run (or one job) out of the bus.<kind> views from the next version "
+        "on, recording who, when and why. Earlier versions still show it (catalog --as-of); gc removes its files "
+        "later.",
+    )
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--run-id", help="retire every accepted job of this run")
+    who.add_argument("--job-id", help="retire this job")
+    p.add_argument("--reason", required=True, help="why (recorded in catalog.retirements)")
+    p.add_argument("--by", help="who (default: user@host)")
+    _common(p)
+    p = sub.add_parser(
+        "gc",
+        help="remove what the retention policy allows",
+        description="Remove catalog versions, segments, files of long-retired jobs, and old rejected/, duplicates/ "
+        "and runs/ entries that the retention keys of the bus config allow, never what a kept version or an open "
+        "reader needs; record it in catalog.gc_log.",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    _common(p)
+
+
 def _service_commands(sub) -> None:
     "daemon and scan."
     p = sub.add_parser(
@@ -216,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_producer_commands, _reader_commands, _operator_commands, _service_commands):
+    for add in (_producer_commands, _reader_commands, _operator_commands, _history_commands, _service_commands):
         add(sub)
     return parser
 
@@ -344,7 +387,7 @@ def cmd_catalog(a, cfg: Config):
 
     from artifact_bus.catalog import catalog
 
-    with catalog(config=cfg) as con:
+    with catalog(config=cfg, as_of=a.as_of) as con:
         if a.sql:
             try:  # a relation runs when it is read (on duckdb 2.x even more lazily), so reading is inside the try
                 rel = con.sql(a.sql)
@@ -379,7 +422,7 @@ def cmd_read(a, cfg: Config):
     from artifact_bus.reader import read_relation
 
     cols = [c.strip() for c in a.columns.split(",") if c.strip()] if a.columns else None
-    with catalog(config=cfg) as con:
+    with catalog(config=cfg, as_of=a.as_of) as con:
         rel = read_relation(con, a.kind, run_id=a.run_id, job_id=a.job_id, where=a.where, columns=cols)
         return _out(rel.limit(a.limit) if a.limit else rel, a)
 
@@ -459,6 +502,31 @@ def cmd_flush(a, cfg: Config):
     return {"flushed": done}, f"flushed {len(done)} spooled jobs into {cfg.inbox}"
 
 
+def cmd_versions(a, cfg: Config):
+    from artifact_bus.catalog import catalog
+    from artifact_bus.reader import versions_relation
+
+    with catalog(config=cfg) as con:
+        return _out(versions_relation(con), a)
+
+
+def cmd_retire(a, cfg: Config):
+    from artifact_bus.retire import retire
+
+    r = retire(config=cfg, run_id=a.run_id, job_id=a.job_id, reason=a.reason, by=a.by)
+    data = {"jobs": r.jobs, "kinds": r.kinds, "version": r.version, "retired_by": r.retired_by, "reason": r.reason}
+    return data, str(r)
+
+
+def cmd_gc(a, cfg: Config):
+    from artifact_bus.gc import gc
+
+    r = gc(config=cfg, dry_run=a.dry_run)
+    data = {"dry_run": r.dry_run, "removals": [vars(x) for x in r.removals], "in_use": r.in_use, "version": r.version}
+    lines = [f"{x.what:10} {x.path}  ({x.reason})" for x in r.removals] + [str(r)]
+    return data, "\n".join(lines)
+
+
 def cmd_requeue(a, cfg: Config):
     from artifact_bus.requeue import requeue
 
@@ -528,6 +596,9 @@ COMMANDS = {
     "export": cmd_export,
     "flush": cmd_flush,
     "requeue": cmd_requeue,
+    "versions": cmd_versions,
+    "retire": cmd_retire,
+    "gc": cmd_gc,
     "status": cmd_status,
     "doctor": cmd_doctor,
     "daemon": cmd_daemon,
@@ -565,7 +636,14 @@ def _run(args) -> int:
                 raise _Problems("doctor found 1 problem(s): config") from None
         else:
             cfg = None if args.command == "scan" else load_config(args.root)  # type: ignore[assignment]   # scan reads code, not a bus
-        if args.command in ("status", "catalog", "doctor"):  # readers never take a mistyped root for an empty bus
+        if args.command in (
+            "status",
+            "catalog",
+            "doctor",
+            "versions",
+            "retire",
+            "gc",
+        ):  # readers never take a mistyped root for an empty bus
             from artifact_bus.health import require_bus
 
             require_bus(cfg)

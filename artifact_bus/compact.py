@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 from .catalog_db import WriterLock, bump_version, refresh_views, writer_connection
-from .snapshots import publish
 from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, sql_str, utcnow
+from .snapshots import publish
 
 # %% auto #0
 __all__ = ['SEGMENTS', 'remove_orphan_segments', 'compact_kinds', 'compact']
@@ -105,7 +105,8 @@ def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(
-            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [seg, kind, rel, len(group), want, size, utcnow()],
         )
         con.execute(

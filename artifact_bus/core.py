@@ -544,8 +544,8 @@ def to_json(obj, **kw) -> str:
     return json.dumps(obj, default=default, **kw)
 
 # %% ../nbs/00_core.ipynb #a5b15400
-def sql_str(s: str) -> str:
-    "A SQL string literal."
+def sql_str(s: str | os.PathLike) -> str:
+    "A SQL string literal (of a path, too)."
     return "'" + str(s).replace("'", "''") + "'"
 
 

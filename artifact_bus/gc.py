@@ -336,7 +336,8 @@ def _record(con, config: Config, report: GcReport, gone: list[tuple], due: list[
         )
         if gone:
             con.execute(
-                "UPDATE catalog.versions SET expired_at = ?, _v = NULL WHERE version = ANY(?)", [now, [r[0] for r in gone]]
+                "UPDATE catalog.versions SET expired_at = ?, _v = NULL WHERE version = ANY(?)",
+                [now, [r[0] for r in gone]],
             )
         if due:
             con.execute(

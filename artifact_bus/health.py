@@ -17,7 +17,6 @@ import duckdb
 
 from .catalog import catalog
 from .catalog_db import WriterLock, catalog_version, lock_holder, writer_connection
-from .snapshots import publish
 from .contracts import load_contracts
 from artifact_bus.core import (
     BusError,
@@ -34,6 +33,7 @@ from .export import export_status, load_exports, run_exports
 from .ingest import INTENT, inbox_entries
 from .protocol import checksum_file
 from .schedule import DAEMON_LOCK
+from .snapshots import publish
 from .submit import spooled_jobs
 
 # %% auto #0

@@ -18,7 +18,6 @@ from typing import Callable
 import duckdb
 
 from .catalog_db import WriterLock, bump_version, catalog_version, writer_connection
-from .snapshots import publish
 from artifact_bus.checks import (
     _admit,
     _as_run_error,
@@ -49,6 +48,7 @@ from artifact_bus.inbox import (
     reap,
 )
 from .landing import _move, _plan, _record, _rollback, recover
+from .snapshots import publish
 
 log = logging.getLogger("artifact_bus")
 
@@ -410,8 +410,8 @@ def next_run_no(con, config: Config) -> int:
 
 def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
     con.execute(
-        "INSERT INTO catalog.ingest_runs (run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, host, pid, "
-        "notebook, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO catalog.ingest_runs (run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, "
+        "host, pid, notebook, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_no,
             started,

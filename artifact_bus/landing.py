@@ -313,15 +313,22 @@ def _write_rows(con, config: Config, entries: list[_Entry], run_no: int, now: da
         if e.outcome != "store":
             continue
         for old in e.replaces:
-            con.execute("UPDATE catalog.jobs SET status = 'replaced', replaced_by = ?, _v = NULL WHERE job_id = ?", [e.name, old])
+            con.execute(
+                "UPDATE catalog.jobs SET status = 'replaced', replaced_by = ?, _v = NULL WHERE job_id = ?",
+                [e.name, old],
+            )
             kinds |= {
                 r[0]
                 for r in con.execute(
-                    "UPDATE catalog.artifacts SET replaced_by = ?, _v = NULL WHERE job_id = ? RETURNING kind", [e.name, old]
+                    "UPDATE catalog.artifacts SET replaced_by = ?, _v = NULL WHERE job_id = ? RETURNING kind",
+                    [e.name, old],
                 ).fetchall()
             }
         for (kind, lname), (name, typ) in e.columns.items():
-            con.execute("INSERT OR REPLACE INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)", [kind, lname, name, typ])
+            con.execute(
+                "INSERT OR REPLACE INTO catalog.kind_columns (kind, lname, name, type) VALUES (?, ?, ?, ?)",
+                [kind, lname, name, typ],
+            )
     refresh_views(con, config.root, kinds=kinds)
     bump_version(con)
     return kinds

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .catalog import catalog
+from .catalog import TimeTravelUnavailable, catalog  # noqa: F401 (re-exported)
 from .core import BusError, Config, NotFound, sql_str
 from .protocol import check_kind
 
@@ -26,15 +26,11 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # %% auto #0
-__all__ = ['RUNS_SQL', 'ARTIFACT_COLUMNS', 'SORTABLE', 'LINEAGE_FIELDS', 'TimeTravelUnavailable', 'read_relation', 'read',
-           'runs_relation', 'runs', 'compare', 'list_artifacts', 'filter_options', 'artifact_detail', 'numeric_columns',
-           'time_column', 'read_head', 'preview']
+__all__ = ['RUNS_SQL', 'VERSIONS_SQL', 'ARTIFACT_COLUMNS', 'SORTABLE', 'LINEAGE_FIELDS', 'read_relation', 'read', 'runs_relation',
+           'runs', 'versions_relation', 'versions', 'compare', 'list_artifacts', 'filter_options', 'artifact_detail',
+           'numeric_columns', 'time_column', 'read_head', 'preview']
 
 # %% ../nbs/18_reader.ipynb #456161e8
-class TimeTravelUnavailable(BusError):
-    "`as_of` asked for a catalog version this bus cannot give."
-
-
 def _ident(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
@@ -110,13 +106,8 @@ def read(
     """The rows of artifact kind `kind` from the latest published snapshot as a pandas DataFrame, with the
     bus's `_job_id` and `_run_id` columns: only run(s) `run_id`, job(s) `job_id`, rows matching the SQL
     expression `where`, the `columns` named. For Arrow or polars use `read_relation` on a `catalog()`
-    connection. `as_of` (a catalog version or time) is part of the contract, for time travel."""
-    if as_of is not None:
-        raise TimeTravelUnavailable(
-            f"read({kind!r}, as_of={as_of!r}): time travel is not available yet: this bus keeps "
-            f"no catalog versions to read from; read the latest snapshot (as_of=None)"
-        )
-    with catalog(root, config=config) as con:
+    connection. `as_of`: the catalog as it was then, a version number or a time (see `catalog`)."""
+    with catalog(root, config=config, as_of=as_of) as con:
         rel = read_relation(con, kind, run_id=run_id, job_id=job_id, where=where, columns=columns)
         try:
             return rel.df()
@@ -174,6 +165,24 @@ def runs(
     df["parameters"] = [json.loads(p) if isinstance(p, str) else p for p in df["parameters"]]
     df["kinds"] = [list(k) for k in df["kinds"]]
     return df
+
+# %% ../nbs/18_reader.ipynb #2bfa6d60
+VERSIONS_SQL = """
+SELECT version, timezone('UTC', published_at) AS published_at, ingest_run, changed_rows, snapshot
+FROM catalog.versions WHERE expired_at IS NULL ORDER BY version
+"""
+
+
+def versions_relation(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    "The versions kept, as a DuckDB relation on catalog connection `con` (see `versions`)."
+    return con.sql(VERSIONS_SQL)
+
+
+def versions(*, root: str | os.PathLike | None = None, config: Config | None = None) -> pd.DataFrame:
+    """One row per catalog version still kept, oldest first: `version`, `published_at` (naive UTC),
+    `ingest_run` (the run that published it, if any), `changed_rows` and its `snapshot` file."""
+    with catalog(root, config=config) as con:
+        return versions_relation(con).df()
 
 # %% ../nbs/18_reader.ipynb #6a4f8f7f
 def compare(

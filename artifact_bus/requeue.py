@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 
 from .catalog_db import WriterLock, bump_version, writer_connection
-from .snapshots import publish
 from .core import BusError, Config, NotFound, WriterBusy, fsync_dir, load_config
 from .ingest import Report, ingest
 from .quarantine import read_reason, release_entry
+from .snapshots import publish
 
 # %% auto #0
 __all__ = ['requeue']
@@ -35,7 +35,9 @@ def requeue(
         release_entry(src, dest)
         fsync_dir(config.inbox)
         fsync_dir(config.rejected)
-        con.execute("UPDATE catalog.rejections SET status = 'requeued', _v = NULL WHERE path = ?", [f"rejected/{job_id}"])
+        con.execute(
+            "UPDATE catalog.rejections SET status = 'requeued', _v = NULL WHERE path = ?", [f"rejected/{job_id}"]
+        )
         bump_version(con)
         publish(con, config)
     if not ingest_now:

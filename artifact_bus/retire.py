@@ -50,7 +50,7 @@ def _who() -> str:
     return f"{user}@{socket.gethostname()}"
 
 # %% ../nbs/28_retire.ipynb #f3bde4a6
-def _live_jobs(con, col: str, value: str, root) -> list[tuple]:
+def _live_jobs(con, col: str, value: str | None, root) -> list[tuple]:
     rows = con.execute(f"SELECT job_id, run_id, status FROM catalog.jobs WHERE {col} = ?", [value]).fetchall()
     live = [r[:2] for r in rows if r[2] == "accepted"]
     if not live:

@@ -177,6 +177,4 @@ def rebase(con, config: Config, version: int) -> None:
             f"COPY (FROM catalog.{t} ORDER BY {', '.join(KEYS[t])}) TO {sql_str(config.root / rel)} (FORMAT parquet)"
         ).fetchall()[0][0]
         con.execute("INSERT OR REPLACE INTO catalog.log_files VALUES (?, ?, true, ?, ?)", [t, version, rel, n])
-    con.execute(
-        "INSERT OR REPLACE INTO catalog.bus_info (key, value) VALUES ('base_version', ?)", [str(version)]
-    )
+    con.execute("INSERT OR REPLACE INTO catalog.bus_info (key, value) VALUES ('base_version', ?)", [str(version)])

@@ -224,9 +224,11 @@ def catalog_page() -> str:
            "# Catalog tables\n",
            "The writer's DuckDB file holds two schemas the bus owns: `catalog` (these tables) and `bus` (one view per kind). "
            "Readers see the same tables and views in every published snapshot (`catalog()`, `artifact-bus catalog`, "
-           "`duckdb -readonly <root>/published/latest.duckdb`). Paths are relative to the bus root; times are UTC "
+           "`cd <root> && duckdb -readonly published/latest.duckdb`). Paths are relative to the bus root; times are UTC "
            "(`TIMESTAMP WITH TIME ZONE`). The columns below are read from a fresh catalog created by "
-           "`artifact_bus.catalog_db.ensure_schema`, so they are the real ones.\n",
+           "`artifact_bus.catalog_db.ensure_schema`, so they are the real ones. In the writer's file every published "
+           "table also has a `_v` column, the version that published the row (see the snapshots module); readers never "
+           "see it.\n",
            "| table | one row per |", "|---|---|"]
     for t in cols:
         out.append(f"| [`catalog.{t}`](#catalog-{t}) | {per.get(t, '')} |")
@@ -237,6 +239,8 @@ def catalog_page() -> str:
         out += ["", f"## `catalog.{t}` {{#catalog-{t}}}\n", f"A {kind}, one row per {per.get(t, '…')}.", "",
                 "| column | type | null | meaning |", "|---|---|---|---|"]
         for name, typ, nullable, default in c:
+            if name == "_v":
+                continue  # the writer's publishing mark, described once above
             meaning = desc.get(name)
             if not meaning:
                 log.warning("column catalog.%s.%s has no description in docs/reference/catalog-columns.toml", t, name)
