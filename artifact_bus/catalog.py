@@ -94,5 +94,6 @@ def version_of(config: Config, as_of: int | datetime | date | str) -> dict:
         raise TimeTravelUnavailable(f"no {what} in the catalog under {config.root}: {span}")
     v, at, snapshot, expired = got[0]
     if expired is not None or not (Path(config.published) / snapshot).exists():
-        raise TimeTravelUnavailable(f"version {v} (published {at}) was removed by gc on {expired}: {span}")
+        when = f"on {expired}" if expired is not None else "just now"
+        raise TimeTravelUnavailable(f"version {v} (published {at}) was removed by gc {when}: {span}")
     return {"version": v, "published_at": at, "snapshot": snapshot}

@@ -140,9 +140,10 @@ def _expiring(con, config: Config, now: datetime) -> tuple[list[tuple], list[tup
     return keep, [r for r in rows if r not in keep]
 
 
-def _expire_versions(con, config: Config, report: GcReport, go: list[tuple], keep: list[tuple]) -> list[tuple]:
-    "Unlink the snapshots of versions `go` no reader holds (all of them in a dry run); returns those removed."
-    gone = []
+def _claim_versions(config: Config, report: GcReport, go: list[tuple], keep: list[tuple]) -> dict[tuple, int | None]:
+    """Lock the snapshots of versions `go` that no reader holds, for unlinking once the expiry is recorded;
+    a version a reader holds moves to `keep`. Returns the versions claimed with their locked descriptors."""
+    claimed = {}
     for row in go:
         path = config.published / row[2]
         fd = _take(path)
@@ -150,16 +151,19 @@ def _expire_versions(con, config: Config, report: GcReport, go: list[tuple], kee
             report.in_use.append(row[2])
             keep.append(row)
             continue
+        report.removals.append(Removal("version", f"published/{row[2]}", _size(path), f"version {row[0]} past retention"))
+        claimed[row] = fd
+    return claimed
+
+
+def _unlink_claimed(config: Config, claimed: dict[tuple, int | None]) -> None:
+    "Unlink the claimed snapshots, each while its lock is held (a reader opening it meanwhile looks again)."
+    for row, fd in claimed.items():
         try:
-            size = _size(path)
-            if not report.dry_run:
-                path.unlink(missing_ok=True)
+            (config.published / row[2]).unlink(missing_ok=True)
         finally:
             if fd is not None:
                 os.close(fd)
-        report.removals.append(Removal("version", f"published/{row[2]}", size, f"version {row[0]} past retention"))
-        gone.append(row)
-    return gone
 
 # %% ../nbs/29_gc.ipynb #bbf0b7e6
 def _needed_log(con, keep: list[tuple]) -> set[str]:
@@ -185,7 +189,8 @@ def _unread_log(con, config: Config, report: GcReport, keep: list[tuple]) -> lis
             why = "read by expired versions only" if rel in listed else "left by an interrupted publish"
             report.removals.append(Removal("log" if rel in listed else "orphan", rel, _size(p), why))
             drop.append(rel)
-    named = {r[0] for r in con.execute("SELECT snapshot FROM catalog.versions").fetchall()}
+    # snapshots of kept versions; an expired version's file still here was left by an interrupted gc
+    named = {r[0] for r in con.execute("SELECT snapshot FROM catalog.versions WHERE expired_at IS NULL").fetchall()}
     cur = (read_current(config) or {}).get("snapshot")
     for p in sorted(config.published.glob("snap-*.duckdb")) + sorted(config.published.glob(".snap-*.tmp")):
         if p.name not in named and p.name != cur:
@@ -212,10 +217,13 @@ def _due_retired(con, config: Config, now: datetime, keep: list[tuple]) -> list[
 
 
 def _retired_files(con, config: Config, report: GcReport, due: list[str]) -> list[str]:
-    "The loose folders of the due jobs (their compacted rows: see `_rewrite_segments`)."
+    """The loose folders of the due jobs (their compacted rows: see `_rewrite_segments`), and of jobs an
+    interrupted gc recorded as removed."""
     drop = []
     for job, path in con.execute(
-        "SELECT job_id, path FROM catalog.jobs WHERE job_id = ANY(?) ORDER BY job_id", [due]
+        "SELECT job_id, path FROM catalog.jobs WHERE job_id = ANY(?) OR job_id IN "
+        "(SELECT job_id FROM catalog.retirements WHERE files_removed_at IS NOT NULL) ORDER BY job_id",
+        [due],
     ).fetchall():
         p = config.root / path
         if p.exists():
@@ -366,16 +374,22 @@ def gc(
         raise BusError(f"nothing published yet under {config.root}: nothing to collect")
     with WriterLock(config.lock), writer_connection(config) as con:
         keep, go = _expiring(con, config, now)
-        gone = _expire_versions(con, config, report, go, keep)
-        drop = _unread_log(con, config, report, keep) + _superseded(con, config, report, keep, now)
-        due = _due_retired(con, config, now, keep)
-        drop += _retired_files(con, config, report, due)
-        drop += _old_entries(config, report, now)
-        if dry_run:
+        claimed = _claim_versions(config, report, go, keep)
+        try:
+            drop = _unread_log(con, config, report, keep) + _superseded(con, config, report, keep, now)
+            due = _due_retired(con, config, now, keep)
+            drop += _retired_files(con, config, report, due) + _old_entries(config, report, now)
             _rewrite_segments(con, config, report, due, now)
-            return report
+            if dry_run:
+                return report
+            # recorded first, deleted after: a gc killed in between left files the next one removes
+            _record(con, config, report, list(claimed), due, now)
+            _unlink_claimed(config, claimed)
+            claimed = {}
+        finally:
+            for fd in claimed.values():
+                if fd is not None:
+                    os.close(fd)
         _delete(config, drop)
-        _rewrite_segments(con, config, report, due, now)
-        _record(con, config, report, gone, due, now)
         report.version = publish(con, config)["catalog_version"]
     return report

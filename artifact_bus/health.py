@@ -273,9 +273,13 @@ def _check_catalog(config, deep: bool = False):
                 )
             ], None
         with con:
-            jobs = con.execute("SELECT job_id, path FROM catalog.jobs").fetchall()
-            files = con.execute("SELECT path, checksum FROM catalog.artifacts").fetchall()
-            seg_rows = con.execute("SELECT path FROM catalog.segments").fetchall()
+            # what gc removed on purpose (see `gc`) is not missing
+            gone = "job_id IN (SELECT job_id FROM catalog.retirements WHERE files_removed_at IS NOT NULL)"
+            jobs = con.execute(f"SELECT job_id, path FROM catalog.jobs WHERE NOT ({gone})").fetchall()
+            files = con.execute(f"SELECT path, checksum FROM catalog.artifacts WHERE NOT ({gone})").fetchall()
+            seg_rows = con.execute(
+                "SELECT path FROM catalog.segments WHERE path NOT IN (SELECT path FROM catalog.gc_log)"
+            ).fetchall()
             version = catalog_version(con)
     finally:
         lock.release()
