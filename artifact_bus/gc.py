@@ -151,7 +151,9 @@ def _claim_versions(config: Config, report: GcReport, go: list[tuple], keep: lis
             report.in_use.append(row[2])
             keep.append(row)
             continue
-        report.removals.append(Removal("version", f"published/{row[2]}", _size(path), f"version {row[0]} past retention"))
+        report.removals.append(
+            Removal("version", f"published/{row[2]}", _size(path), f"version {row[0]} past retention")
+        )
         claimed[row] = fd
     return claimed
 

@@ -105,7 +105,8 @@ def _build_snapshot(con, config: Config, version: int, base: int) -> Path:
     statements = _table_views(con, version, base) + list(view_statements(con, db="s.").values())
     final = config.published / snapshot_name(version)
     tmp = config.published / f".{final.name}.tmp"
-    tmp.unlink(missing_ok=True)
+    for left in config.published.glob(".snap-*.tmp*"):  # a publish killed mid-way (the writer lock is ours)
+        left.unlink(missing_ok=True)
     with duckdb.connect() as snap:
         snap.execute(f"SET file_search_path = {sql_str(config.root.resolve())}")
         snap.execute(f"ATTACH {sql_str(tmp)} AS s (BLOCK_SIZE {SNAPSHOT_BLOCK})")
