@@ -5,14 +5,12 @@
 # %% ../nbs/02_submit.ipynb #e53b5032
 from __future__ import annotations
 
-import difflib
 import errno
 import fcntl
 import hashlib
 import io
 import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +242,8 @@ def warn_new_kind(config: Config, kind: str) -> None:
     if not known or kind in known:
         return
     _WARNED.add((str(config.root), kind))
+    import difflib  # only for a kind the bus has not seen
+
     close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
     hint = (
         f"did you mean {' or '.join(map(repr, close))}?"
@@ -357,6 +357,8 @@ class Job:
 
     def _unavailable(self, e: OSError) -> Path:
         "The bus cannot be written: raise if it is required, else switch to the spool."
+        import shutil  # the spool's path and the failures' only
+
         reason = f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
         if self.config.required:
             self.abort()
@@ -536,6 +538,8 @@ class Job:
     def abort(self) -> None:
         "Remove everything written so far; nothing ever became visible."
         if self._dir is not None:
+            import shutil
+
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
@@ -740,6 +744,50 @@ def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
         return []
 
 
+def _flush_job(config: Config, src: Path, dest: Path, tmp: Path) -> None:
+    """Copy the spooled job `src` into the inbox as `dest` (written under `tmp`, then one rename), unless a job of
+    that id is there already. An `OSError` means the bus is still unavailable."""
+    import shutil
+
+    if os.path.lexists(dest):
+        return
+    if root_unmounted(config):  # the same availability check a submit makes
+        raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in os.listdir(src):
+        shutil.copyfile(src / f, tmp / f)
+        fsync_file(tmp / f)
+    fsync_dir(tmp)
+    os.rename(tmp, dest)
+    fsync_dir(config.inbox)
+
+
+def _flush_local(config: Config, jobs: list[str], progress: bool | None) -> list[str]:
+    "Move the committed jobs of this machine's spool into the inbox, one by one; their ids."
+    import shutil
+
+    spooled, done = spool_dir(config) / "jobs", list[str]()
+    bar = progress_bar(len(jobs), "flush", progress)
+    for jid in spooled_jobs(config=config):
+        bar.update()
+        src, tmp = spooled / jid, config.tmp / jid
+        if not os.path.lexists(src / COMMIT):
+            continue
+        try:
+            _flush_job(config, src, config.inbox / jid, tmp)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BusUnavailable(
+                f"bus root {config.root} is still unavailable ({e.strerror or e}): "
+                f"{len(jobs) - len(done)} jobs stay spooled in {spooled}"
+            ) from None
+        shutil.rmtree(src, ignore_errors=True)
+        done.append(jid)
+    bar.close()
+    return done
+
+
 def flush(
     root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None
 ) -> list[str]:
@@ -755,7 +803,6 @@ def flush(
     jobs = spooled_jobs(config=config)
     if not jobs:
         return stranded
-    done: list[str] = []
     with open(sd / "flush.lock", "a+") as lk:
         try:
             fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -763,31 +810,4 @@ def flush(
             return stranded  # another process is flushing this spool
         if config.staged:
             return stranded + flush_jobs(config, sd / "jobs")  # a remote producer's spool goes to object storage
-        bar = progress_bar(len(jobs), "flush", progress)
-        for jid in spooled_jobs(config=config):
-            bar.update()
-            src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
-            if not os.path.lexists(src / COMMIT):
-                continue
-            try:
-                if not os.path.lexists(dest):
-                    if root_unmounted(config):  # the same availability check a submit makes
-                        raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    tmp.mkdir(parents=True)
-                    for f in os.listdir(src):
-                        shutil.copyfile(src / f, tmp / f)
-                        fsync_file(tmp / f)
-                    fsync_dir(tmp)
-                    os.rename(tmp, dest)
-                    fsync_dir(config.inbox)
-            except OSError as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise BusUnavailable(
-                    f"bus root {config.root} is still unavailable ({e.strerror or e}): "
-                    f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}"
-                ) from None
-            shutil.rmtree(src, ignore_errors=True)
-            done.append(jid)
-        bar.close()
-    return done
+        return _flush_local(config, jobs, progress)
