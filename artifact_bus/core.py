@@ -653,11 +653,12 @@ def interactive() -> bool:
         return False
 
 
-def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "job"):
-    """A bar counting to `total` (`update(n)`, `close()`), or one that does nothing: when `progress` is False,
-    when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody watches (see `interactive`) or `total` < 2."""
+def progress_bar(total: int | None, desc: str, progress: bool | None = None, unit: str = "job"):
+    """A bar counting to `total` (`update(n)`, `close()`; `total=None`: a counter with no end known), or one that
+    does nothing: when `progress` is False, when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody
+    watches (see `interactive`) or `total` < 2."""
     if progress is None:
-        progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
+        progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and (total is None or total > 1) and interactive()
     if not progress:
         return _NoBar()
     from tqdm.auto import tqdm

@@ -634,15 +634,24 @@ class _BatchJob(Job):
         if self.spooled or self.config.staged:  # the spool and object storage: job by job
             r = super().commit()
             self._batch.receipts.append(r)
+            self._batch._bar.update()
             return r
         self._batch._queue(self)
+        self._batch._bar.update()
 
 
 class Batch:
     "Submit many jobs that become durable together; see `batch`."
 
     def __init__(
-        self, *, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20, config: Config | None = None
+        self,
+        *,
+        root=None,
+        required=None,
+        max_jobs: int = 256,
+        max_bytes: int = 256 << 20,
+        config: Config | None = None,
+        progress: bool | None = None,
     ):
         if not (isinstance(max_jobs, int) and max_jobs >= 1):
             raise ManifestError(f"max_jobs must be a positive integer, got {max_jobs!r}")
@@ -653,6 +662,7 @@ class Batch:
         self.receipts: list[Receipt] = []
         self._waiting: list[Job] = []
         self._bytes = 0
+        self._bar = progress_bar(None, "batch", progress)  # counts the jobs written; no end is known
 
     def job(self, *, run_id=None, producer=None, meta=None, key=None, replace: bool = False) -> Job:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
@@ -719,7 +729,10 @@ class Batch:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.flush()  # the finished jobs are complete: commit them even when the block raised
+        try:
+            self.flush()  # the finished jobs are complete: commit them even when the block raised
+        finally:
+            self._bar.close()
         return False
 
 
@@ -729,10 +742,12 @@ def batch(
     required: bool | None = None,
     max_jobs: int = 256,
     max_bytes: int = 256 << 20,
+    progress: bool | None = None,
 ) -> Batch:
     """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
-    Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
-    return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
+    Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes.
+    A bar counts the jobs written when someone watches (`progress`: see `progress_bar`)."""
+    return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes, progress=progress)
 
 # %% ../nbs/02_submit.ipynb #a5bbae78
 def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
