@@ -106,7 +106,7 @@ def _from_pandas(df, what: str = "data") -> pa.Table:
                 ) from None
         raise ManifestError(f"{what}: cannot convert the DataFrame to Arrow: {str(e).splitlines()[0][:300]}") from None
 
-
+# %% ../nbs/02_submit.ipynb #c2c6cae2
 class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
 
@@ -553,7 +553,7 @@ class Job:
             self.abort()
         return False
 
-
+# %% ../nbs/02_submit.ipynb #51d03e12
 def _hold(folder) -> int:
     "An exclusive lock on `folder`'s inode, held until the returned descriptor is closed."
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
