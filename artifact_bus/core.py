@@ -287,7 +287,7 @@ def url_bucket(url: str) -> str:
     "The bucket an `s3://` URL names ('' for none, as in `s3:///prefix`)."
     return url[len("s3://") :].split("/", 1)[0]
 
-
+# %% ../nbs/00_core.ipynb #0a3c330e
 @functools.lru_cache(maxsize=64)
 def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
     "Parsed TOML, cached until the file changes: a producer submitting in a loop reads its config once."
@@ -362,7 +362,7 @@ def project_config_file(start=None):
     f = _project_files(start)[1]
     return (f, ("tool", "artifact_bus")) if f is not None else (None, None)
 
-
+# %% ../nbs/00_core.ipynb #307f11dc
 def _identity(path) -> tuple | None:
     try:
         st = os.stat(path)
