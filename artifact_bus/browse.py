@@ -103,60 +103,83 @@ def _when(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def plot_svg(spec: dict, width: int = 560, height: int = 240) -> str:
-    "The plot as an inline SVG string (deterministic: the same spec gives the same bytes)."
-    L, R, T, B = 64, 16, 26, 34
-    w, h = width - L - R, height - T - B
-    esc = html.escape
-    title = (
-        f"{spec['y_label']} over {spec['x_label']}"
-        if spec["type"] == "line"
-        else f"{spec['x_label']}: histogram"
-        if spec["type"] == "hist"
-        else f"{spec.get('x_label', '')}: nothing to plot"
-    )
-    out = [
+_L, _R, _T, _B = 64, 16, 26, 34  # the plot's margins: left, right, top, bottom
+
+
+def _span(lo: float, hi: float) -> tuple[float, float]:
+    return (lo, hi) if hi > lo else (lo - 1, hi + 1)
+
+
+def _plot_title(spec: dict) -> str:
+    if spec["type"] == "line":
+        return f"{spec['y_label']} over {spec['x_label']}"
+    if spec["type"] == "hist":
+        return f"{spec['x_label']}: histogram"
+    return f"{spec.get('x_label', '')}: nothing to plot"
+
+
+def _frame(spec: dict, width: int, height: int, w: float, h: float) -> list[str]:
+    "The SVG's opening tag, its title and the two axes."
+    title = html.escape(_plot_title(spec))
+    return [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="ab-plot-svg" data-plot="{spec["type"]}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img" font-family="sans-serif" font-size="11">',
-        f'<title>{esc(title)}</title><text x="{L}" y="16" font-size="12" font-weight="bold">{esc(title)} '
+        f'<title>{title}</title><text x="{_L}" y="16" font-size="12" font-weight="bold">{title} '
         f'({spec.get("n", 0):,} values)</text>',
-        f'<line x1="{L}" y1="{T + h}" x2="{L + w}" y2="{T + h}" stroke="#666"/><line x1="{L}" y1="{T}" x2="{L}" '
-        f'y2="{T + h}" stroke="#666"/>',
+        f'<line x1="{_L}" y1="{_T + h}" x2="{_L + w}" y2="{_T + h}" stroke="#666"/><line x1="{_L}" y1="{_T}" x2="{_L}" '
+        f'y2="{_T + h}" stroke="#666"/>',
     ]
-    span = lambda lo, hi: (lo, hi) if hi > lo else (lo - 1, hi + 1)
 
-    def labels(x0, x1, y0, y1, fmt_x):
-        return [
-            f'<text x="{L - 4}" y="{T + h}" text-anchor="end">{esc(_num(y0))}</text>',
-            f'<text x="{L - 4}" y="{T + 10}" text-anchor="end">{esc(_num(y1))}</text>',
-            f'<text x="{L}" y="{T + h + 14}">{esc(fmt_x(x0))}</text>',
-            f'<text x="{L + w}" y="{T + h + 14}" text-anchor="end">{esc(fmt_x(x1))}</text>',
-        ]
 
-    if spec["type"] == "line":
-        (x0, x1), (y0, y1) = span(min(spec["x"]), max(spec["x"])), span(min(spec["y"]), max(spec["y"]))
-        pts = " ".join(
-            f"{L + (x - x0) / (x1 - x0) * w:.1f},{T + h - (y - y0) / (y1 - y0) * h:.1f}"
-            for x, y in zip(spec["x"], spec["y"])
-        )
-        out.append(
-            f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>'
-            if len(spec["x"]) > 1
-            else f'<circle cx="{pts.split(",")[0]}" cy="{pts.split(",")[1]}" r="3" fill="#1f77b4"/>'
-        )
-        out += labels(x0, x1, y0, y1, _when)
-    elif spec["type"] == "hist":
-        e, c = spec["edges"], spec["counts"]
-        (x0, x1), top = span(e[0], e[-1]), max(c) or 1
-        for lo, hi, n in zip(e, e[1:], c):
-            bx, bw, bh = L + (lo - x0) / (x1 - x0) * w, max(1.0, (hi - lo) / (x1 - x0) * w - 1), n / top * h
-            out.append(
-                f'<rect x="{bx:.1f}" y="{T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
-                f'fill="#1f77b4"><title>{n}</title></rect>'
-            )
-        out += labels(x0, x1, 0, top, _num)
+def _labels(x0, x1, y0, y1, fmt_x, w: float, h: float) -> list[str]:
+    "The axes' end values."
+    esc = html.escape
+    return [
+        f'<text x="{_L - 4}" y="{_T + h}" text-anchor="end">{esc(_num(y0))}</text>',
+        f'<text x="{_L - 4}" y="{_T + 10}" text-anchor="end">{esc(_num(y1))}</text>',
+        f'<text x="{_L}" y="{_T + h + 14}">{esc(fmt_x(x0))}</text>',
+        f'<text x="{_L + w}" y="{_T + h + 14}" text-anchor="end">{esc(fmt_x(x1))}</text>',
+    ]
+
+# %% ../nbs/13_browse.ipynb #89b3fed2
+def _line_marks(spec: dict, w: float, h: float) -> list[str]:
+    "A line over time (one point: a dot), and its axes' labels."
+    (x0, x1), (y0, y1) = _span(min(spec["x"]), max(spec["x"])), _span(min(spec["y"]), max(spec["y"]))
+    pts = " ".join(
+        f"{_L + (x - x0) / (x1 - x0) * w:.1f},{_T + h - (y - y0) / (y1 - y0) * h:.1f}"
+        for x, y in zip(spec["x"], spec["y"])
+    )
+    if len(spec["x"]) > 1:
+        mark = f'<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{pts}"/>'
     else:
-        out.append(f'<text x="{L + w / 2}" y="{T + h / 2}" text-anchor="middle">no finite values</text>')
+        mark = f'<circle cx="{pts.split(",")[0]}" cy="{pts.split(",")[1]}" r="3" fill="#1f77b4"/>'
+    return [mark, *_labels(x0, x1, y0, y1, _when, w, h)]
+
+
+def _hist_marks(spec: dict, w: float, h: float) -> list[str]:
+    "A histogram's bars (each with its count as a tooltip), and its axes' labels."
+    e, c = spec["edges"], spec["counts"]
+    (x0, x1), top = _span(e[0], e[-1]), max(c) or 1
+    out = []
+    for lo, hi, n in zip(e, e[1:], c):
+        bx, bw, bh = _L + (lo - x0) / (x1 - x0) * w, max(1.0, (hi - lo) / (x1 - x0) * w - 1), n / top * h
+        out.append(
+            f'<rect x="{bx:.1f}" y="{_T + h - bh:.1f}" width="{bw:.1f}" height="{bh:.1f}" '
+            f'fill="#1f77b4"><title>{n}</title></rect>'
+        )
+    return out + _labels(x0, x1, 0, top, _num, w, h)
+
+
+def plot_svg(spec: dict, width: int = 560, height: int = 240) -> str:
+    "The plot as an inline SVG string (deterministic: the same spec gives the same bytes)."
+    w, h = width - _L - _R, height - _T - _B
+    out = _frame(spec, width, height, w, h)
+    if spec["type"] == "line":
+        out += _line_marks(spec, w, h)
+    elif spec["type"] == "hist":
+        out += _hist_marks(spec, w, h)
+    else:
+        out.append(f'<text x="{_L + w / 2}" y="{_T + h / 2}" text-anchor="middle">no finite values</text>')
     return "".join(out) + "</svg>"
 
 # %% ../nbs/13_browse.ipynb #5977eead
@@ -428,14 +451,27 @@ class Browser(widgets.VBox):
         self.page_size, self.preview_rows, self.page, self.total = page_size, preview_rows, 0, 0
         self.current, self.detail_data = None, None  # the selected (job_id, name) and its artifact_detail()
         self._quiet = False
-        W, lay = widgets, widgets.Layout
-        self.message = _tag(W.HTML(), "message")
-        # Overview
+        self.message = _tag(widgets.HTML(), "message")
         self.refresh_button = _tag(
-            W.Button(description="refresh", icon="refresh", tooltip="read the newest snapshot"), "refresh"
+            widgets.Button(description="refresh", icon="refresh", tooltip="read the newest snapshot"), "refresh"
         )
-        self.overview = _tag(W.HTML(), "overview")
-        # Jobs and artifacts
+        self.overview = _tag(widgets.HTML(), "overview")
+        self._make_filters()
+        self._make_artifact_view()
+        self._make_actions()
+        self.tabs = _tag(
+            widgets.Tab(children=self._views(), titles=("Overview", "Jobs and artifacts", "Rejections", "Exports")),
+            "tabs",
+        )
+        super().__init__([widgets.HTML(STYLE), self.message, self.tabs])
+        self.add_class("ab-browser")
+        self._wire()
+        self.refresh()
+
+    # the widgets, by tab
+    def _make_filters(self) -> None:
+        "The Jobs tab's filters, sort order and pager."
+        W, lay = widgets, widgets.Layout
         self.kind = _tag(W.Dropdown(description="kind", options=[ANY], layout=lay(width="220px")), "kind")
         self.run = _tag(
             W.Combobox(description="run", placeholder="any run", continuous_update=False, layout=lay(width="220px")),
@@ -465,6 +501,10 @@ class Browser(widgets.VBox):
         self.prev = _tag(W.Button(description="prev", icon="chevron-left"), "prev")
         self.next = _tag(W.Button(description="next", icon="chevron-right"), "next")
         self.page_label = _tag(W.HTML(), "page")
+
+    def _make_artifact_view(self) -> None:
+        "The Jobs tab's table, and the selected artifact: its detail, first rows and plot."
+        W, lay = widgets, widgets.Layout
         self.table = _tag(W.HTML(), "table")
         self.artifact = _tag(W.Dropdown(description="artifact", options=[NONE], layout=lay(width="640px")), "artifact")
         self.detail = _tag(W.HTML(), "detail")
@@ -475,18 +515,23 @@ class Browser(widgets.VBox):
             [self.detail, W.HTML('<div class="ab-h">First rows</div>'), self.preview, self.column, self.plot],
             layout=lay(display="none"),
         )  # shown while an artifact is selected
-        # Rejections
+
+    def _make_actions(self) -> None:
+        "The Rejections and Exports tabs: a listing each, and the writer action it offers."
+        W, lay = widgets, widgets.Layout
         self.rejections = _tag(W.HTML(), "rejections")
         self.rejected = _tag(W.Dropdown(description="job", options=[], layout=lay(width="520px")), "rejected")
         self.requeue_button = _tag(W.Button(description="requeue", icon="repeat", button_style="warning"), "requeue")
-        # Exports
         self.exports = _tag(W.HTML(), "exports")
         self.export_name = _tag(
             W.Dropdown(description="export", options=[ANY], layout=lay(width="320px")), "export-name"
         )
         self.regenerate_button = _tag(W.Button(description="regenerate", icon="cogs"), "regenerate")
-        box, row = W.VBox, W.HBox
-        views = [
+
+    def _views(self) -> list:
+        "The four tabs' contents: Overview, Jobs and artifacts, Rejections, Exports."
+        box, row = widgets.VBox, widgets.HBox
+        return [
             box([self.refresh_button, self.overview]),
             box(
                 [
@@ -501,11 +546,9 @@ class Browser(widgets.VBox):
             box([self.rejections, row([self.rejected, self.requeue_button])]),
             box([self.exports, row([self.export_name, self.regenerate_button])]),
         ]
-        self.tabs = _tag(
-            W.Tab(children=views, titles=("Overview", "Jobs and artifacts", "Rejections", "Exports")), "tabs"
-        )
-        super().__init__([W.HTML(STYLE), self.message, self.tabs])
-        self.add_class("ab-browser")
+
+    def _wire(self) -> None:
+        "What each widget calls when its value changes or it is clicked."
         for w in (self.kind, self.run, self.producer, self.since, self.until, self.text, self.sort, self.ascending):
             self._observe(w, self._filters_changed)
         self._observe(self.artifact, self.show_artifact)
@@ -515,7 +558,6 @@ class Browser(widgets.VBox):
         self.next.on_click(lambda _: self._go(+1))
         self.requeue_button.on_click(lambda _: self._act(self.requeue_selected))
         self.regenerate_button.on_click(lambda _: self._act(self.regenerate_selected))
-        self.refresh()
 
     # plumbing
     def _observe(self, w, fn):

@@ -12,20 +12,17 @@ import os
 import re
 import stat
 import sys
-import tomllib
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ulid import ULID
-
 # %% auto #0
 __all__ = ['CONFIG_KEYS', 'ENV_KEYS', 'UNMOUNTED', 'CURRENT', 'OPENED_SNAPSHOTS', 'BusError', 'ConfigError', 'ManifestError',
-           'KindError', 'SchemaMismatch', 'WriterBusy', 'BusUnavailable', 'NotFound', 'new_job_id', 'is_job_id',
-           'job_millis', 'job_sort_key', 'inbox_order', 'job_day', 'Config', 'is_url', 'url_bucket',
+           'KindError', 'SchemaMismatch', 'WriterBusy', 'BusUnavailable', 'NotFound', 'is_job_id', 'job_millis',
+           'job_sort_key', 'inbox_order', 'job_day', 'ulid_text', 'new_job_id', 'Config', 'is_url', 'url_bucket',
            'project_config_file', 'load_config', 'fsync_dir', 'fsync_file', 'write_durable', 'atomic_write',
            'fsync_all', 'spool_dir', 'root_unmounted', 'require_mounted', 'utcnow', 'to_json', 'sql_str',
            'read_current', 'to_utc', 'package_dir', 'notebook_runner', 'interactive', 'progress_bar']
@@ -79,11 +76,6 @@ _ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 _UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
-def new_job_id() -> str:
-    "A new time-sortable job id (a ULID)."
-    return str(ULID())
-
-
 def is_job_id(s) -> bool:
     "True when `s` is a ULID or a UUIDv7 string."
     return isinstance(s, str) and bool(_ULID_RE.match(s) or _UUID7_RE.match(s))
@@ -114,6 +106,40 @@ def inbox_order(name: str):
 def job_day(job_id: str) -> str:
     "The UTC day a job was created, `YYYY-MM-DD`: the `store/<day>/` folder an accepted job moves into."
     return datetime.fromtimestamp(job_millis(job_id) / 1000, timezone.utc).strftime("%Y-%m-%d")
+
+# %% ../nbs/00_core.ipynb #3ea33ccb
+_CROCKFORD32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base 32: no I, L, O, U
+_RANDOM_MAX = (1 << 80) - 1
+_LAST_ID = (0, 0, 0)  # (pid, milliseconds, randomness) of the last id this process made
+_ID_LOCK = threading.Lock()
+
+
+def _millis() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def ulid_text(millis: int, randomness: int) -> str:
+    "The ULID of a 48-bit millisecond time and 80 random bits: 26 characters of Crockford's base 32, upper case."
+    n = millis << 80 | randomness
+    return "".join(_CROCKFORD32[(n >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def new_job_id() -> str:
+    """A new time-sortable job id: a ULID (the time in milliseconds, then 80 random bits). Ids made by one process
+    increase strictly: within one millisecond each is the previous one plus 1 (the ULID spec's monotonic mode),
+    and a forked child starts from fresh random bits, never from its parent's last id."""
+    global _LAST_ID
+    with _ID_LOCK:
+        pid, millis = os.getpid(), _millis()
+        last_pid, last_millis, last_random = _LAST_ID
+        if pid == last_pid and millis == last_millis and last_random < _RANDOM_MAX:
+            randomness = last_random + 1
+        else:
+            while pid == last_pid and millis == last_millis:  # 2**80 ids in one millisecond: wait for the next
+                millis = _millis()
+            randomness = int.from_bytes(os.urandom(10), "big")
+        _LAST_ID = (pid, millis, randomness)
+    return ulid_text(millis, randomness)
 
 # %% ../nbs/00_core.ipynb #1d824e7a
 CONFIG_KEYS = {
@@ -273,10 +299,12 @@ def url_bucket(url: str) -> str:
     "The bucket an `s3://` URL names ('' for none, as in `s3:///prefix`)."
     return url[len("s3://") :].split("/", 1)[0]
 
-
+# %% ../nbs/00_core.ipynb #0a3c330e
 @functools.lru_cache(maxsize=64)
 def _parse_toml(path: str, mtime_ns: int, size: int) -> dict:
     "Parsed TOML, cached until the file changes: a producer submitting in a loop reads its config once."
+    import tomllib  # only where a config file exists
+
     try:
         return tomllib.loads(Path(path).read_text())
     except tomllib.TOMLDecodeError as e:
@@ -346,7 +374,7 @@ def project_config_file(start=None):
     f = _project_files(start)[1]
     return (f, ("tool", "artifact_bus")) if f is not None else (None, None)
 
-
+# %% ../nbs/00_core.ipynb #307f11dc
 def _identity(path) -> tuple | None:
     try:
         st = os.stat(path)
@@ -494,6 +522,8 @@ def fsync_all(files, dirs=()) -> None:
     global _POOL
     pid, pool = _POOL
     if pid != os.getpid():  # a pool does not survive fork: make one per process
+        from concurrent.futures import ThreadPoolExecutor  # on the first write, not at import
+
         pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="artifact-bus-fsync")
         _POOL = (os.getpid(), pool)
     for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]:
@@ -588,6 +618,8 @@ def package_dir(name: str) -> Path:
     `'producer_contracts'` (the producers' shipped contracts)."""
     if name not in _CHECKOUT:
         raise ValueError(f"unknown built-in folder {name!r}")
+    from importlib import resources
+
     here = Path(str(resources.files("artifact_bus")))  # a regular package: a real folder
     for p in (here / name, here.parent / _CHECKOUT[name]):  # installed, then a development checkout
         if p.is_dir():
@@ -638,11 +670,12 @@ def interactive() -> bool:
         return False
 
 
-def progress_bar(total: int, desc: str, progress: bool | None = None, unit: str = "job"):
-    """A bar counting to `total` (`update(n)`, `close()`), or one that does nothing: when `progress` is False,
-    when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody watches (see `interactive`) or `total` < 2."""
+def progress_bar(total: int | None, desc: str, progress: bool | None = None, unit: str = "job"):
+    """A bar counting to `total` (`update(n)`, `close()`; `total=None`: a counter with no end known), or one that
+    does nothing: when `progress` is False, when `ARTIFACT_BUS_PROGRESS=0`, or (`progress=None`) when nobody
+    watches (see `interactive`) or `total` < 2."""
     if progress is None:
-        progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and total > 1 and interactive()
+        progress = os.environ.get("ARTIFACT_BUS_PROGRESS", "") != "0" and (total is None or total > 1) and interactive()
     if not progress:
         return _NoBar()
     from tqdm.auto import tqdm

@@ -70,7 +70,7 @@ def require_bus(config: Config) -> None:
         f"or create one with `artifact-bus init --root {config.root}`)"
     )
 
-
+# %% ../nbs/08_health.ipynb #a87720d4
 STUCK_AFTER = 900.0  # seconds: a committed job older than this is reported as stuck (see below)
 
 
@@ -81,6 +81,33 @@ def _manifest_kinds(folder: Path) -> set:
         return set()
 
 
+def _broken_contracts(config: Config, committed: list[str]) -> dict:
+    "Each contract file that does not load: its error, and how many jobs of its kind it holds in the inbox."
+    broken = {}
+    try:
+        load_contracts(config, broken=broken)
+    except ConfigError as e:
+        broken["*"] = str(e)
+    held = {k: 0 for k in broken}
+    if broken:
+        for j in committed:
+            for k in _manifest_kinds(config.inbox / j) & broken.keys():
+                held[k] += 1
+    return {k: {"error": e, "held": held[k]} for k, e in sorted(broken.items())}
+
+
+def _inbox_status(config: Config, committed: list[str], stuck_after: float) -> dict:
+    "Inbox depth (committed, in progress), the oldest waiting job's age and how many wait longer than `stuck_after`."
+    waiting = [j for j in committed if is_job_id(j)]
+    return {
+        "committed": len(committed),
+        "in_progress": len(_in_progress(config)),
+        "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
+        "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting),
+        "stuck_after_s": stuck_after,
+    }
+
+# %% ../nbs/08_health.ipynb #99b17552
 def _last_failed(con) -> dict | None:
     cur = con.execute(
         "SELECT run_no, finished_at, error FROM catalog.ingest_runs WHERE outcome = 'failed' "
@@ -94,36 +121,49 @@ def _last_failed(con) -> dict | None:
     return out
 
 
+def _catalog_status(config: Config) -> dict:
+    "From the published snapshot: the last ingest run, the last failed one, cataloged and rejected jobs."
+    with catalog(config=config) as con:
+        rel = con.execute(
+            "SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
+            "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1"
+        )
+        row = rel.fetchone()
+        return {
+            "last_run": dict(zip([d[0] for d in rel.description], row)) if row else None,
+            "jobs": con.execute("SELECT count(*) FROM catalog.jobs").fetchone()[0],
+            "rejected": con.execute("SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'").fetchone()[0],
+            "last_failed": _last_failed(con),
+        }
+
+
+def _exports_status(config: Config) -> dict:
+    "Each export's status, rows, time and age, and its error."
+    return {
+        name: {
+            "status": e.get("status"),
+            "rows": e.get("rows"),
+            "generated_at": e.get("generated_at"),
+            "age_s": _age(e.get("generated_at")),
+            "error": e.get("error"),
+        }
+        for name, e in export_status(config).items()
+    }
+
+
 def status(root=None, *, config: Config | None = None, stuck_after: float = STUCK_AFTER) -> dict:
     """Inbox depth (committed, in progress), age of the oldest waiting job, the writer lock holder, the
     last ingest run and its outcome, cataloged and rejected jobs, and each export's freshness."""
     config = config or load_config(root)
     committed, _ = inbox_entries(config)
-    waiting = [j for j in committed if is_job_id(j)]
-    broken = {}
-    try:
-        load_contracts(config, broken=broken)
-    except ConfigError as e:
-        broken["*"] = str(e)
-    held = {k: 0 for k in broken}
-    if broken:
-        for j in committed:
-            for k in _manifest_kinds(config.inbox / j) & broken.keys():
-                held[k] += 1
     st = {
         "root": str(config.root),
         "bus": is_bus(config),
         "catalog": str(config.catalog),
-        "inbox": {
-            "committed": len(committed),
-            "in_progress": len(_in_progress(config)),
-            "oldest_age_s": (time.time() - job_millis(waiting[0]) / 1000) if waiting else None,
-            "stuck": sum(time.time() - job_millis(j) / 1000 > stuck_after for j in waiting),
-            "stuck_after_s": stuck_after,
-        },
+        "inbox": _inbox_status(config, committed, stuck_after),
         "daemon": lock_holder(config.root / DAEMON_LOCK),
         "last_failed": None,
-        "broken_contracts": {k: {"error": e, "held": held[k]} for k, e in sorted(broken.items())},
+        "broken_contracts": _broken_contracts(config, committed),
         "writer": lock_holder(config.lock),
         "published": read_current(config),
         "last_run": None,
@@ -134,26 +174,8 @@ def status(root=None, *, config: Config | None = None, stuck_after: float = STUC
     }
     if st["published"]:
         st["published"]["age_s"] = _age(st["published"]["published_at"])
-        with catalog(config=config) as con:
-            rel = con.execute(
-                "SELECT run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, notebook, error "
-                "FROM catalog.ingest_runs ORDER BY run_no DESC LIMIT 1"
-            )
-            row = rel.fetchone()
-            st["last_run"] = dict(zip([d[0] for d in rel.description], row)) if row else None
-            st["jobs"] = con.execute("SELECT count(*) FROM catalog.jobs").fetchone()[0]
-            st["rejected"] = con.execute(
-                "SELECT count(*) FROM catalog.rejections WHERE status = 'rejected'"
-            ).fetchone()[0]
-            st["last_failed"] = _last_failed(con)
-    for name, e in export_status(config).items():
-        st["exports"][name] = {
-            "status": e.get("status"),
-            "rows": e.get("rows"),
-            "generated_at": e.get("generated_at"),
-            "age_s": _age(e.get("generated_at")),
-            "error": e.get("error"),
-        }
+        st.update(_catalog_status(config))
+    st["exports"] = _exports_status(config)
     return st
 
 # %% ../nbs/08_health.ipynb #51eae6df
@@ -246,19 +268,13 @@ def _check_writer(config):
         )
     return out
 
-
-def _check_catalog(config, deep: bool = False):
-    """Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum
-    too)."""
+# %% ../nbs/08_health.ipynb #caa48046
+def _read_catalog(config) -> tuple[list[Finding], tuple | None]:
+    """The catalog's jobs, artifact files, segments and version, read as the writer (when no writer runs); or
+    the findings that say why not."""
     if not config.catalog.is_file():  # doctor creates nothing: not even an empty catalog
-        return [
-            Finding(
-                "catalog",
-                "warn",
-                f"no catalog yet at {config.catalog}",
-                "run `artifact-bus ingest` (or `artifact-bus init`)",
-            )
-        ], None
+        why = f"no catalog yet at {config.catalog}"
+        return [Finding("catalog", "warn", why, "run `artifact-bus ingest` (or `artifact-bus init`)")], None
     try:
         lock = WriterLock(config.lock).acquire()
     except WriterBusy:
@@ -267,11 +283,8 @@ def _check_catalog(config, deep: bool = False):
         try:
             con = writer_connection(config)
         except BusError as e:
-            return [
-                Finding(
-                    "catalog", "problem", str(e), "close the process that holds it, or fix the `catalog` config key"
-                )
-            ], None
+            fix = "close the process that holds it, or fix the `catalog` config key"
+            return [Finding("catalog", "problem", str(e), fix)], None
         with con:
             # what gc removed on purpose (see `gc`) is not missing
             gone = "job_id IN (SELECT job_id FROM catalog.retirements WHERE files_removed_at IS NOT NULL)"
@@ -280,10 +293,42 @@ def _check_catalog(config, deep: bool = False):
             seg_rows = con.execute(
                 "SELECT path FROM catalog.segments WHERE path NOT IN (SELECT path FROM catalog.gc_log)"
             ).fetchall()
-            version = catalog_version(con)
+            return [], (jobs, files, seg_rows, catalog_version(con))
     finally:
         lock.release()
-    out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
+
+
+def _orphans(config, jobs) -> list[str]:
+    "Job folders in the store that the catalog does not list."
+    known = {p for _, p in jobs}
+    return [
+        str(d.relative_to(config.root))
+        for day in sorted(config.store.glob("*"))
+        if day.is_dir() and not day.name.startswith("_")  # _segments: compacted copies, checked below
+        for d in day.iterdir()
+        if str(d.relative_to(config.root)) not in known
+    ]
+
+
+def _check_segments(config, seg_rows) -> list[Finding]:
+    segs = [p for (p,) in seg_rows if not (config.root / p).is_file()]
+    if not segs:
+        return []
+    return [
+        Finding(
+            "segments",
+            "problem",
+            f"{len(segs)} compacted segments are missing, e.g. {segs[0]}",
+            "the original files are still in the store: run `artifact-bus doctor` after restoring, "
+            "or remove the segment rows so the views read the originals again",
+        )
+    ]
+
+# %% ../nbs/08_health.ipynb #b2fa9d31
+def _check_store(config, jobs, files, seg_rows) -> tuple[list[Finding], list[str]]:
+    """The store against the catalog: findings for what the catalog lists and is gone, and for what is there unlisted;
+    and the list of what is gone."""
+    out = []
     missing = [p for p, _ in files if not (config.root / p).is_file()]
     missing += [p for _, p in jobs if not (config.root / p).is_dir()]
     if missing:
@@ -295,25 +340,8 @@ def _check_catalog(config, deep: bool = False):
                 "restore them from a backup: the catalog lists data that is gone",
             )
         )
-    known = {p for _, p in jobs}
-    orphans = [
-        str(d.relative_to(config.root))
-        for day in sorted(config.store.glob("*"))
-        if day.is_dir() and not day.name.startswith("_")  # _segments: compacted copies, checked below
-        for d in day.iterdir()
-        if str(d.relative_to(config.root)) not in known
-    ]
-    segs = [p for (p,) in seg_rows if not (config.root / p).is_file()]
-    if segs:
-        out.append(
-            Finding(
-                "segments",
-                "problem",
-                f"{len(segs)} compacted segments are missing, e.g. {segs[0]}",
-                "the original files are still in the store: run `artifact-bus doctor` after restoring, "
-                "or remove the segment rows so the views read the originals again",
-            )
-        )
+    orphans = _orphans(config, jobs)
+    out += _check_segments(config, seg_rows)
     if orphans:
         out.append(
             Finding(
@@ -326,11 +354,24 @@ def _check_catalog(config, deep: bool = False):
         )
     if not missing and not orphans:
         out.append(Finding("store", "ok", "every cataloged file is in the store and nothing else is"))
+    return out, missing
+
+
+def _check_catalog(config, deep: bool = False):
+    """Open the catalog as the writer (when no writer runs) and compare it with the store (`deep`: every file's checksum
+    too)."""
+    found, read = _read_catalog(config)
+    if read is None:
+        return found, None
+    jobs, files, seg_rows, version = read
+    out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
+    store, missing = _check_store(config, jobs, files, seg_rows)
+    out += store
     if deep:
         out += _check_checksums(config, [(p, c) for p, c in files if p not in set(missing)])
     return out, version
 
-
+# %% ../nbs/08_health.ipynb #7de88fbd
 def _check_checksums(config, files) -> list[Finding]:
     """Re-read every stored artifact: its bytes must still hash to the checksum the catalog recorded, and no other name
     may link to it."""
@@ -367,7 +408,7 @@ def _check_checksums(config, files) -> list[Finding]:
         out.append(Finding("checksums", "ok", f"{len(files)} stored files match their checksums"))
     return out
 
-
+# %% ../nbs/08_health.ipynb #ff6b20b6
 def _check_published(config, version):
     cur = read_current(config)
     if cur is None:
@@ -476,7 +517,7 @@ def _check_leftovers(config):
         ]
     return [Finding("in progress", "ok", "no stale in-progress entries")]
 
-
+# %% ../nbs/08_health.ipynb #8d9de110
 def doctor(root=None, *, config: Config | None = None, deep: bool = False) -> list[Finding]:
     """Check the set-up end to end; returns findings (see `Finding`). Changes nothing. `deep` also re-reads
     every stored file and checks it against the checksum the catalog recorded (it reads the whole store)."""

@@ -16,14 +16,11 @@ import platform
 import re
 import socket
 import stat
-import subprocess
 import sys
 import time
 from datetime import datetime, timedelta, timezone
-from importlib import metadata, resources
 from pathlib import Path
 
-import fastjsonschema
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,12 +48,16 @@ RESERVED_COLUMNS = ("_job_id", "_run_id", "_bus_file")  # matched case-insensiti
 def manifest_schema() -> dict:
     """The manifest's JSON Schema (draft-07, the most widely implemented draft), the contract for producers in every
     language."""
+    from importlib import resources
+
     return json.loads(resources.files("artifact_bus").joinpath("manifest.schema.json").read_text())
 
 
 @functools.cache
 def _validator():
     "The schema compiled to Python once (fastjsonschema): validating a manifest takes microseconds."
+    import fastjsonschema
+
     return fastjsonschema.compile(manifest_schema())
 
 # %% ../nbs/01_protocol.ipynb #3c8b7269
@@ -194,6 +195,8 @@ def checksum_file(path) -> str:
 
 # %% ../nbs/01_protocol.ipynb #ef8d541c
 def _git(*args, cwd=None):
+    import subprocess  # only in a git repository, and only when its state changed
+
     try:
         r = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=cwd)
         return r.stdout.strip() if r.returncode == 0 else None
@@ -202,6 +205,8 @@ def _git(*args, cwd=None):
 
 
 def _version(dist):
+    from importlib import metadata  # once per process, at the first submit (see `_static_lineage`)
+
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -407,13 +412,11 @@ def _open_nofollow(path, rej, name: str):
         raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
     return os.fdopen(fd, "rb")
 
-
-def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
-    "Read and check `manifest.json` and `COMMIT` of a job folder; return the manifest and its bytes."
-    job_dir = os.fspath(job_dir)
-    job_id = job_id or Path(job_dir).name
-    rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
-    mpath, cpath = os.path.join(job_dir, MANIFEST), os.path.join(job_dir, COMMIT)
+# %% ../nbs/01_protocol.ipynb #4f1012d7
+def _read_committed(job_dir: str, rej) -> bytes:
+    """The bytes of a job's `manifest.json`: a regular file under the size cap (a larger one is not read), whose
+    checksum `COMMIT` holds."""
+    mpath = os.path.join(job_dir, MANIFEST)
     try:
         st = os.lstat(mpath)
     except FileNotFoundError:
@@ -424,16 +427,26 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
         raise rej("manifest_too_large", f"manifest.json is {st.st_size} bytes (limit {MAX_MANIFEST_BYTES})", MANIFEST)
     with _open_nofollow(mpath, rej, MANIFEST) as f:
         raw = f.read(MAX_MANIFEST_BYTES + 1)
+    if _read_commit(job_dir, rej) != checksum_bytes(raw):
+        raise rej("commit_mismatch", "COMMIT does not match manifest.json (torn or edited manifest)", COMMIT)
+    return raw
+
+
+def _read_commit(job_dir: str, rej) -> str:
+    "What a job's `COMMIT` says: a small regular file, or the job is not (properly) committed."
+    cpath = os.path.join(job_dir, COMMIT)
     try:
         cst = os.lstat(cpath)
         if not stat.S_ISREG(cst.st_mode) or cst.st_size > 1024:
             raise rej("commit_mismatch", "COMMIT is not a small regular file", COMMIT)
         with _open_nofollow(cpath, rej, COMMIT) as f:
-            commit = f.read(1024).decode("ascii", "replace").strip()
+            return f.read(1024).decode("ascii", "replace").strip()
     except FileNotFoundError:
         raise rej("commit_missing", "COMMIT is missing: the job was never committed", COMMIT) from None
-    if commit != checksum_bytes(raw):
-        raise rej("commit_mismatch", "COMMIT does not match manifest.json (torn or edited manifest)", COMMIT)
+
+# %% ../nbs/01_protocol.ipynb #d86d2cc8
+def _parse_manifest(raw: bytes, rej) -> dict:
+    "The manifest in `raw`: a JSON object of this protocol's version that satisfies the JSON Schema."
     try:
         manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -448,48 +461,56 @@ def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
             f"protocol {manifest.get('protocol')!r} is not supported (this bus reads protocol {PROTOCOL})",
             "protocol",
         )
+    _check_schema(manifest, rej)
+    return manifest
+
+
+def _check_schema(manifest: dict, rej) -> None:
+    "The first field of `manifest` that breaks the JSON Schema, as a rejection naming it."
+    import fastjsonschema  # the writer's side: a producer never validates a manifest
+
     try:
         _validator()(manifest)
     except fastjsonschema.JsonSchemaValueException as err:
         field = (err.name or "").removeprefix("data").lstrip(".") or "manifest"
-        code = (
-            "kind_invalid"
-            if field.endswith(".kind")
-            else "unsafe_name"
-            if field.endswith(".file")
-            else "manifest_schema"
-        )
+        if field.endswith(".kind"):
+            code = "kind_invalid"
+        elif field.endswith(".file"):
+            code = "unsafe_name"
+        else:
+            code = "manifest_schema"
         msg = err.message.removeprefix("data").lstrip(".")
         raise rej(code, f"manifest.json: {msg[:300]}", field) from None
-    if manifest["job_id"] != job_id:
-        raise rej("job_id_mismatch", f"manifest job_id {manifest['job_id']!r} does not match the folder name", "job_id")
-    if bad := bad_text(manifest):
-        raise rej(
-            "text_invalid",
-            f"manifest.json: {bad[0].removeprefix('manifest.')} {bad[1]}",
-            bad[0].removeprefix("manifest."),
-        )
-    return manifest, raw
 
-
-WHOLE_READ_BYTES = 8 << 20  # a file this small is read once: the same bytes give its checksum and its footer
-
-
-def validate_job(job_dir, job_id=None) -> dict:
-    "Validate a committed job folder completely; return its manifest or raise `Rejection`."
+# %% ../nbs/01_protocol.ipynb #2ab1e66b
+def read_manifest(job_dir, job_id=None) -> tuple[dict, bytes]:
+    "Read and check `manifest.json` and `COMMIT` of a job folder; return the manifest and its bytes."
     job_dir = os.fspath(job_dir)
     job_id = job_id or Path(job_dir).name
     rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
+    raw = _read_committed(job_dir, rej)
+    manifest = _parse_manifest(raw, rej)
+    if manifest["job_id"] != job_id:
+        raise rej("job_id_mismatch", f"manifest job_id {manifest['job_id']!r} does not match the folder name", "job_id")
+    if bad := bad_text(manifest):
+        field = bad[0].removeprefix("manifest.")
+        raise rej("text_invalid", f"manifest.json: {field} {bad[1]}", field)
+    return manifest, raw
+
+# %% ../nbs/01_protocol.ipynb #28bf939e
+WHOLE_READ_BYTES = 8 << 20  # a file this small is read once: the same bytes give its checksum and its footer
+
+
+def _check_job_id(job_id: str, rej) -> None:
+    "A job folder's name must be a job id of a plausible time."
     if not is_job_id(job_id):
         raise rej("job_id_invalid", f"folder name {job_id!r} is not a job id", "job_id")
     if why := job_time_problem(job_id):
         raise rej("job_id_invalid", f"job id {job_id} {why}", "job_id")
-    if not stat.S_ISDIR(os.lstat(job_dir).st_mode):
-        raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
-    with os.scandir(job_dir) as it:
-        entries = {e.name: e for e in it}
-    manifest, _ = read_manifest(job_dir, job_id)
-    arts = manifest["artifacts"]
+
+
+def _check_names(arts: list, rej) -> None:
+    "No artifact name or file is listed twice, and every file is a plain name."
     seen_names, seen_files = set(), set()
     for i, a in enumerate(arts):
         f = f"artifacts[{i}]"
@@ -501,57 +522,86 @@ def validate_job(job_dir, job_id=None) -> dict:
         seen_files.add(a["file"])
         if not is_safe_file(a["file"]):
             raise rej("unsafe_name", f"file name {a['file']!r} is not a plain name", f"{f}.file")
+
+
+def _check_entries(entries: dict, listed: set, rej) -> None:
+    "Every entry of the job folder is a regular file: the manifest, `COMMIT` or a listed artifact."
     for name, e in entries.items():
         if e.is_symlink():
             raise rej("unsafe_entry", f"{name!r} is a symlink", name)
         if not e.is_file(follow_symlinks=False):
             raise rej("unsafe_entry", f"{name!r} is not a regular file", name)
-        if name not in seen_files and name not in (MANIFEST, COMMIT):
+        if name not in listed and name not in (MANIFEST, COMMIT):
             raise rej("file_unlisted", f"{name!r} is in the job but not listed in the manifest", name)
+
+# %% ../nbs/01_protocol.ipynb #90d16bb0
+def _read_artifact(path: str, a: dict, f: str, rej) -> pa.Schema:
+    """Check one artifact's file against its entry `a` of the manifest (`f`: where that entry is): its size and
+    checksum, then its Parquet footer and row count; return the file's Arrow schema."""
+    fn = a["file"]
+    with _open_nofollow(path, rej, fn) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size != a["bytes"]:
+            raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
+        if size <= WHOLE_READ_BYTES:  # one read, no second pass over the file
+            data = fh.read(size + 1)
+            if len(data) != size:
+                raise rej("size_mismatch", f"{fn}: changed size while being read", f"{f}.bytes")
+            digest, source = checksum_bytes(data), pa.BufferReader(data)
+        else:  # streamed: memory stays flat whatever the artifact's size
+            digest, source = checksum_fileobj(fh), fh
+            fh.seek(0)
+        if digest != a["checksum"]:
+            raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
+        try:
+            pf = pq.ParquetFile(source)
+            md, schema = pf.metadata, pf.schema_arrow
+            rows, in_groups = md.num_rows, sum(md.row_group(g).num_rows for g in range(md.num_row_groups))
+        except (pa.ArrowException, OSError, ValueError) as e:
+            first = str(e).splitlines()[0][:200]
+            raise rej("not_parquet", f"{fn}: not a readable Parquet file ({first})", f"{f}.file") from None
+    if rows != in_groups:  # a footer that lies: readers would disagree on how many rows there are
+        raise rej(
+            "row_count_mismatch", f"{fn}: the footer says {rows} rows but its row groups hold {in_groups}", f"{f}.rows"
+        )
+    if rows != a["rows"]:
+        raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
+    return schema
+
+
+def _check_artifact_schema(a: dict, schema: pa.Schema, f: str, rej) -> None:
+    "The file's schema is the one the manifest declares, with unique names (ignoring case) and none reserved."
+    fn = a["file"]
+    if dup := case_clash([x["name"] for x in a["schema"]["fields"]]) or case_clash(schema.names):
+        raise rej(
+            "duplicate_column",
+            f"{fn}: columns {dup[0]!r} and {dup[1]!r} are one column to DuckDB (names must be unique, ignoring case)",
+            f"{f}.schema",
+        )
+    if diff := schema_diff(a["schema"], schema_to_json(schema)):
+        raise rej("schema_mismatch", f"{fn}: {diff}", f"{f}.schema")
+    if clash := reserved_clash(schema.names):
+        raise rej("reserved_column", f"{fn}: column {clash[0]!r} is reserved for the bus", f"{f}.schema")
+
+# %% ../nbs/01_protocol.ipynb #ddf95c1d
+def validate_job(job_dir, job_id=None) -> dict:
+    "Validate a committed job folder completely; return its manifest or raise `Rejection`."
+    job_dir = os.fspath(job_dir)
+    job_id = job_id or Path(job_dir).name
+    rej = lambda code, msg, field=None: Rejection(code, msg, field, job_id)
+    _check_job_id(job_id, rej)
+    if not stat.S_ISDIR(os.lstat(job_dir).st_mode):
+        raise rej("unsafe_entry", "the job is not a real folder (symlink?)")
+    with os.scandir(job_dir) as it:
+        entries = {e.name: e for e in it}
+    manifest, _ = read_manifest(job_dir, job_id)
+    arts = manifest["artifacts"]
+    _check_names(arts, rej)
+    _check_entries(entries, {a["file"] for a in arts}, rej)
     for i, a in enumerate(arts):
-        f, fn = f"artifacts[{i}]", a["file"]
-        if fn not in entries:
-            raise rej("file_missing", f"{fn} is listed in the manifest but missing", f"{f}.file")
-        with _open_nofollow(entries[fn].path, rej, fn) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size != a["bytes"]:
-                raise rej("size_mismatch", f"{fn}: {size} bytes, manifest says {a['bytes']}", f"{f}.bytes")
-            if size <= WHOLE_READ_BYTES:  # one read, no second pass over the file
-                data = fh.read(size + 1)
-                if len(data) != size:
-                    raise rej("size_mismatch", f"{fn}: changed size while being read", f"{f}.bytes")
-                digest, source = checksum_bytes(data), pa.BufferReader(data)
-            else:  # streamed: memory stays flat whatever the artifact's size
-                digest, source = checksum_fileobj(fh), fh
-                fh.seek(0)
-            if digest != a["checksum"]:
-                raise rej("checksum_mismatch", f"{fn}: checksum does not match the manifest", f"{f}.checksum")
-            try:
-                pf = pq.ParquetFile(source)
-                md, schema = pf.metadata, pf.schema_arrow
-                rows, in_groups = md.num_rows, sum(md.row_group(g).num_rows for g in range(md.num_row_groups))
-            except (pa.ArrowException, OSError, ValueError) as e:
-                raise rej(
-                    "not_parquet", f"{fn}: not a readable Parquet file ({str(e).splitlines()[0][:200]})", f"{f}.file"
-                ) from None
-        if rows != in_groups:  # a footer that lies: readers would disagree on how many rows there are
-            raise rej(
-                "row_count_mismatch",
-                f"{fn}: the footer says {rows} rows but its row groups hold {in_groups}",
-                f"{f}.rows",
-            )
-        if rows != a["rows"]:
-            raise rej("row_count_mismatch", f"{fn}: {rows} rows, manifest says {a['rows']}", f"{f}.rows")
-        if dup := case_clash([x["name"] for x in a["schema"]["fields"]]) or case_clash(schema.names):
-            raise rej(
-                "duplicate_column",
-                f"{fn}: columns {dup[0]!r} and {dup[1]!r} are one column to DuckDB "
-                "(names must be unique, ignoring case)",
-                f"{f}.schema",
-            )
-        if diff := schema_diff(a["schema"], schema_to_json(schema)):
-            raise rej("schema_mismatch", f"{fn}: {diff}", f"{f}.schema")
-        clash = reserved_clash(schema.names)
-        if clash:
-            raise rej("reserved_column", f"{fn}: column {clash[0]!r} is reserved for the bus", f"{f}.schema")
+        f = f"artifacts[{i}]"
+        if a["file"] not in entries:
+            raise rej("file_missing", f"{a['file']} is listed in the manifest but missing", f"{f}.file")
+        schema = _read_artifact(entries[a["file"]].path, a, f, rej)
+        _check_artifact_schema(a, schema, f, rej)
     return manifest

@@ -220,7 +220,69 @@ def _papermill():
         raise BusError("papermill is not installed: pip install 'artifact_bus[ops]'") from None
     return papermill
 
+# %% ../nbs/06_schedule.ipynb #f0c94e11
+def _warn_overrides(config: Config) -> None:
+    "The kernel reads the settings from the root's files: say which arguments it will not see."
+    overridden = [k for k, src in config.sources.items() if src == "argument" and k != "root"]
+    if overridden:
+        log.warning(
+            "run_notebook: the kernel reads the settings from %s; overrides of %s do not reach it",
+            config.root,
+            ", ".join(overridden),
+        )
 
+
+def _execute(pm, out: Path, params: dict, kernel: str, timeout: float | None) -> tuple[str | None, str | None]:
+    "Run the ingest notebook into `out`: the name and the text of the error it failed with, or (None, None)."
+    try:
+        pm.execute_notebook(
+            str(ingest_notebook()),
+            str(out),
+            parameters=params,
+            kernel_name=kernel,
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except pm.PapermillExecutionError as e:
+        return e.ename, f"{e.ename}: {e.evalue}"
+    except Exception as e:  # the kernel died or never started, a cell timed out, the notebook could not be written
+        return type(e).__name__, f"{type(e).__name__}: {str(e).strip()[:500]}"
+    return None, None
+
+
+def _recorded(config: Config, out: Path, started, error: str | None) -> tuple[dict | None, str | None]:
+    """The run's record in the catalog and who wrote it: `ingest` records its own runs; a run that failed
+    before ingest could (or with the kernel killed) is recorded here."""
+    rec = run_record(config, notebook=out)
+    if rec is not None or error is None:
+        return rec, "ingest" if rec else None
+    try:
+        record_run(config, started=started, outcome="failed", error=error, notebook=str(out))
+        return run_record(config, notebook=out), "run_notebook"
+    except BusError as e:
+        log.error("could not record the failed run in the catalog: %s (its notebook: %s)", e, out)
+        return None, None
+
+
+def _run_result(out: Path, error: str | None, rec: dict | None, recorded_by: str | None) -> dict:
+    "What `run_notebook` returns: the outcome, the notebook, the error and the run's record."
+    result = {
+        "outcome": "failed" if error else "ok",
+        "notebook": str(out) if out.exists() else None,
+        "error": error,
+        "recorded_by": recorded_by,
+        "run_no": None,
+        "accepted": [],
+        "rejected": [],
+        "duplicates": [],
+    }
+    if rec:
+        result.update({k: v for k, v in rec.items() if k not in ("outcome", "notebook", "error")})
+        if rec["outcome"] == "failed" and error is None:  # cannot happen: ingest raises when it records a failure
+            result.update(outcome="failed", error=rec["error"])
+    return result
+
+# %% ../nbs/06_schedule.ipynb #ff96f967
 def run_notebook(
     root=None,
     *,
@@ -236,57 +298,17 @@ def run_notebook(
     failed, `WriterBusy` when another writer was at work. `timeout` limits each cell, in seconds."""
     pm = _papermill()
     config = config or load_config(root)
-    overridden = [k for k, src in config.sources.items() if src == "argument" and k != "root"]
-    if overridden:
-        log.warning(
-            "run_notebook: the kernel reads the settings from %s; overrides of %s do not reach it",
-            config.root,
-            ", ".join(overridden),
-        )
+    _warn_overrides(config)
     require_mounted(config)
     config.runs.mkdir(parents=True, exist_ok=True)
     started = utcnow()
     out = run_path(config, started)
     params = {"root": str(config.root), "max_jobs": max_jobs, "exports": exports, "run_notebook": str(out)}
-    error = ename = None
-    try:
-        pm.execute_notebook(
-            str(ingest_notebook()),
-            str(out),
-            parameters=params,
-            kernel_name=kernel,
-            progress_bar=False,
-            execution_timeout=timeout,
-        )
-    except pm.PapermillExecutionError as e:
-        ename, error = e.ename, f"{e.ename}: {e.evalue}"
-    except Exception as e:  # the kernel died or never started, a cell timed out, the notebook could not be written
-        ename, error = type(e).__name__, f"{type(e).__name__}: {str(e).strip()[:500]}"
+    ename, error = _execute(pm, out, params, kernel, timeout)
     if ename == "WriterBusy":
         out.unlink(missing_ok=True)
         raise WriterBusy(error.split(": ", 1)[1])
-    rec = run_record(config, notebook=out)
-    recorded_by = "ingest" if rec else None
-    if error is not None and rec is None:
-        try:
-            record_run(config, started=started, outcome="failed", error=error, notebook=str(out))
-            rec, recorded_by = run_record(config, notebook=out), "run_notebook"
-        except BusError as e:
-            log.error("could not record the failed run in the catalog: %s (its notebook: %s)", e, out)
-    result = {
-        "outcome": "failed" if error else "ok",
-        "notebook": str(out) if out.exists() else None,
-        "error": error,
-        "recorded_by": recorded_by,
-        "run_no": None,
-        "accepted": [],
-        "rejected": [],
-        "duplicates": [],
-    }
-    if rec:
-        result.update({k: v for k, v in rec.items() if k not in ("outcome", "notebook", "error")})
-        if rec["outcome"] == "failed" and error is None:  # cannot happen: ingest raises when it records a failure
-            result.update(outcome="failed", error=rec["error"])
+    result = _run_result(out, error, *_recorded(config, out, started, error))
     prune_runs(config)
     if result["outcome"] == "failed":
         raise RunFailed(f"scheduled ingest failed: {error} (notebook: {out})", notebook=out, result=result)
@@ -471,7 +493,7 @@ def _reload(config: Config, logger, failed: list) -> Config:
         logger.info("the bus config changed: the next cycle uses it")
     return new
 
-
+# %% ../nbs/06_schedule.ipynb #e00ec929
 class _DaemonLoop:
     "The daemon's state between cycles: cycles run, failures in a row, and how long the exports have waited."
 
@@ -555,7 +577,25 @@ class _DaemonLoop:
             self.logger.error("cycle %d failed: %s: %s; retrying in %gs", self.cycles, type(e).__name__, e, pause)
         return pause
 
+    def watch(self, wake: threading.Event) -> None:
+        """Look at the inbox until `stop` is set (or `max_cycles` cycles with work have run): a cycle when jobs wait,
+        the idle work when none, then a pause that a file event (`wake`) cuts short."""
+        bad_config: list = []
+        while not self.stop.is_set():
+            wake.clear()
+            self.config = _reload(self.config, self.logger, bad_config)  # bus.toml edits apply without a restart
+            try:
+                work = has_work(self.config)
+            except OSError as e:
+                self.logger.error("cannot read the inbox %s: %s", self.config.inbox, e)
+                work = False
+            pause = self.run() if work else self.idle()
+            if work and self.max_cycles is not None and self.cycles >= self.max_cycles:
+                break
+            if pause and not self.stop.is_set():
+                wake.wait(pause)
 
+# %% ../nbs/06_schedule.ipynb #7644b842
 def daemon(
     root=None,
     *,
@@ -596,19 +636,6 @@ def daemon(
             "papermill runs" if papermill else "in-process ingest",
             waker.how,
         )
-        bad_config = []
-        while not stop.is_set():
-            wake.clear()
-            loop.config = _reload(loop.config, logger, bad_config)  # bus.toml edits apply without a restart
-            try:
-                work = has_work(loop.config)
-            except OSError as e:
-                logger.error("cannot read the inbox %s: %s", loop.config.inbox, e)
-                work = False
-            pause = loop.run() if work else loop.idle()
-            if work and max_cycles is not None and loop.cycles >= max_cycles:
-                break
-            if pause and not stop.is_set():
-                wake.wait(pause)
+        loop.watch(wake)
         logger.info("daemon stopped after %d cycles", loop.cycles)
     return loop.cycles

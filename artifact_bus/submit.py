@@ -5,14 +5,12 @@
 # %% ../nbs/02_submit.ipynb #e53b5032
 from __future__ import annotations
 
-import difflib
 import errno
 import fcntl
 import hashlib
 import io
 import json
 import os
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,7 +106,7 @@ def _from_pandas(df, what: str = "data") -> pa.Table:
                 ) from None
         raise ManifestError(f"{what}: cannot convert the DataFrame to Arrow: {str(e).splitlines()[0][:300]}") from None
 
-
+# %% ../nbs/02_submit.ipynb #c2c6cae2
 class _HashingFile(io.RawIOBase):
     "A new file that hashes what is written to it: the artifact's checksum costs no second read."
 
@@ -244,6 +242,8 @@ def warn_new_kind(config: Config, kind: str) -> None:
     if not known or kind in known:
         return
     _WARNED.add((str(config.root), kind))
+    import difflib  # only for a kind the bus has not seen
+
     close = difflib.get_close_matches(kind, known, n=3, cutoff=0.6)
     hint = (
         f"did you mean {' or '.join(map(repr, close))}?"
@@ -357,6 +357,8 @@ class Job:
 
     def _unavailable(self, e: OSError) -> Path:
         "The bus cannot be written: raise if it is required, else switch to the spool."
+        import shutil  # the spool's path and the failures' only
+
         reason = f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else "")
         if self.config.required:
             self.abort()
@@ -536,6 +538,8 @@ class Job:
     def abort(self) -> None:
         "Remove everything written so far; nothing ever became visible."
         if self._dir is not None:
+            import shutil
+
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
@@ -549,7 +553,7 @@ class Job:
             self.abort()
         return False
 
-
+# %% ../nbs/02_submit.ipynb #51d03e12
 def _hold(folder) -> int:
     "An exclusive lock on `folder`'s inode, held until the returned descriptor is closed."
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -630,15 +634,24 @@ class _BatchJob(Job):
         if self.spooled or self.config.staged:  # the spool and object storage: job by job
             r = super().commit()
             self._batch.receipts.append(r)
+            self._batch._bar.update()
             return r
         self._batch._queue(self)
+        self._batch._bar.update()
 
 
 class Batch:
     "Submit many jobs that become durable together; see `batch`."
 
     def __init__(
-        self, *, root=None, required=None, max_jobs: int = 256, max_bytes: int = 256 << 20, config: Config | None = None
+        self,
+        *,
+        root=None,
+        required=None,
+        max_jobs: int = 256,
+        max_bytes: int = 256 << 20,
+        config: Config | None = None,
+        progress: bool | None = None,
     ):
         if not (isinstance(max_jobs, int) and max_jobs >= 1):
             raise ManifestError(f"max_jobs must be a positive integer, got {max_jobs!r}")
@@ -649,6 +662,7 @@ class Batch:
         self.receipts: list[Receipt] = []
         self._waiting: list[Job] = []
         self._bytes = 0
+        self._bar = progress_bar(None, "batch", progress)  # counts the jobs written; no end is known
 
     def job(self, *, run_id=None, producer=None, meta=None, key=None, replace: bool = False) -> Job:
         "Start one atomic job of several artifacts in this batch: `with b.job(run_id=...) as j: j.add('fills', df)`."
@@ -715,7 +729,10 @@ class Batch:
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.flush()  # the finished jobs are complete: commit them even when the block raised
+        try:
+            self.flush()  # the finished jobs are complete: commit them even when the block raised
+        finally:
+            self._bar.close()
         return False
 
 
@@ -725,10 +742,12 @@ def batch(
     required: bool | None = None,
     max_jobs: int = 256,
     max_bytes: int = 256 << 20,
+    progress: bool | None = None,
 ) -> Batch:
     """Submit many jobs that share the disk's sync cost: `with batch() as b: b.submit(df, 'fills')`.
-    Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes."""
-    return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes)
+    Jobs commit (visible, durable) when the block ends, or every `max_jobs` jobs / `max_bytes` bytes.
+    A bar counts the jobs written when someone watches (`progress`: see `progress_bar`)."""
+    return Batch(root=root, required=required, max_jobs=max_jobs, max_bytes=max_bytes, progress=progress)
 
 # %% ../nbs/02_submit.ipynb #a5bbae78
 def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
@@ -738,6 +757,50 @@ def spooled_jobs(root=None, *, config: Config | None = None) -> list[str]:
         return sorted(n for n in os.listdir(spool_dir(config) / "jobs") if not n.startswith("."))
     except FileNotFoundError:
         return []
+
+
+def _flush_job(config: Config, src: Path, dest: Path, tmp: Path) -> None:
+    """Copy the spooled job `src` into the inbox as `dest` (written under `tmp`, then one rename), unless a job of
+    that id is there already. An `OSError` means the bus is still unavailable."""
+    import shutil
+
+    if os.path.lexists(dest):
+        return
+    if root_unmounted(config):  # the same availability check a submit makes
+        raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in os.listdir(src):
+        shutil.copyfile(src / f, tmp / f)
+        fsync_file(tmp / f)
+    fsync_dir(tmp)
+    os.rename(tmp, dest)
+    fsync_dir(config.inbox)
+
+
+def _flush_local(config: Config, jobs: list[str], progress: bool | None) -> list[str]:
+    "Move the committed jobs of this machine's spool into the inbox, one by one; their ids."
+    import shutil
+
+    spooled, done = spool_dir(config) / "jobs", list[str]()
+    bar = progress_bar(len(jobs), "flush", progress)
+    for jid in spooled_jobs(config=config):
+        bar.update()
+        src, tmp = spooled / jid, config.tmp / jid
+        if not os.path.lexists(src / COMMIT):
+            continue
+        try:
+            _flush_job(config, src, config.inbox / jid, tmp)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BusUnavailable(
+                f"bus root {config.root} is still unavailable ({e.strerror or e}): "
+                f"{len(jobs) - len(done)} jobs stay spooled in {spooled}"
+            ) from None
+        shutil.rmtree(src, ignore_errors=True)
+        done.append(jid)
+    bar.close()
+    return done
 
 
 def flush(
@@ -755,7 +818,6 @@ def flush(
     jobs = spooled_jobs(config=config)
     if not jobs:
         return stranded
-    done: list[str] = []
     with open(sd / "flush.lock", "a+") as lk:
         try:
             fcntl.flock(lk, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -763,31 +825,4 @@ def flush(
             return stranded  # another process is flushing this spool
         if config.staged:
             return stranded + flush_jobs(config, sd / "jobs")  # a remote producer's spool goes to object storage
-        bar = progress_bar(len(jobs), "flush", progress)
-        for jid in spooled_jobs(config=config):
-            bar.update()
-            src, dest, tmp = sd / "jobs" / jid, config.inbox / jid, config.tmp / jid
-            if not os.path.lexists(src / COMMIT):
-                continue
-            try:
-                if not os.path.lexists(dest):
-                    if root_unmounted(config):  # the same availability check a submit makes
-                        raise OSError(errno.ENOENT, UNMOUNTED, str(config.root.parent))
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    tmp.mkdir(parents=True)
-                    for f in os.listdir(src):
-                        shutil.copyfile(src / f, tmp / f)
-                        fsync_file(tmp / f)
-                    fsync_dir(tmp)
-                    os.rename(tmp, dest)
-                    fsync_dir(config.inbox)
-            except OSError as e:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise BusUnavailable(
-                    f"bus root {config.root} is still unavailable ({e.strerror or e}): "
-                    f"{len(jobs) - len(done)} jobs stay spooled in {sd / 'jobs'}"
-                ) from None
-            shutil.rmtree(src, ignore_errors=True)
-            done.append(jid)
-        bar.close()
-    return done
+        return _flush_local(config, jobs, progress)
