@@ -237,3 +237,21 @@ def test_writer_killed_during_retire_or_gc_loses_nothing(root, op):
     gc(root)  # and a gc after all that completes
     for v in _versions(root):
         _read_everything(root, v)
+
+
+def test_every_write_to_a_published_table_marks_the_row_for_the_next_version():
+    """Rows reach readers through `_v`: NULL until a version publishes them. An UPDATE that forgot to reset it
+    would change the writer's catalog and never the readers' (inserts leave it NULL by default)."""
+    import re
+
+    import artifact_bus
+    from artifact_bus.catalog_db import TABLES
+
+    found = []
+    for f in sorted(Path(artifact_bus.__file__).parent.glob("*.py")):
+        text = f.read_text()
+        for m in re.finditer(r"UPDATE catalog\.(\w+) SET (.*?)(?: WHERE|\"\s*$)", text, re.S | re.M):
+            if m.group(1) in TABLES:
+                found.append((f.name, m.group(1)))
+                assert "_v = NULL" in m.group(2), f"{f.name}: UPDATE catalog.{m.group(1)} does not reset _v"
+    assert len(found) >= 8, found  # the scan finds the writer's updates
