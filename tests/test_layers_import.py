@@ -4,9 +4,8 @@ Contract: `from artifact_bus import submit, job, batch` loads the producer side 
 `.protocol`, `.submit`) and no third-party package that `import pyarrow.parquet` does not load already (numpy
 only where pyarrow itself loads it): no duckdb, no writer or reader module, not even fastjsonschema (only the
 writer validates manifests). Every name in `artifact_bus.__all__` resolves. `submit`, `ingest`, `catalog`,
-`export` and `requeue` are the API functions on the package, whichever of the function or the module of the same
-name was
-imported first.
+`export`, `requeue`, `retire` and `gc` are the API functions on the package, whichever of the function or the
+module of the same name was imported first.
 """
 
 from __future__ import annotations
@@ -94,7 +93,7 @@ def test_every_public_name_resolves():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-@pytest.mark.parametrize("name", ["submit", "ingest", "catalog", "export", "requeue"])
+@pytest.mark.parametrize("name", ["submit", "ingest", "catalog", "export", "requeue", "retire", "gc"])
 @pytest.mark.parametrize(
     "first",
     [
