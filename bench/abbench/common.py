@@ -64,7 +64,7 @@ BUDGET_S = {
     "full": 30.0,
 }  # a system still writing after this long is stopped: its figure is a lower bound
 GROWTH_BUDGET_S = {"quick": 30.0, "full": 120.0}  # growth: once a size's measured ingests took this long, no more
-DOCTOR_MAX = 100_000  # growth: `doctor` checks the seeded store up to this many artifacts (it stats every file)
+DOCTOR_MAX = 1_000_000  # growth: `doctor` checks the seeded store up to this many artifacts (it stats every file)
 GROUP_BY = "SELECT symbol, sum(qty * price) AS notional FROM {src} GROUP BY symbol"
 KB = 1024
 MB = 1024 * 1024
