@@ -39,7 +39,6 @@ SEGMENT_ARTIFACTS = 500  # a seeded segment holds what one ingest batch (batch_s
 SEED_T0_MS = 1_735_689_600_000  # 2025-01-01T00:00Z: every seeded job is older than the jobs a run submits
 SEED_STEP_MS = 30_000  # one seeded job every 30 s: a million of them span a little under a year
 CROCKFORD = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
-COMPACT_MIN_FILES = 32  # the default `compact_min_files`: measured ingests stay below it (see `_measure`)
 
 
 def ulids(ms: np.ndarray, tag: str, seq: np.ndarray) -> list[str]:
@@ -437,6 +436,7 @@ def _grow(R: Results, root: Path, pool: Pool, sizes, reps, open_reps, budget, do
 
     has_as_of = "as_of" in inspect.signature(catalog).parameters
     extra["as_of_supported"] = has_as_of
+    min_files = load_config(root).compact_min_files  # an ingest compacts once this many small files wait
 
     # the real part: 40 jobs submitted and ingested (compacted: more than compact_min_files)
     t0 = time.perf_counter()
@@ -453,7 +453,7 @@ def _grow(R: Results, root: Path, pool: Pool, sizes, reps, open_reps, budget, do
         if need < 0:
             R.notes.append(f"{name}: skipped, the store already holds {total} artifacts")
             continue
-        if loose:  # the jobs measured at the size before, compacted as the bus would once 32 had gathered
+        if loose:  # the jobs measured at the size before, compacted as the bus does once enough have gathered
             compact(root, config=dataclasses.replace(load_config(root), compact_min_files=1))
             loose = 0
         s = seed(root, need, seeded, pool)
@@ -470,9 +470,7 @@ def _grow(R: Results, root: Path, pool: Pool, sizes, reps, open_reps, budget, do
         if count != N:
             R.notes.append(f"{name}: catalog() counts {count:,} artifacts, expected {N:,}")
         if seeded and real_segments:
-            mine = sorted((root / "store" / "_segments" / KIND).glob("*BENCH*.parquet")) or sorted(
-                p for p in (root / "store" / "_segments" / KIND).glob("*.parquet") if p not in real_segments
-            )
+            mine = sorted((root / "store" / "_segments" / KIND).glob("*SEGMT*.parquet"))
             if mine and segment_schema(mine[0]) != segment_schema(real_segments[0]):
                 R.notes.append(f"{name}: a seeded segment's columns differ from those compaction wrote")
         if N <= doctor_max:
@@ -487,7 +485,7 @@ def _grow(R: Results, root: Path, pool: Pool, sizes, reps, open_reps, budget, do
         time.sleep(0.01)
         runs, lost_budget = [], False
         for r in range(reps):
-            if loose + NEW_JOBS >= COMPACT_MIN_FILES:  # never let a measured ingest compact: each measures the same
+            if min_files and loose + NEW_JOBS >= min_files:  # no measured ingest compacts: each does the same work
                 compact(root, config=dataclasses.replace(load_config(root), compact_min_files=1))
                 loose = 0
             ids = _submit_jobs(root, NEW_JOBS, f"new-{N}-{r}", 30_000 + N + 100 * r)
