@@ -14,9 +14,10 @@ from pathlib import Path
 
 from . import __doc__ as DOC
 from .catalog import catalog_workload
-from .common import BUDGET_S, MODES, REPO, RESULTS, SYSTEMS, WORKLOADS, tables_small
+from .common import BUDGET_S, DOCTOR_MAX, GROWTH_BUDGET_S, MODES, REPO, RESULTS, SYSTEMS, WORKLOADS, tables_small
 from .concurrent import concurrent_workload
 from .daemon import daemon_workload
+from .growth import growth_workload
 from .imports import import_workload
 from .machine import disk_probe, machine
 from .memory import ingest_mem_workload, memory_workload
@@ -45,6 +46,11 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--ingest-mem-mb", type=int, help="size of the ingest-memory artifact (quick 100, full 2048)")
     ap.add_argument(
+        "--growth-sizes",
+        help="store sizes of the growth workload, in artifacts, comma-separated (quick 1000,10000,100000; full "
+        "adds 1000000); ratios are against the first",
+    )
+    ap.add_argument(
         "--workdir", type=Path, help="where the systems write (default a fresh folder under bench/results/)"
     )
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
@@ -58,6 +64,13 @@ def main(argv=None) -> int:
         P["catalog_artifacts"] = a.catalog_artifacts
     if a.ingest_mem_mb:
         P["ingest_mem_mb"] = a.ingest_mem_mb
+    if a.growth_sizes:
+        try:
+            P["growth_sizes"] = tuple(sorted({int(x.replace("_", "")) for x in a.growth_sizes.split(",") if x.strip()}))
+        except ValueError:
+            ap.error(f"--growth-sizes takes whole numbers, comma-separated, not {a.growth_sizes!r}")
+        if P["growth_sizes"][0] < 100:
+            ap.error("--growth-sizes: the smallest store is 100 artifacts (the real jobs come first)")
     only = [w.strip() for w in a.only.split(",") if w.strip()]
     systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     for w in only:
@@ -189,6 +202,24 @@ def main(argv=None) -> int:
         )
     if "import" in only:
         step(f"import: {P['import_reps']} fresh processes each", import_workload, R, P["import_reps"])
+    if "growth" in only:
+        if P["growth_sizes"][-1] < 1_000_000:
+            R.notes.append(
+                f"growth: up to {P['growth_sizes'][-1]:,} artifacts, not the issue's 1,000,000 ({mode} mode or "
+                f"--growth-sizes): the targets are read at the largest size"
+            )
+        step(
+            f"growth: stores of {', '.join(f'{n:,}' for n in P['growth_sizes'])} artifacts",
+            growth_workload,
+            R,
+            list(P["growth_sizes"]),
+            P["growth_reps"],
+            P["growth_open_reps"],
+            work,
+            GROWTH_BUDGET_S[mode],
+            DOCTOR_MAX,
+            (a.workdir or RESULTS) / "growth-pool",  # the seeded jobs' folders, kept between runs (same disk)
+        )
 
     total = time.perf_counter() - started
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

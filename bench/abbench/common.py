@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent.parent  # bench/
 REPO = HERE.parent
 RESULTS = HERE / "results"
 
-WORKLOADS = ("small", "concurrent", "large", "memory", "catalog", "ingest-mem", "daemon", "import")
+WORKLOADS = ("small", "concurrent", "large", "memory", "catalog", "ingest-mem", "daemon", "import", "growth")
 SYSTEMS = ("floor", "protocol", "duckdb", "delta", "iceberg", "ducklake", "artifact_bus", "artifact_bus_batch")
 BUS_SYSTEMS = ("artifact_bus", "artifact_bus_batch")
 BUS_LABEL = {"artifact_bus": "artifact_bus", "artifact_bus_batch": "artifact_bus batch()"}
@@ -35,6 +35,9 @@ MODES = {
         daemon_jobs=6,
         daemon_preload_rows=300_000,
         import_reps=7,
+        growth_sizes=(1_000, 10_000, 100_000),
+        growth_reps=3,
+        growth_open_reps=10,
     ),
     "full": dict(
         reps=3,
@@ -50,6 +53,9 @@ MODES = {
         daemon_jobs=20,
         daemon_preload_rows=3_000_000,
         import_reps=21,
+        growth_sizes=(1_000, 10_000, 100_000, 1_000_000),
+        growth_reps=3,
+        growth_open_reps=10,
     ),
 }
 SLOW_S = 10.0  # a system whose first repetition of a workload took longer is not repeated (noted in the output)
@@ -57,6 +63,8 @@ BUDGET_S = {
     "quick": 8.0,
     "full": 30.0,
 }  # a system still writing after this long is stopped: its figure is a lower bound
+GROWTH_BUDGET_S = {"quick": 30.0, "full": 120.0}  # growth: once a size's measured ingests took this long, no more
+DOCTOR_MAX = 1_000_000  # growth: `doctor` checks the seeded store up to this many artifacts (it stats every file)
 GROUP_BY = "SELECT symbol, sum(qty * price) AS notional FROM {src} GROUP BY symbol"
 KB = 1024
 MB = 1024 * 1024

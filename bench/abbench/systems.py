@@ -249,6 +249,10 @@ class _Phases:
 
     NAMES = ("publish", "compact_kinds", "run_exports")
 
+    def __init__(self, after_publish=None):
+        "`after_publish()`, if given, runs after each publish returns; its time is recorded as a 'check' call."
+        self.after_publish = after_publish
+
     def __enter__(self):
         import importlib
 
@@ -263,9 +267,16 @@ class _Phases:
             def wrap(*a, __f=f, __n=n, **k):
                 t0 = time.perf_counter()
                 try:
-                    return __f(*a, **k)
+                    out = __f(*a, **k)
                 finally:
                     self.calls.append((__n, t0, time.perf_counter()))
+                if __n == "publish" and self.after_publish is not None:
+                    c0 = time.perf_counter()
+                    try:
+                        self.after_publish()
+                    finally:
+                        self.calls.append(("check", c0, time.perf_counter()))
+                return out
 
             setattr(m, n, wrap)
         return self
