@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from .catalog_db import WriterLock, bump_version, publish, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, atomic_write, fsync_dir, load_config, to_json
+from .export import reexport_jobs
 
 if TYPE_CHECKING:
     from artifact_bus.ingest import Report
@@ -99,6 +100,10 @@ def requeue(
         con.execute("UPDATE catalog.rejections SET status = 'requeued' WHERE path = ?", [f"rejected/{job_id}"])
         bump_version(con)
         publish(con, config)
+        try:
+            reexport_jobs(con, config, [name])  # the rejection's row in the exports says 'requeued' too
+        except BusError:
+            pass  # an export folder is missing: the ingest that follows reports it
     if not ingest_now:
         return None
     from artifact_bus.ingest import ingest  # the writer's run; imported here, as ingest itself uses this layout
