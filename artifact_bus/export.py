@@ -23,8 +23,6 @@ from artifact_bus.core import (
     Config,
     NotFound,
     atomic_write,
-    fsync_dir,
-    fsync_file,
     load_config,
     package_dir,
     progress_bar,
@@ -32,12 +30,25 @@ from artifact_bus.core import (
     to_json,
     utcnow,
 )
+from artifact_bus.export_parts import (
+    GEN_RE,
+    PARTS,
+    Part,
+    export_path,
+    generation,
+    merge_parts,
+    publish_generation,
+    read_parts,
+    restrict_to_runs,
+    sweep,
+    write_parquet,
+    write_part,
+)
 
 # %% auto #0
-__all__ = ['STATUS_FILE', 'MODES', 'PENDING', 'MB_PER_THREAD', 'REEXPORT', 'PARTS', 'GRACE_S', 'MERGE_FANOUT', 'MERGE_MIN_BYTES',
-           'ExportDef', 'export_folders', 'load_exports', 'export_status', 'pending_changes', 'mark_pending',
-           'export_settings', 'run_exports', 'Part', 'export_path', 'next_merge', 'reexport_jobs', 'ExportResult',
-           'export']
+__all__ = ['STATUS_FILE', 'MODES', 'PENDING', 'MB_PER_THREAD', 'REEXPORT', 'ExportDef', 'export_folders', 'load_exports',
+           'export_status', 'pending_changes', 'mark_pending', 'export_settings', 'run_exports', 'reexport_jobs',
+           'ExportResult', 'export']
 
 # %% ../nbs/05_export.ipynb #1179c42c
 STATUS_FILE = "_export_status.json"
@@ -252,7 +263,7 @@ def run_exports(
 
 def _written(config: Config, d: ExportDef) -> bool:
     if d.mode == "append":
-        return _generation(config, d.name) is not None
+        return generation(config, d.name) is not None
     return (config.exports_dir / f"{d.name}.parquet").exists()
 
 
@@ -304,7 +315,7 @@ def _run_exports(con, config: Config, *, changed=None, names=None, progress=None
 
 def _failed(config: Config, name: str, old: dict | None, source, error: str, now=None) -> dict:
     "The status entry of an export that failed: stale while its last good file (or parts) stays, else error."
-    kept = (config.exports_dir / f"{name}.parquet").exists() or _generation(config, name) is not None
+    kept = (config.exports_dir / f"{name}.parquet").exists() or generation(config, name) is not None
     entry = dict(
         old or {},
         source=str(source),
@@ -326,13 +337,6 @@ def _error_text(e: BaseException, config: Config) -> str:
     return str(e).splitlines()[0][:500] + hint
 
 # %% ../nbs/05_export.ipynb #3d81d9b0
-def _copy(con, sql: str, dest: Path) -> int:
-    "Write the rows of `sql` to the Parquet file `dest`, durably; returns the row count."
-    rows = con.execute(f"COPY ({sql.strip().rstrip(';')}) TO {sql_str(str(dest))} (FORMAT parquet)").fetchone()[0]
-    fsync_file(dest)
-    return int(rows)
-
-
 def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
     "A full export: its whole result to a temporary file, renamed over `<name>.parquet`."
     out = config.exports_dir / f"{d.name}.parquet"
@@ -341,7 +345,7 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
     entry = dict(old or {}, source=str(d.source), inputs=sorted(d.inputs), attempted_at=now, mode="full")
     try:
         _check_select(d.sql, d.source)
-        rows = _copy(con, d.sql, tmp)
+        rows = write_parquet(con, d.sql, tmp)
         os.replace(tmp, out)
         for k in ("parts", "generation", "through_run", "path", "written_rows"):
             entry.pop(k, None)
@@ -360,175 +364,6 @@ def _run_one(con, config: Config, d: ExportDef, old: dict | None) -> dict:
         tmp.unlink(missing_ok=True)
         entry = _failed(config, d.name, entry, d.source, _error_text(e, config), now)
     return entry
-
-# %% ../nbs/05_export.ipynb #6562e7b2
-PARTS = ".parts"  # under the exports folder: the generations of each append export
-GRACE_S = 600  # a superseded generation stays this long (seconds), for readers that resolved the link before
-_GEN_RE = re.compile(r"^g(\d{6,})-r(\d{9,})$")
-_PART_RE = re.compile(r"^(\d{9,})-(\d{9,})-(\d{6,})\.parquet$")
-
-
-@dataclass(frozen=True, order=True)
-class Part:
-    "One Parquet part of an append export: every row of ingest runs `first` to `last`."
-
-    first: int
-    last: int
-    path: Path
-    rows: int
-    bytes: int
-
-
-def export_path(config: Config, name: str) -> Path:
-    """The entry point of append export `name`: `<exports>/<name>`, a link to the folder of its current generation
-    (read it as `read_parquet('<exports>/<name>/*.parquet', union_by_name = true)`)."""
-    return config.exports_dir / name
-
-
-def _generation(config: Config, name: str) -> tuple[int, int, Path] | None:
-    "`(number, last ingest run covered, folder)` of the current generation of append export `name`, or None."
-    link = export_path(config, name)
-    if not link.is_symlink():
-        return None
-    m = _GEN_RE.match(Path(os.readlink(link)).name)
-    return (int(m[1]), int(m[2]), link.resolve()) if m else None
-
-
-def _parts(folder: Path) -> list[Part]:
-    "The parts in a generation's folder, oldest runs first."
-    import pyarrow.parquet as pq
-
-    found = [(m, p) for p in folder.iterdir() if (m := _PART_RE.match(p.name))]
-    return (
-        sorted(Part(int(m[1]), int(m[2]), p, pq.read_metadata(p).num_rows, p.stat().st_size) for m, p in found)
-        if found
-        else []
-    )
-
-
-def _link(src: Path, dest: Path) -> None:
-    "`dest` holds `src`'s bytes: a hard link, or a copy where the file system has none."
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-        fsync_file(dest)
-
-
-def _publish_generation(config: Config, name: str, gen: Path, parts: list[Part]) -> None:
-    """Make the new generation folder `gen` hold exactly `parts` (links to the earlier generations' files; the new
-    ones were written into it), then point the entry point at it with one rename: a reader lists one generation."""
-    keep = {p.path.name for p in parts}
-    for p in parts:
-        if p.path.parent != gen:
-            _link(p.path, gen / p.path.name)
-    for f in gen.iterdir():
-        if f.name not in keep:
-            f.unlink()  # written, then merged into a bigger part, before anyone could see it
-    fsync_dir(gen)
-    tmp = config.exports_dir / f".{name}.link.tmp"
-    tmp.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(gen, config.exports_dir), tmp)
-    os.replace(tmp, export_path(config, name))
-    fsync_dir(config.exports_dir)
-
-
-def _sweep(config: Config, name: str, grace_s: float | None = None) -> list[Path]:
-    """Remove the generations of `name` no reader can be using: never published (a writer killed before the swap)
-    or superseded more than `grace_s` (default `GRACE_S`) seconds ago. Returns the folders removed."""
-    folder = config.exports_dir / PARTS / name
-    if not folder.is_dir():
-        return []
-    cur = _generation(config, name)
-    gens = sorted((int(m[1]), p) for p in folder.iterdir() if (m := _GEN_RE.match(p.name)))
-    grace = GRACE_S if grace_s is None else grace_s
-    gone = []
-    for i, (n, p) in enumerate(gens):
-        if cur is not None and n == cur[0]:
-            continue
-        superseded = i + 1 < len(gens) and time.time() - gens[i + 1][1].stat().st_mtime > grace
-        if cur is None or n > cur[0] or superseded:
-            shutil.rmtree(p)
-            gone.append(p)
-    return gone
-
-# %% ../nbs/05_export.ipynb #f8c02409
-MERGE_FANOUT = 4  # this many parts of one size tier merge into one
-MERGE_MIN_BYTES = 64 << 10  # the first tier holds the parts below 4 times this size
-
-
-def _tier(nbytes: int, fanout: int, min_bytes: int) -> int:
-    t, size = 0, min_bytes * fanout
-    while nbytes >= size:
-        t, size = t + 1, size * fanout
-    return t
-
-
-def next_merge(
-    sizes: list[int], fanout: int = MERGE_FANOUT, min_bytes: int = MERGE_MIN_BYTES
-) -> tuple[int, int] | None:
-    """The parts `[i, j)` to merge next, given their sizes oldest first, or None. Tier `t` holds the parts from
-    `min_bytes * fanout**t` bytes; the merges keep the tiers non-increasing from old to new parts and fewer than
-    `fanout` parts in each, so an export has at most `fanout - 1` parts per tier: logarithmically many."""
-    tiers = [_tier(s, fanout, min_bytes) for s in sizes]
-    for i in range(1, len(tiers)):
-        if tiers[i] > tiers[i - 1]:  # a newer part bigger than older ones: it takes them in
-            j = i - 1
-            while j > 0 and tiers[j - 1] < tiers[i]:
-                j -= 1
-            return j, i + 1
-    i = 0
-    while i < len(tiers):
-        j = i
-        while j < len(tiers) and tiers[j] == tiers[i]:
-            j += 1
-        if j - i >= fanout:
-            return i, j
-        i = j
-    return None
-
-# %% ../nbs/05_export.ipynb #0587f51c
-# string literals, quoted names and comments: never rewritten
-_OPAQUE_RE = re.compile(r"('(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/)", re.S)
-_QUALIFIED_RE = re.compile(r"(?<![\w.])(bus|catalog)\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b", re.I)
-
-
-def _runs_sql(col: str, first: int, last: int) -> str:
-    "Rows of ingest runs `first` to `last` (run 0 stands for rows recorded without one)."
-    return f"({col} BETWEEN {int(first)} AND {int(last)}" + (f" OR {col} IS NULL)" if first <= 0 else ")")
-
-
-def _restrict(con, sql: str, first: int, last: int) -> str:
-    """`sql` reading only what ingest runs `first` to `last` added: its `bus.<kind>`, `catalog.jobs`,
-    `catalog.artifacts`, `catalog.rejections` and `catalog.ingest_runs` become temporary views of the writer's
-    connection holding only those runs' rows. Other names (other schemas, `catalog.kinds`) are read whole."""
-    runs = _runs_sql("ingest_run", first, last)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __export_jobs AS SELECT job_id FROM catalog.jobs WHERE {runs}")
-    lo, hi = con.execute("SELECT min(job_id), max(job_id) FROM temp.__export_jobs").fetchone()
-
-    def of_jobs(col):  # the range first: it skips row groups and files by their statistics
-        if lo is None:
-            return "false"
-        return f"{col} BETWEEN {sql_str(lo)} AND {sql_str(hi)} AND {col} IN (SELECT job_id FROM temp.__export_jobs)"
-
-    where = {
-        "jobs": runs,
-        "artifacts": of_jobs("job_id"),
-        "rejections": runs,
-        "ingest_runs": _runs_sql("run_no", first, last),
-    }
-
-    def view(m: re.Match) -> str:
-        schema, table = m[1].lower(), m[2].lower()
-        cond = of_jobs("_job_id") if schema == "bus" else where.get(table)
-        if cond is None:
-            return m[0]
-        name = f"__export_{schema}_{table}"
-        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {schema}.{table} WHERE {cond}")
-        return f"temp.{name}"
-
-    pieces = _OPAQUE_RE.split(sql)
-    return "".join(p if i % 2 else _QUALIFIED_RE.sub(view, p) for i, p in enumerate(pieces))
 
 # %% ../nbs/05_export.ipynb #b2e8e0d0
 def _last_run(con) -> int:
@@ -562,17 +397,10 @@ def _replaced_since(con, through: int) -> set[int]:
     }
 
 
-def _write_part(con, sql: str, gen: Path, first: int, last: int) -> Part:
-    "Write the rows of `sql` as the part for ingest runs `first` to `last` of generation folder `gen`."
-    path = gen / f"{first:09d}-{last:09d}-{int(gen.name[1:].split('-')[0]):06d}.parquet"
-    rows = _copy(con, sql, path)
-    return Part(first, last, path, rows, path.stat().st_size)
-
-
 def _runs_part(con, d: ExportDef, gen: Path, first: int, last: int) -> Part:
     "The part of `d` for ingest runs `first` to `last`: its SELECT over only what those runs added."
     try:
-        return _write_part(con, _restrict(con, d.sql, first, last), gen, first, last)
+        return write_part(con, restrict_to_runs(con, d.sql, first, last), gen, first, last)
     finally:
         views = con.execute(
             "SELECT view_name FROM duckdb_views() WHERE temporary AND starts_with(view_name, '__export_')"
@@ -582,30 +410,13 @@ def _runs_part(con, d: ExportDef, gen: Path, first: int, last: int) -> Part:
         con.execute("DROP TABLE IF EXISTS temp.__export_jobs")
 
 
-def _merge(con, parts: list[Part], gen: Path) -> tuple[list[Part], int]:
-    "Merge parts as `next_merge` says, each merge one new file in `gen`; returns the parts and the rows rewritten."
-    rewritten = 0
-    while span := next_merge([p.bytes for p in parts], MERGE_FANOUT, MERGE_MIN_BYTES):
-        i, j = span
-        group = parts[i:j]
-        files = ", ".join(sql_str(str(p.path)) for p in group)
-        sql = f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
-        merged = _write_part(con, sql, gen, group[0].first, group[-1].last)
-        rewritten += merged.rows
-        for p in group:
-            if p.path.parent == gen:
-                p.path.unlink()  # written by this run: nobody saw it
-        parts[i:j] = [merged]
-    return parts, rewritten
-
-
 def _update_parts(con, d: ExportDef, cur: tuple, gen: Path, top: int, runs) -> tuple[list[Part], int]:
     """The parts of the next generation: the current ones, those holding rows of `runs` (or of jobs replaced since)
     rewritten, one new part for the runs after the last covered, then merged. Returns them and the rows written."""
     through = cur[1]
     redo = set(runs) | _replaced_since(con, through)
     parts, written = [], 0
-    for p in _parts(cur[2]):
+    for p in read_parts(cur[2]):
         if any(p.first <= r <= p.last for r in redo):
             p = _runs_part(con, d, gen, p.first, p.last)
             written += p.rows
@@ -618,7 +429,7 @@ def _update_parts(con, d: ExportDef, cur: tuple, gen: Path, top: int, runs) -> t
         parts.append(_runs_part(con, d, gen, through + 1, top))
         written += parts[-1].rows
     parts = sorted(p for p in parts if p.rows) or sorted(parts)[-1:]  # empty parts go, but one part always stays
-    parts, merged = _merge(con, parts, gen)
+    parts, merged = merge_parts(con, parts, gen)
     return parts, written + merged
 
 
@@ -629,23 +440,23 @@ def _run_append(con, config: Config, d: ExportDef, old: dict | None, *, full: bo
     gen = None
     try:
         _check_select(d.sql, d.source)
-        _sweep(config, d.name)  # a generation a killed writer left unpublished
-        cur = _generation(config, d.name)
+        sweep(config, d.name)  # a generation a killed writer left unpublished
+        cur = generation(config, d.name)
         top = _last_run(con)
         folder = config.exports_dir / PARTS / d.name
         folder.mkdir(parents=True, exist_ok=True)
-        seq = 1 + max((int(m[1]) for p in folder.iterdir() if (m := _GEN_RE.match(p.name))), default=0)
+        seq = 1 + max((int(m[1]) for p in folder.iterdir() if (m := GEN_RE.match(p.name))), default=0)
         gen = folder / f"g{seq:06d}-r{top:09d}"
         gen.mkdir()
         if cur is None or full:
-            parts = [_write_part(con, d.sql, gen, 0, top)]
+            parts = [write_part(con, d.sql, gen, 0, top)]
             written = parts[0].rows
         else:
             parts, written = _update_parts(con, d, cur, gen, top, runs)
-        _publish_generation(config, d.name, gen, parts)
+        publish_generation(config, d.name, gen, parts)
         gen = None
         (config.exports_dir / f"{d.name}.parquet").unlink(missing_ok=True)  # a full export's file would mislead
-        _sweep(config, d.name)
+        sweep(config, d.name)
         entry.update(
             status="ok",
             error=None,

@@ -36,6 +36,7 @@ LAYERS = {
     "ingest": "writer",
     "quarantine": "writer",
     "export": "writer",
+    "export_parts": "writer",
     "compact": "writer",
     "lake": "writer",
     "pull": "writer",
