@@ -9,6 +9,7 @@ import os
 
 from .catalog_db import WriterLock, bump_version, publish, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, fsync_dir, load_config
+from .export import reexport_jobs
 from .ingest import Report, ingest
 from .quarantine import read_reason, release_entry
 
@@ -37,6 +38,10 @@ def requeue(
         con.execute("UPDATE catalog.rejections SET status = 'requeued' WHERE path = ?", [f"rejected/{job_id}"])
         bump_version(con)
         publish(con, config)
+        try:
+            reexport_jobs(con, config, [name])  # the rejection's row in the exports says 'requeued' too
+        except BusError:
+            pass  # an export folder is missing: the ingest that follows reports it
     if not ingest_now:
         return None
     try:

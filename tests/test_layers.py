@@ -39,6 +39,7 @@ LAYERS = {
     "requeue": "writer",
     "quarantine": "writer",
     "export": "writer",
+    "export_parts": "writer",
     "compact": "writer",
     "lake": "writer",
     "pull": "writer",
