@@ -5,8 +5,8 @@ The top-level names are loaded on first use (PEP 562), so a producer that runs
 `submit`, never duckdb or the writer (ingest, catalog, export, quarantine, ...).
 
 Seven API functions share their name with the module that defines them: `submit`, `ingest`,
-`catalog`, `export`, `requeue`, `retire` and `gc`. On the package, that name is always the function, even after the module
-itself was imported (`import artifact_bus.catalog` binds the function on the package, as
+`catalog`, `export`, `requeue`, `retire` and `gc`. On the package, that name is always the function, even
+after the module itself was imported (`import artifact_bus.catalog` binds the function on the package, as
 `from artifact_bus import catalog` does). To reach a module, import from it
 (`from artifact_bus.export import load_exports`) or use `importlib.import_module("artifact_bus.catalog")`.
 """
@@ -65,8 +65,8 @@ class _Package(types.ModuleType):
     "The package's module type: an API function keeps its name when the module of the same name is imported."
 
     def __setattr__(self, name, value):
-        # the import system binds a submodule on its package once it has run; for `submit`, `ingest`,
-        # `catalog`, `export`, `requeue`, `retire` and `gc` bind the function that module defines instead, so the name never flips
+        # the import system binds a submodule on its package once it has run; for `submit`, `ingest`, `catalog`,
+        # `export`, `requeue`, `retire` and `gc` bind the function that module defines instead, so the name never flips
         if (_API.get(name) == name and isinstance(value, types.ModuleType)
                 and value.__name__ == f"{__name__}.{name}" and hasattr(value, name)):
             value = getattr(value, name)

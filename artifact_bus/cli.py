@@ -146,6 +146,7 @@ def _operator_commands(sub) -> None:
         description="Run golden exports (all, or those named) as the writer and update _export_status.json.",
     )
     p.add_argument("names", nargs="*", metavar="NAME", help="exports to run (default: all)")
+    p.add_argument("--full", action="store_true", help="regenerate append exports whole, as one part each")
     _common(p)
     p = sub.add_parser(
         "flush",
@@ -439,7 +440,7 @@ def _age(seconds):
 def cmd_export(a, cfg: Config):
     from artifact_bus.export import export
 
-    st = export(config=cfg, names=a.names or None)
+    st = export(config=cfg, names=a.names or None, full=a.full)
     lines = [
         f"{n}: {e['status']}" + (f", {e['rows']} rows" if e["status"] == "ok" else f": {e['error']}")
         for n, e in sorted(st.items())

@@ -9,6 +9,7 @@ import os
 
 from .catalog_db import WriterLock, bump_version, writer_connection
 from .core import BusError, Config, NotFound, WriterBusy, fsync_dir, load_config
+from .export import reexport_jobs
 from .ingest import Report, ingest
 from .quarantine import read_reason, release_entry
 from .snapshots import publish
@@ -40,6 +41,10 @@ def requeue(
         )
         bump_version(con)
         publish(con, config)
+        try:
+            reexport_jobs(con, config, [name])  # the rejection's row in the exports says 'requeued' too
+        except BusError:
+            pass  # an export folder is missing: the ingest that follows reports it
     if not ingest_now:
         return None
     try:

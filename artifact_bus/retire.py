@@ -14,7 +14,7 @@ from datetime import datetime
 
 from .catalog_db import WriterLock, bump_version, refresh_views, writer_connection
 from .core import BusError, Config, NotFound, load_config, utcnow
-from .export import run_exports
+from .export import reexport_jobs
 from .snapshots import publish
 
 # %% auto #0
@@ -109,5 +109,5 @@ def retire(
         now, who = utcnow(), by or _who()
         kinds = _mark(con, live, now, who, reason.strip())
         version = publish(con, config)["catalog_version"]
-        run_exports(con, config, changed={"catalog.jobs", "catalog.artifacts"} | {f"bus.{k}" for k in kinds})
+        reexport_jobs(con, config, [j for j, _ in live])  # the exports follow: the parts holding them, rewritten
     return Retired([j for j, _ in live], kinds, version, reason.strip(), who, now)

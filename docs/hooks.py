@@ -317,9 +317,14 @@ def exports_page() -> str:
     listed = {unticked(r[0]) for r in brows}
     out = [GENERATED_NOTE.format(src="the built-in export files (exports/) and nbs/05_export.ipynb"),
            "# Golden exports: built-ins and status fields\n",
-           "An export is a `.sql` file holding one `SELECT`. After each ingest the writer regenerates the exports whose "
-           "inputs changed and writes `<root>/exports/<name>.parquet` atomically (temporary file, then rename), then "
-           f"`<root>/exports/{STATUS_FILE}`. To add your own, see [add a golden export](../how-to/golden-export.md).\n",
+           "An export is a `.sql` file holding one `SELECT`. After each ingest the writer brings the exports whose "
+           "inputs changed up to date, atomically, then writes "
+           f"`<root>/exports/{STATUS_FILE}`. A full export is rewritten to `<root>/exports/<name>.parquet` "
+           "(temporary file, then rename); an append export (`-- mode: append`, as the built-in ones) is the folder "
+           "`<root>/exports/<name>/` of Parquet parts, to which each ingest adds one part with only its new rows: "
+           "read it as `read_parquet('<root>/exports/<name>/*.parquet', union_by_name = true)`. How parts are merged "
+           "and swapped: the [export notebook](../../nbs/05_export.ipynb). To add your own, see "
+           "[add a golden export](../how-to/golden-export.md).\n",
            "## Built-in exports\n", btable, ""]
     for sql in sorted(folder.glob("*.sql")):
         if sql.name not in listed: log.warning("built-in export %s is not listed in exports/README.md", sql.name)
@@ -330,7 +335,9 @@ def exports_page() -> str:
             "Example:\n", "```json", json.dumps({"fills": {
                 "attempted_at": "2025-01-02T14:05:01.120131+00:00", "bytes": 812345, "duration_s": 0.0421,
                 "error": None, "generated_at": "2025-01-02T14:05:01.120131+00:00", "inputs": ["bus.fills"],
-                "rows": 600, "source": ".../artifact_bus/exports/{kind}.sql", "status": "ok"}}, indent=1), "```"]
+                "rows": 600, "source": ".../artifact_bus/exports/{kind}.sql", "status": "ok", "mode": "append",
+                "path": "fills/*.parquet", "parts": 3, "generation": 42, "through_run": 57, "written_rows": 120}},
+                indent=1), "```"]
     return "\n".join(out) + "\n"
 
 

@@ -236,8 +236,16 @@ def temp_names(root: Path) -> list[str]:
     return sorted(out)
 
 
+def export_outputs(root: Path) -> list[Path]:
+    "What readers read of the golden exports: full exports' files and append exports' folders (links)."
+    ex = root / "exports"
+    if not ex.is_dir():
+        return []
+    return sorted(ex.glob("*.parquet")) + sorted(p for p in ex.iterdir() if p.is_symlink())
+
+
 def readable_parquet(path) -> int:
-    "Row count of a Parquet file, read completely (fails on a torn or partial file)."
+    "Row count of a Parquet file or a folder of them, read completely (fails on a torn or partial file)."
     return pq.read_table(path).num_rows
 
 
@@ -276,7 +284,7 @@ def doctor_problems(root: Path, *, known_false_positives: bool = False) -> list[
 
 
 def assert_exports_fresh(root: Path) -> None:
-    "After a clean ingest, every golden export is a readable Parquet file that matches the catalog."
+    "After a clean ingest, every golden export is readable Parquet (a file, or a folder of parts) matching the catalog."
     from artifact_bus import catalog
 
     exports = root / "exports"
@@ -291,8 +299,9 @@ def assert_exports_fresh(root: Path) -> None:
         for k in kinds:
             want[k] = con.execute(f"SELECT count(*) FROM bus.{k}").fetchone()[0]
     for name, rows in want.items():
-        f = exports / f"{name}.parquet"
-        assert f.is_file(), f"export {name} missing"
+        # an append export is the folder of its parts (a link to its current generation)
+        f = exports / name if (exports / name).is_symlink() else exports / f"{name}.parquet"
+        assert f.exists(), f"export {name} missing"
         assert readable_parquet(f) == rows, (
             f"export {name} is stale: {readable_parquet(f)} rows, the catalog has {rows}"
         )

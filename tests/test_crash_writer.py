@@ -37,6 +37,7 @@ from reliability_helpers import (
     assert_bus_consistent,
     assert_exports_fresh,
     doctor_problems,
+    export_outputs,
     finish,
     inbox_jobs,
     kill,
@@ -97,7 +98,7 @@ def _after_kill_invariants(root: Path) -> None:
     "What must hold at any instant, even right after a kill."
     both = inbox_jobs(root) & set(store_jobs(root))
     assert not both, f"jobs both in the inbox and the store: {sorted(both)[:3]}"
-    for f in (root / "exports").glob("*.parquet"):
+    for f in export_outputs(root):
         readable_parquet(f)  # old or new, never torn
     cur = json.loads((root / "published" / "CURRENT").read_text())
     assert (root / "published" / cur["snapshot"]).is_file()
@@ -216,7 +217,7 @@ def test_writer_killed_at_random_instants_with_a_reader_holding_the_catalog(tmp_
         ]
         assert left == [], f"{d}/ after crashes of a correct writer: {left[:5]} {reasons[:3]}"
     assert not (root / "ingest.intent").exists()
-    for f in (root / "exports").glob("*.parquet"):
+    for f in export_outputs(root):
         readable_parquet(f)  # old or new
     # Symptoms of known bugs, each pinned by its own aimed test, are reported here as a warning but do not
     # fail this loop (else it would fail at random, whenever the last kill happened to hit them): temp files

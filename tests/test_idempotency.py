@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import pytest
 from reliability_helpers import doctor_problems, run, write_bus_toml, writer_tables
@@ -45,7 +46,13 @@ def _submit_keyed(root, key, rows, seed) -> str:
 
 def _state(root):
     "Everything a no-op ingest must leave as it was."
-    exports = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((root / "exports").iterdir())}
+    exports = {  # full exports' files, append exports' links and the parts of their generations
+        str(p.relative_to(root / "exports")): os.readlink(p)
+        if p.is_symlink()
+        else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((root / "exports").rglob("*"))
+        if p.is_symlink() or p.is_file()
+    }
     snaps = sorted(p.name for p in (root / "published").iterdir())
     return {
         "tables": writer_tables(root),

@@ -42,6 +42,7 @@ LAYERS = {
     "gc": "writer",
     "quarantine": "writer",
     "export": "writer",
+    "export_parts": "writer",
     "compact": "writer",
     "lake": "writer",
     "pull": "writer",
