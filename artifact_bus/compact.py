@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .catalog_db import WriterLock, bump_version, refresh_views, writer_connection
+from .catalog_db import LIVE, WriterLock, bump_version, refresh_views, writer_connection
 from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, sql_str, utcnow
 from .snapshots import publish
 
 # %% auto #0
-__all__ = ['SEGMENTS', 'remove_orphan_segments', 'compact_kinds', 'compact']
+__all__ = ['SEGMENTS', 'MERGE_FANOUT', 'remove_orphan_segments', 'compact_kinds', 'compact', 'merge_segments']
 
 # %% ../nbs/12_compact.ipynb #0a625d40
 SEGMENTS = "store/_segments"
@@ -54,7 +54,7 @@ def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
     remove_orphan_segments(con, config)
     rows = con.execute(
         "SELECT kind, job_id, name, path, rows, run_id FROM catalog.artifacts "
-        "WHERE segment IS NULL AND replaced_by IS NULL AND bytes < ? ORDER BY kind, job_id, name",
+        f"WHERE segment IS NULL AND {LIVE} AND bytes < ? ORDER BY kind, job_id, name",
         [config.compact_small_bytes],
     ).fetchall()
     by_kind = {}
@@ -68,9 +68,8 @@ def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
         groups = _groups(arts, config.compact_segment_rows)
         if len(groups) > 1 and len(groups[-1]) < min_files:
             groups.pop()  # too few yet: wait for more
-        for g in groups:
-            if len(g) > 1:
-                made.append(_write_segment(con, config, kind, g))
+        new = [_write_segment(con, config, kind, g) for g in groups if len(g) > 1]
+        made += new + (merge_segments(con, config, kind) if new else [])
     return made
 
 
@@ -130,3 +129,72 @@ def compact(root=None, *, kinds=None, config: Config | None = None) -> list[dict
         if made:
             publish(con, config)
     return made
+
+# %% ../nbs/12_compact.ipynb #63b4c910
+MERGE_FANOUT = 16
+
+
+def merge_segments(con, config: Config, kind: str) -> list[dict]:
+    "Merge the small live segments of `kind` (see above); returns the segments written."
+    made = []
+    while True:
+        small = con.execute(
+            "SELECT segment, path, rows FROM catalog.segments WHERE kind = ? AND superseded_at IS NULL AND rows < ? "
+            "ORDER BY rows, segment",
+            [kind, config.compact_segment_rows // 2],
+        ).fetchall()
+        if len(small) < MERGE_FANOUT:
+            return made
+        group, rows = [], 0
+        for s in small:
+            if group and rows + s[2] > config.compact_segment_rows:
+                break
+            group.append(s)
+            rows += s[2]
+        if len(group) < 2:
+            return made
+        made.append(_merge(con, config, kind, group))
+
+
+def _merge(con, config: Config, kind: str, group: list) -> dict:
+    seg = new_job_id()
+    rel = f"{SEGMENTS}/{kind}/{seg}.parquet"
+    tmp = config.root / SEGMENTS / kind / f".{seg}.parquet.tmp"
+    olds = [s[0] for s in group]
+    live = f"_job_id IN (SELECT job_id FROM catalog.artifacts WHERE segment = ANY(?) AND {LIVE})"
+    try:
+        n = con.execute(
+            f"COPY (SELECT * FROM read_parquet([{', '.join(sql_str(config.root / s[1]) for s in group)}], "
+            f"union_by_name = true) WHERE {live} ORDER BY _job_id) TO {sql_str(tmp)} "
+            f"(FORMAT parquet, ROW_GROUP_SIZE 122880)",
+            [olds],
+        ).fetchall()[0][0]
+        fsync_file(tmp)
+        os.rename(tmp, config.root / rel)
+        fsync_dir(tmp.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    size, now = (config.root / rel).stat().st_size, utcnow()
+    con.execute("BEGIN TRANSACTION")
+    try:
+        arts = con.execute(
+            f"UPDATE catalog.artifacts SET segment = ?, _v = NULL WHERE segment = ANY(?) AND {LIVE} RETURNING rows",
+            [seg, olds],
+        ).fetchall()
+        if sum(r for (r,) in arts) != n:
+            raise BusError(f"merged segment for {kind}: wrote {n} rows, the artifacts hold {sum(r for (r,) in arts)}")
+        con.execute(
+            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [seg, kind, rel, len(arts), n, size, now],
+        )
+        con.execute("UPDATE catalog.segments SET superseded_at = ?, _v = NULL WHERE segment = ANY(?)", [now, olds])
+        refresh_views(con, kinds={kind})
+        bump_version(con)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        (config.root / rel).unlink(missing_ok=True)
+        raise
+    return {"segment": seg, "kind": kind, "path": rel, "artifacts": len(arts), "rows": n, "bytes": size, "merged": olds}
