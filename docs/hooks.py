@@ -36,6 +36,7 @@ import posixpath
 import re
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 from pathlib import Path
@@ -478,7 +479,8 @@ def _package_hash() -> str:
     for p in [Path(__file__).resolve(), REPO / "pyproject.toml",
               *sorted(p for f in folders for p in (REPO / f).rglob("*") if p.is_file() and "__pycache__" not in p.parts)]:
         h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
-    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})   # not the cwd's
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=site_packages))
     h.update("\n".join([sys.prefix, *dists]).encode())
     return h.hexdigest()
 
