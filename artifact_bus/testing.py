@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # %% auto #0
-__all__ = ['SYMBOLS', 'fills_table', 'backtest_run', 'temp_bus', 'submit_backtest']
+__all__ = ['SYMBOLS', 'CHROMIUM', 'CHROMIUM_ARGS', 'fills_table', 'backtest_run', 'temp_bus', 'submit_backtest', 'is_local',
+           'chromium', 'local_context']
 
 # %% ../nbs/09_testing.ipynb #c5e4a895
 SYMBOLS = [f"SYM{i:03d}" for i in range(500)]
@@ -111,3 +113,54 @@ def submit_backtest(root, runs: int = 3, *, seed: int = 0, n_fills: int = 200, k
             )
         )
     return receipts
+
+# %% ../nbs/09_testing.ipynb #e0e50eca
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium (apt-get install chromium)
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+_LOCAL_URL = re.compile(r"^(?:(?:https?|wss?)://(?:127\.0\.0\.1|localhost)(?::\d+)?(?:[/?#]|$)|data:|blob:)")
+
+
+def is_local(url: str) -> bool:
+    "Whether a browser request for `url` stays on this machine: 127.0.0.1 or localhost by http(s)/ws(s), data:, blob:."
+    return bool(_LOCAL_URL.match(url))
+
+# %% ../nbs/09_testing.ipynb #99f27b8f
+@contextlib.contextmanager
+def chromium(executable: str = CHROMIUM, **launch):
+    "Headless chromium with a fresh profile, driven by playwright; yields the Browser and closes it afterwards."
+    if not Path(executable).exists():
+        raise FileNotFoundError(f"{executable} is missing: apt-get install -y chromium (never `playwright install`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, **launch)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def local_context(browser, **options):
+    """A new context of `browser` (playwright `new_context` options) that aborts every request not for this machine;
+    the aborted URLs are in `ctx.blocked`."""
+    ctx = browser.new_context(**options)
+    ctx.blocked = []
+
+    def route(r):
+        if is_local(r.request.url):
+            r.continue_()
+        else:
+            ctx.blocked.append(r.request.url)
+            r.abort()
+
+    ctx.route("**/*", route)
+    return ctx

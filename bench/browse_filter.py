@@ -46,16 +46,6 @@ from artifact_bus.submit import job
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE.parent / "nbs" / "ops" / "browse.ipynb"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 KINDS = ["fills", "positions", "events", "features", "signals", "orders", "pnl", "risk", "quotes", "trades"]
 PRODUCERS = ["SimulationArtifactWriter", "FeatureCompiler", "RiskEngine", "research-notebook"]
 
@@ -209,7 +199,7 @@ def bench(root: Path, reps: int) -> dict:
 
 def bench_browser(root: Path, reps: int) -> dict:
     "The same actions in chromium on the Voila page: from the user's action until the page shows the answer."
-    from playwright.sync_api import sync_playwright
+    from artifact_bus.testing import chromium, local_context
 
     home = Path(tempfile.mkdtemp(prefix="browse-bench-voila-"))
     with socket.socket() as s:
@@ -248,17 +238,8 @@ def bench_browser(root: Path, reps: int) -> dict:
                 break
             except OSError:
                 time.sleep(0.25)
-        with sync_playwright() as p:
-            br = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            ctx = br.new_context(viewport={"width": 1400, "height": 1000})
-            ctx.route(
-                "**/*",
-                lambda r: (
-                    r.continue_()
-                    if r.request.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:"))
-                    else r.abort()
-                ),
-            )
+        with chromium() as br:
+            ctx = local_context(br, viewport={"width": 1400, "height": 1000})  # nothing may leave this machine
             page = ctx.new_page()
             page.set_default_timeout(120_000)
             t = time.perf_counter()
@@ -302,7 +283,6 @@ def bench_browser(root: Path, reps: int) -> dict:
                 )
                 select.append((time.perf_counter() - t) * 1000)
             res["choose an artifact (detail, first rows, plot shown)"] = summary(select)
-            br.close()
     finally:
         proc.terminate()
         try:

@@ -36,6 +36,7 @@ import posixpath
 import re
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 from pathlib import Path
@@ -481,13 +482,25 @@ NB_WORKERS = int(os.environ.get("DOCS_NB_WORKERS", "2"))      # notebooks execut
 
 
 def _package_hash() -> str:
-    "A hash of what every notebook's run depends on besides itself: the package, its built-in files, this file."
+    """A hash of what every notebook's run depends on besides itself: the package, its built-in files, this file, the
+    environment (its folder) and the version of every distribution installed there (a bumped dependency runs them again)."""
+    import importlib.metadata
     h = hashlib.sha256()
     folders = ["artifact_bus", "exports", "contracts", "nbs/ops"]   # the package and the folders core.package_dir serves
     for p in [Path(__file__).resolve(), REPO / "pyproject.toml",
               *sorted(p for f in folders for p in (REPO / f).rglob("*") if p.is_file() and "__pycache__" not in p.parts)]:
         h.update(p.relative_to(REPO).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    site_packages = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})   # not the cwd's
+    dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions(path=site_packages))
+    h.update("\n".join([sys.prefix, *dists]).encode())
     return h.hexdigest()
+
+
+def executed_copy(nb: Path, key: str) -> Path:
+    "Where the run of notebook `nb` with the package and environment hashed as `key` is kept (it exists once it passed)."
+    rel = nb.relative_to(NBS)
+    h = hashlib.sha256((key + hashlib.sha256(nb.read_bytes()).hexdigest()).encode()).hexdigest()[:16]
+    return EXECUTED / rel.parent / f"{nb.stem}.{h}" / nb.name   # the page's download keeps the notebook's name
 
 
 def not_executed_reason(nb: Path) -> str | None:
@@ -555,10 +568,7 @@ def executed_notebooks(nbs: list[Path]) -> dict[Path, Path]:
     key = _package_hash()
     out, todo = {}, []
     for nb in nbs:
-        rel = nb.relative_to(NBS)
-        h = hashlib.sha256((key + hashlib.sha256(nb.read_bytes()).hexdigest()).encode()).hexdigest()[:16]
-        dst = EXECUTED / rel.parent / f"{nb.stem}.{h}" / nb.name   # the page's download keeps the notebook's name
-        out[nb] = dst
+        out[nb] = dst = executed_copy(nb, key)
         if dst.is_file(): continue
         if (reason := not_executed_reason(nb)):
             shown_as_written(nb, dst, reason)
@@ -722,5 +732,21 @@ def on_post_build(config):
         if target.is_file(): target.write_bytes(nb.read_bytes())
 
 
+def passed_in_docs_build() -> list[Path]:
+    """The notebooks this build has run and kept, unchanged since, with the same package in the same environment: each
+    run passed the way `nbdev-test` runs them (execnb's shell in the notebook's folder, IN_TEST set, the `tst_flags`
+    cells skipped), so `make nbtest` need not run them again (CI builds the docs first; `make test` alone runs them all)."""
+    key = _package_hash()
+    return [nb for nb in notebooks() if not not_executed_reason(nb) and executed_copy(nb, key).is_file()]
+
+
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "execute":
     execute_notebook(Path(sys.argv[2]), Path(sys.argv[3]))
+elif __name__ == "__main__" and sys.argv[1:] == ["skip-file-re"]:
+    # for `nbdev-test --skip-file-re`: nbdev-test's own default (names starting with _ or .) and the notebooks the docs
+    # build has already run as they are now
+    done = passed_in_docs_build()
+    if done:
+        print(f"nbtest: not run again, the docs build ran them as they are now: {' '.join(nb.name for nb in done)}",
+              file=sys.stderr)
+    print("^([_.]" + "".join(f"|{re.escape(nb.name)}$" for nb in done) + ")")

@@ -3,6 +3,10 @@
 Every test gets its own bus root under pytest's `tmp_path`. Subprocesses run the same interpreter as
 the tests (`sys.executable`) with a clean environment: no `ARTIFACT_BUS_*` variable of the developer's
 shell can redirect a test to another root or catalog (only the test's own spool is passed on).
+
+`make test` runs the modules in parallel processes (pytest-xdist, `--dist loadfile`: a module stays in one
+process, so its module-scoped servers, browser and bus start once); nothing here may be shared between
+processes but what the operating system hands out (temporary folders, free ports).
 """
 
 from __future__ import annotations
@@ -17,6 +21,35 @@ from pathlib import Path
 
 import pytest
 from helpers import HANG_GUARD, clean_env
+
+# The modules `make test-duckdb2` does not run again on the second DuckDB line (marker `one_duckdb_line`), and why:
+# what each proves does not depend on duckdb's version. Everything that ingests, reads, locks, exports or quarantines
+# runs on both lines; so do the notebooks (nbdev-test).
+ONE_DUCKDB_LINE = {
+    "test_layers.py": "reads the package's source (ast), runs nothing",
+    "test_layers_import.py": "what an import loads; the producer side never loads duckdb at all",
+    "test_typing.py": "annotations and py.typed",
+    "test_docs.py": "docs coverage of commands, keys, tables",
+    "test_site.py": "the docs site, built with the docs requirements, which only the main venv has",
+    "test_scan.py": "`artifact-bus scan` parses source files, opens no database",
+    "test_browser.py": "the page in chromium; the widget code under it runs on both lines in test_browse_widgets.py "
+    "and test_duckdb_lines.py",
+    "test_typescript_producer.py": "the TypeScript producer writes jobs without DuckDB; ingesting jobs runs on both "
+    "lines in test_submit_types.py and test_protocol_vectors.py",
+    "test_crash_producer.py": "a producer killed mid-job; producers never open DuckDB",
+    "test_lineage.py": "the lineage a producer captures under papermill, nbclient and scripts",
+    "test_producers_script.py": "a producer script's idempotency key",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects
+def pytest_collection_modifyitems(config, items):
+    here = Path(__file__).parent
+    missing = sorted(f for f in ONE_DUCKDB_LINE if not (here / f).is_file())
+    assert not missing, f"tests/conftest.py ONE_DUCKDB_LINE names modules that do not exist: {missing}"
+    for item in items:
+        if item.path.name in ONE_DUCKDB_LINE:
+            item.add_marker(pytest.mark.one_duckdb_line)
 
 
 @pytest.fixture(autouse=True)

@@ -1,12 +1,16 @@
-"""Helpers shared by the tests: clean subprocess environments, talking to subprocesses line by line, file hashes."""
+"""Helpers shared by the tests: clean subprocess environments, talking to subprocesses line by line, file hashes,
+whether a browser test can run."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 # A guard against hangs, never a timing assertion: generous enough for a slow, busy machine.
 HANG_GUARD = 180
@@ -61,3 +65,19 @@ with WriterLock(sys.argv[1]):
     while True:
         time.sleep(60)
 """
+
+
+def require_chromium() -> None:
+    """Skip the browser test (or module) when Debian's chromium or playwright is missing; fail instead when
+    BROWSER_TESTS=required or CI is set (CI installs both, so a missing browser must not pass as a skip)."""
+    from artifact_bus.testing import CHROMIUM
+
+    missing = None
+    if not Path(CHROMIUM).exists():
+        missing = f"{CHROMIUM} is missing: apt-get install -y chromium (never `playwright install`)"
+    elif importlib.util.find_spec("playwright") is None:
+        missing = "playwright is not installed: pip install -r requirements/dev.txt"
+    if missing and (os.environ.get("BROWSER_TESTS") == "required" or os.environ.get("CI")):
+        pytest.fail(missing, pytrace=False)
+    if missing:
+        pytest.skip(missing, allow_module_level=True)

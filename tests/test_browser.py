@@ -16,7 +16,6 @@ and `dev` extras. Without chromium the tests skip, unless BROWSER_TESTS=required
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -26,37 +25,22 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import clean_env
+from helpers import clean_env, require_chromium
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("voila")
 pytest.importorskip("jupyterlab")
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    if os.environ.get("BROWSER_TESTS") == "required":
-        raise RuntimeError(f"{CHROMIUM} is missing and BROWSER_TESTS=required: apt-get install -y chromium")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
+require_chromium()
 
 import pyarrow as pa  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
+
+from artifact_bus.testing import chromium, is_local, local_context  # noqa: E402
 
 expect.set_options(timeout=60_000)  # a kernel starts and imports the package: a guard, not a timing assertion
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "nbs" / "ops" / "browse.ipynb"
 OUTPUT = Path(__file__).resolve().parent / "output"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/")
 START_TIMEOUT = 90  # seconds for a server to answer: a guard against hangs, not a timing assertion
 UI_TIMEOUT = 60_000  # ms for the page: a kernel starts and imports the package
 
@@ -212,33 +196,18 @@ def lab(bus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)  # a fresh profile per launch
-        try:
-            yield browser
-        finally:
-            browser.close()
+def browser():
+    with chromium() as b:  # a fresh profile per launch
+        yield b
 
 
 @pytest.fixture
-def page(chromium, request):
-    "A fresh page that can reach 127.0.0.1/localhost only; what it blocked is in page.blocked."
-    ctx = chromium.new_context(viewport={"width": 1400, "height": 1000})
-    blocked = []
-
-    def route(r):
-        url = r.request.url
-        if LOCAL.match(url) or url.startswith(("data:", "blob:")):
-            r.continue_()
-        else:
-            blocked.append(url)
-            r.abort()
-
-    ctx.route("**/*", route)
+def page(browser):
+    "A fresh page that can reach this machine only; what it blocked is in page.blocked."
+    ctx = local_context(browser, viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(UI_TIMEOUT)
-    pg.blocked = blocked
+    pg.blocked = ctx.blocked
     try:
         yield pg
     finally:
@@ -295,7 +264,7 @@ def test_overview(page, voila, bus):
     runs = table_rows(page, ".ab-overview table.ab-runs")
     assert runs and runs[0][3] == "ok", runs
     shot(page, "browse-overview")
-    assert all(not LOCAL.match(u) for u in page.blocked)
+    assert not any(is_local(u) for u in page.blocked)
 
 
 def test_pick_a_kind(page, voila):

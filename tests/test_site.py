@@ -32,21 +32,10 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import clean_env
+from helpers import clean_env, require_chromium
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = Path(__file__).resolve().parent / "output"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 BUILD_TIMEOUT = 900
 
 
@@ -413,33 +402,13 @@ def server(site):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} is missing: apt-get install -y chromium"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    sync_api = pytest.importorskip("playwright.sync_api")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    with sync_api.sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        ctx.outside = []  # requests that tried to leave this machine
+def browser():
+    "A chromium context whose requests that would leave this machine are aborted and listed in `.blocked`."
+    require_chromium()
+    from artifact_bus.testing import chromium, local_context
 
-        def route(r):
-            host = re.match(r"^[a-z]+://([^/:]+)", r.request.url)
-            if r.request.url.startswith(("data:", "blob:")) or (host and host.group(1) in ("127.0.0.1", "localhost")):
-                r.continue_()
-            else:
-                ctx.outside.append(r.request.url)
-                r.abort()
-
-        ctx.route("**/*", route)
+    with chromium() as b:
+        ctx = local_context(b, viewport={"width": 1280, "height": 900})
         yield ctx
         ctx.close()
 
@@ -487,7 +456,7 @@ def test_every_page_loads_without_console_errors(site, server, browser):
             problems[rel or "/"] = list(watch.errors)
     page.close()
     assert not problems, json.dumps(problems, indent=1)
-    assert not browser.outside, f"pages tried to load from outside: {browser.outside[:10]}"
+    assert not browser.blocked, f"pages tried to load from outside: {browser.blocked[:10]}"
 
 
 def test_navigation_links_lead_to_their_pages(site, server, browser):
