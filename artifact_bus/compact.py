@@ -68,8 +68,11 @@ def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
         groups = _groups(arts, config.compact_segment_rows)
         if len(groups) > 1 and len(groups[-1]) < min_files:
             groups.pop()  # too few yet: wait for more
-        new = [_write_segment(con, config, kind, g) for g in groups if len(g) > 1]
-        made += new + (merge_segments(con, config, kind) if new else [])
+        made += [_write_segment(con, config, kind, g) for g in groups if len(g) > 1]
+    seg_kinds = [k for (k,) in con.execute("SELECT DISTINCT kind FROM catalog.segments ORDER BY 1").fetchall()]
+    for kind in seg_kinds:  # and the small segments, merged in tiers (see below)
+        if kinds is None or kind in kinds:
+            made += merge_segments(con, config, kind)
     return made
 
 
