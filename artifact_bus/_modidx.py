@@ -87,6 +87,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'artifact_bus.catalog_db._describe': ('catalog_db.html#_describe', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._lit': ('catalog_db.html#_lit', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._read_info': ('catalog_db.html#_read_info', 'artifact_bus/catalog_db.py'),
+                                         'artifact_bus.catalog_db._run_scan': ('catalog_db.html#_run_scan', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db.bump_version': ( 'catalog_db.html#bump_version',
                                                                                    'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db.catalog_version': ( 'catalog_db.html#catalog_version',

@@ -277,13 +277,20 @@ def loose_sql(kind: str, files: list, rows: int | None = None) -> str:
             f"SELECT *, {_lit(j)} AS _job_id, {_lit(r)} AS _run_id FROM read_parquet({sql_str(p)})" for p, j, r in files
         )
     by_run: dict = {}
-    for p, _, r in files:
-        by_run.setdefault(r, []).append(p)
-    return "\nUNION ALL BY NAME\n".join(
+    for p, j, r in files:
+        by_run.setdefault(r, []).append((p, j))
+    return "\nUNION ALL BY NAME\n".join(_run_scan(r, group) for r, group in by_run.items())
+
+
+def _run_scan(run: str | None, files: list) -> str:
+    "One scan over the loose files `(path, job_id)` of one run."
+    if len(files) == 1:  # one file: its job as a constant (duckdb 1.5 mis-plans a filter on a lone file's name)
+        ((p, j),) = files
+        return f"SELECT *, {_lit(j)} AS _job_id, {_lit(run)} AS _run_id FROM read_parquet({sql_str(p)})"
+    return (
         f"SELECT t.* EXCLUDE (_bus_file), regexp_extract(t._bus_file, '([^/]+)/[^/]+$', 1) AS _job_id, "
-        f"{_lit(r)} AS _run_id\nFROM read_parquet([{', '.join(map(sql_str, paths))}], filename = '_bus_file', "
-        f"union_by_name = true) AS t"
-        for r, paths in by_run.items()
+        f"{_lit(run)} AS _run_id\nFROM read_parquet([{', '.join(sql_str(p) for p, _ in files)}], "
+        f"filename = '_bus_file', union_by_name = true) AS t"
     )
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from helpers import HANG_GUARD, HOLDER, expect_line, stop
 
-from artifact_bus import NotFound, WriterBusy, catalog, ingest, submit
+from artifact_bus import NotFound, WriterBusy, catalog, gc, ingest, submit
 
 
 def _qty(n, start=0):
@@ -103,7 +103,7 @@ def _ask(reader, sql):
 
 def test_open_reader_never_blocks_the_writer(root, py):
     root.mkdir()
-    (root / "bus.toml").write_text("snapshots_keep = 1\n")  # prune old snapshots early
+    (root / "bus.toml").write_text("retain_versions = 1\nretain_days = 0\n")  # gc may remove every old version
     first = submit(_qty(10), "fills", run_id="first", root=root)
     assert ingest(root).accepted == [first.job_id]
 
@@ -126,11 +126,13 @@ def test_open_reader_never_blocks_the_writer(root, py):
         assert _ask(reader, "SELECT count(*), sum(qty) FROM bus.fills") == [[10, 45]]
         assert _ask(reader, "SELECT count(*) FROM catalog.jobs") == [[1]]
 
-        # the writer goes on publishing until the reader's snapshot is pruned from disk
+        # the writer goes on publishing, and gc removes every old version but the one the reader holds
         for k in range(5):
             r = submit(_qty(1, start=1000 + k), "events", run_id=f"more-{k}", root=root)
             assert ingest(root).accepted == [r.job_id]
-        assert not os.path.exists(snap_file), "the old snapshot was expected to be pruned by now"
+        report = gc(root)
+        assert os.path.basename(snap_file) in report.in_use, report
+        assert os.path.exists(snap_file)
         # ... and the reader holding it open is unaffected
         assert _ask(reader, "SELECT count(*), sum(qty) FROM bus.fills") == [[10, 45]]
         assert _ask(reader, "SELECT kind FROM catalog.kinds") == [["fills"]]
@@ -140,6 +142,8 @@ def test_open_reader_never_blocks_the_writer(root, py):
         assert reader.returncode == 0, reader.stderr.read()
     finally:
         stop(reader)
+    gc(root)  # the reader is gone: now its version goes
+    assert not os.path.exists(snap_file)
 
     with catalog(root) as con:
         assert con.execute("SELECT kind, jobs, rows FROM catalog.kinds ORDER BY kind").fetchall() == [

@@ -52,7 +52,8 @@ export interface Config {
 export const CONFIG_KEYS: Record<string, "path" | "int" | "count" | "paths" | "bool" | "url" | "str"> = {
   root: "path", catalog: "path", batch_size: "int", exports: "paths",
   builtin_exports: "bool", required: "bool", spool: "path", runs_keep: "int",
-  snapshots_keep: "int", tmp_max_age: "int", compact_min_files: "count", compact_small_bytes: "int",
+  snapshots_keep: "int", retain_versions: "int", retain_days: "count", retain_retired_days: "count",
+  retain_rejected_days: "count", retain_duplicates_days: "count", retain_runs_days: "count", tmp_max_age: "int", compact_min_files: "count", compact_small_bytes: "int",
   compact_segment_rows: "int", export_memory_mb: "count", remote: "url", s3_endpoint: "str", s3_region: "str",
   ducklake: "str", lake_data: "url",
 };
