@@ -289,7 +289,7 @@ def fmt_age(s) -> str:
             return f"{s / div:.0f} {unit}"
     return f"{s / 86400:.0f} d"
 
-
+# %% ../nbs/13_browse.ipynb #61f1a611
 def _fmt(v, max_chars: int = 80) -> str:
     if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
         return ""
@@ -381,7 +381,7 @@ def detail_html(d: dict) -> str:
         f'{box}<div class="ab-h">Schema</div>{frame_html(schema)}</div></div>'
     )
 
-
+# %% ../nbs/13_browse.ipynb #70a571a5
 def overview_html(ov: dict) -> str:
     "The Overview tab."
     ib, w, pub = ov["inbox"], ov["writer"], ov["published"]
@@ -442,7 +442,7 @@ def _tag(w, name):
     w.add_class(f"ab-{name}")
     return w
 
-
+# %% ../nbs/13_browse.ipynb #23a244e7
 class Browser(widgets.VBox):
     "The widget browser over one bus: Overview, Jobs and artifacts, Rejections, Exports."
 
@@ -726,7 +726,7 @@ class Browser(widgets.VBox):
         self.refresh()
         self.say(msg, error=not msg.startswith("regenerated") or ";" in msg)
 
-
+# %% ../nbs/13_browse.ipynb #5dca5909
 def browser(root=None, *, config: Config | None = None, page_size: int = 50) -> Browser:
     """The bus browser for `root` (default: `ARTIFACT_BUS_ROOT`, the project config, `./data/bus`); display it in a
     notebook."""

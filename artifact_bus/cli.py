@@ -57,7 +57,7 @@ def _format_opt(p):
         "--format", choices=FORMATS, default="table", help="output format (default: table; --json means json)"
     )
 
-
+# %% ../nbs/10_cli.ipynb #526f2bc9
 def _producer_commands(sub) -> None:
     "init, submit, ingest: make a bus, put jobs in, take them in."
     p = sub.add_parser(
@@ -93,7 +93,7 @@ def _producer_commands(sub) -> None:
     p.add_argument("--no-exports", action="store_true", help="skip regenerating golden exports")
     _common(p)
 
-
+# %% ../nbs/10_cli.ipynb #44a03e85
 def _reader_commands(sub) -> None:
     "catalog, runs, read: the read-only commands."
     p = sub.add_parser(
@@ -137,7 +137,7 @@ def _reader_commands(sub) -> None:
     _format_opt(p)
     _common(p)
 
-
+# %% ../nbs/10_cli.ipynb #f8e5beb6
 def _operator_commands(sub) -> None:
     "export, flush, requeue, status, doctor: looking after a bus by hand."
     p = sub.add_parser(
@@ -183,7 +183,7 @@ def _operator_commands(sub) -> None:
     )
     _common(p)
 
-
+# %% ../nbs/10_cli.ipynb #cd332b46
 def _history_commands(sub) -> None:
     "versions, retire, gc: the catalog's history."
     p = sub.add_parser(
@@ -216,7 +216,7 @@ def _history_commands(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
     _common(p)
 
-
+# %% ../nbs/10_cli.ipynb #b086e649
 def _service_commands(sub) -> None:
     "daemon and scan."
     p = sub.add_parser(
@@ -303,7 +303,7 @@ def render(data: dict, fmt: str) -> str:
     line = lambda r: "  ".join(x.ljust(w) for x, w in zip(r, width)).rstrip()
     return "\n".join([line(cols), line(["-" * w for w in width]), *map(line, cells)] + ([] if rows else ["(no rows)"]))
 
-
+# %% ../nbs/10_cli.ipynb #19fae95a
 def _out(rel, a) -> tuple[dict, str]:
     data = _rows(rel)
     return data, render(data, "json" if a.json else a.format)
@@ -331,7 +331,7 @@ def cmd_init(a, cfg: Config):
         f"created a bus at {r['root']}" if r["created"] else f"a bus is already at {r['root']}"
     ) + f" (snapshot {r['snapshot']})"
 
-
+# %% ../nbs/10_cli.ipynb #fe045a76
 def cmd_submit(a, cfg: Config):
     from artifact_bus.core import ManifestError
     from artifact_bus.protocol import is_safe_file
@@ -373,7 +373,7 @@ def cmd_ingest(a, cfg: Config):
     rep = ingest(config=cfg, max_jobs=a.max_jobs, exports=not a.no_exports)
     return rep.to_dict(), repr(rep)
 
-
+# %% ../nbs/10_cli.ipynb #26bffdf5
 SUMMARY_SQL = {
     "kinds": "SELECT kind, jobs, artifacts, rows, bytes, last_ingested FROM catalog.kinds ORDER BY kind",
     "jobs": "SELECT status, count(*) AS jobs FROM catalog.jobs GROUP BY status ORDER BY status",
@@ -427,7 +427,7 @@ def cmd_read(a, cfg: Config):
         rel = read_relation(con, a.kind, run_id=a.run_id, job_id=a.job_id, where=a.where, columns=cols)
         return _out(rel.limit(a.limit) if a.limit else rel, a)
 
-
+# %% ../nbs/10_cli.ipynb #a189801d
 def _age(seconds):
     if seconds is None:
         return "-"
@@ -451,7 +451,7 @@ def cmd_export(a, cfg: Config):
         raise BusError(f"{len(bad)} export(s) failed: {', '.join(sorted(bad))} (see _export_status.json)")
     return st, "\n".join(lines) or "no exports defined"
 
-
+# %% ../nbs/10_cli.ipynb #6c61b552
 def cmd_status(a, cfg: Config):
     from artifact_bus.health import status
 
@@ -510,7 +510,7 @@ def cmd_versions(a, cfg: Config):
     with catalog(config=cfg) as con:
         return _out(versions_relation(con), a)
 
-
+# %% ../nbs/10_cli.ipynb #9f323fea
 def cmd_retire(a, cfg: Config):
     from artifact_bus.retire import retire
 
@@ -563,7 +563,7 @@ def cmd_daemon(a, cfg: Config):
     n = daemon(config=cfg, interval=a.interval, papermill=a.papermill, max_cycles=a.max_cycles, **delay)
     return {"cycles": n}, f"daemon stopped after {n} cycles"
 
-
+# %% ../nbs/10_cli.ipynb #f5980ddd
 def cmd_scan(a, cfg):
     from artifact_bus.scan import INSTALL_HINT, scan
 
@@ -624,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 128 + signal.SIGPIPE
 
-
+# %% ../nbs/10_cli.ipynb #13844d03
 def _run(args) -> int:
     try:
         if args.command == "doctor":

@@ -161,7 +161,7 @@ def _copy_parquet(src: Path, sink, what: str) -> pq.FileMetaData:
             sink.write(chunk)
     return md
 
-
+# %% ../nbs/02_submit.ipynb #d87aeeec
 def write_parquet(data, path, what: str = "data") -> dict:
     """Write `data` (any accepted type, see above) to a new Parquet file at `path`; returns its manifest
     facts: `rows`, `bytes`, `checksum` (computed while writing) and `schema` (as a reader will see it)."""
@@ -303,7 +303,7 @@ def _replayable(data) -> bool:
         mod in ("pandas", "polars") and type(data).__name__ == "DataFrame"
     )
 
-
+# %% ../nbs/02_submit.ipynb #802dd2d8
 class Job:
     """Build one atomic job: `add` artifacts, then `commit`; as a context manager it commits on success
     and leaves nothing visible when the block raises. When the bus root is unavailable the job goes to
@@ -598,7 +598,7 @@ def job(
     `replace=True` (with a `key`): the job replaces the accepted job(s) with the same key once ingested."""
     return Job(run_id=run_id, producer=producer, meta=meta, key=key, root=root, required=required, replace=replace)
 
-
+# %% ../nbs/02_submit.ipynb #3e9c0218
 def submit(
     data: Any,
     kind: str,
@@ -639,7 +639,7 @@ class _BatchJob(Job):
         self._batch._queue(self)
         self._batch._bar.update()
 
-
+# %% ../nbs/02_submit.ipynb #5c9bb0d3
 class Batch:
     "Submit many jobs that become durable together; see `batch`."
 
@@ -735,7 +735,7 @@ class Batch:
             self._bar.close()
         return False
 
-
+# %% ../nbs/02_submit.ipynb #ef2c8e1a
 def batch(
     *,
     root: str | os.PathLike | None = None,
@@ -802,7 +802,7 @@ def _flush_local(config: Config, jobs: list[str], progress: bool | None) -> list
     bar.close()
     return done
 
-
+# %% ../nbs/02_submit.ipynb #048d8951
 def flush(
     root: str | os.PathLike | None = None, *, config: Config | None = None, progress: bool | None = None
 ) -> list[str]:
