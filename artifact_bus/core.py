@@ -178,7 +178,7 @@ ENV_KEYS = {
     "ARTIFACT_BUS_DUCKLAKE": "ducklake",
 }
 
-
+# %% ../nbs/00_core.ipynb #febc3e4b
 @dataclass(frozen=True)
 class Config:
     "Resolved settings of one bus; `sources` says where each non-default value came from."
@@ -347,7 +347,7 @@ def _absorb(values: dict, data: dict, where, base: Path, sources: dict, allowed=
             value = tuple(_resolve(base / Path(v).expanduser(), links) for v in value)
         values[key], sources[key] = value, str(where)
 
-
+# %% ../nbs/00_core.ipynb #d0a066d0
 def _project_files(start=None) -> tuple[tuple, Path | None]:
     """The `pyproject.toml` files from `start` (default: the working folder) upward, as far as the first
     with `[tool.artifact_bus]`: their identities (path, inode, size, mtime), and that file or None."""
@@ -418,7 +418,7 @@ def load_config(root: str | os.PathLike | None = None, **overrides: Any) -> Conf
         _LOADED[key] = (config, _identity(config.root / "bus.toml"), links)
     return config
 
-
+# %% ../nbs/00_core.ipynb #8a371d78
 def _load_config(root=None, links=None, **overrides) -> Config:
     values, sources = {}, {}
     pfile, table = project_config_file()
@@ -529,7 +529,7 @@ def fsync_all(files, dirs=()) -> None:
     for f in [pool.submit(fsync_file, p) for p in files] + [pool.submit(fsync_dir, p) for p in dirs]:
         f.result()
 
-
+# %% ../nbs/00_core.ipynb #bc77667a
 def spool_dir(config: Config) -> Path:
     "This machine's spool for the bus at `config.root` (a folder per root under the `spool` setting)."
     return Path(config.spool) / hashlib.sha1(str(config.root).encode()).hexdigest()[:16]

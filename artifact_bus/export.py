@@ -100,7 +100,7 @@ def export_folders(config: Config) -> list[Path]:
     "Folders searched for export SQL, built-ins first, so the user's files override them by name."
     return ([package_dir("exports")] if config.builtin_exports else []) + list(config.exports)
 
-
+# %% ../nbs/05_export.ipynb #bef4b52d
 def _load_file(f: Path, kinds, check: bool = True) -> list[ExportDef]:
     "The exports one SQL file defines (one per kind for a `{kind}` file); `BusError` naming the file if broken."
     try:
@@ -181,7 +181,7 @@ def mark_pending(config: Config, changed) -> None:
         config.exports_dir / PENDING, to_json(sorted(set(changed) | (pending_changes(config) or set()))).encode()
     )
 
-
+# %% ../nbs/05_export.ipynb #ffdb86d3
 MB_PER_THREAD = 128  # about the least DuckDB needs per thread to run a query that spills
 
 
@@ -260,7 +260,7 @@ def run_exports(
         (config.exports_dir / REEXPORT).unlink(missing_ok=True)
     return ran
 
-
+# %% ../nbs/05_export.ipynb #c3881b7d
 def _written(config: Config, d: ExportDef) -> bool:
     if d.mode == "append":
         return generation(config, d.name) is not None
@@ -312,7 +312,7 @@ def _run_exports(con, config: Config, *, changed=None, names=None, progress=None
     atomic_write(config.exports_dir / STATUS_FILE, to_json(status, indent=1, sort_keys=True).encode())
     return ran
 
-
+# %% ../nbs/05_export.ipynb #156388e1
 def _failed(config: Config, name: str, old: dict | None, source, error: str, now=None) -> dict:
     "The status entry of an export that failed: stale while its last good file (or parts) stays, else error."
     kept = (config.exports_dir / f"{name}.parquet").exists() or generation(config, name) is not None
@@ -409,7 +409,7 @@ def _runs_part(con, d: ExportDef, gen: Path, first: int, last: int) -> Part:
             con.execute(f"DROP VIEW IF EXISTS temp.{v}")
         con.execute("DROP TABLE IF EXISTS temp.__export_jobs")
 
-
+# %% ../nbs/05_export.ipynb #54f1d717
 def _update_parts(con, d: ExportDef, cur: tuple, gen: Path, top: int, runs) -> tuple[list[Part], int]:
     """The parts of the next generation: the current ones, those holding rows of `runs` (or of jobs replaced since)
     rewritten, one new part for the runs after the last covered, then merged. Returns them and the rows written."""
@@ -432,7 +432,7 @@ def _update_parts(con, d: ExportDef, cur: tuple, gen: Path, top: int, runs) -> t
     parts, merged = merge_parts(con, parts, gen)
     return parts, written + merged
 
-
+# %% ../nbs/05_export.ipynb #6916ce2d
 def _run_append(con, config: Config, d: ExportDef, old: dict | None, *, full: bool = False, runs=()) -> dict:
     "An append export: a new generation of parts (see above), published by one rename of its entry point."
     t0, now = time.perf_counter(), utcnow().isoformat()

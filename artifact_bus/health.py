@@ -150,7 +150,7 @@ def _exports_status(config: Config) -> dict:
         for name, e in export_status(config).items()
     }
 
-
+# %% ../nbs/08_health.ipynb #2da5d522
 def status(root=None, *, config: Config | None = None, stuck_after: float = STUCK_AFTER) -> dict:
     """Inbox depth (committed, in progress), age of the oldest waiting job, the writer lock holder, the
     last ingest run and its outcome, cataloged and rejected jobs, and each export's freshness."""
@@ -212,7 +212,7 @@ class Finding:
         mark = {"ok": "ok     ", "warn": "warn   ", "problem": "PROBLEM"}[self.level]
         return f"{mark} {self.check}: {self.message}" + (f"\n        fix: {self.fix}" if self.fix else "")
 
-
+# %% ../nbs/08_health.ipynb #3e6a8f70
 def _check_root(config):
     if not is_bus(config):
         why = "does not exist" if not config.root.exists() else "holds no bus (no inbox, no catalog)"
@@ -468,7 +468,7 @@ def _check_exports(config):
         out.append(Finding("exports", "ok", f"{len(st)} exports fresh"))
     return out
 
-
+# %% ../nbs/08_health.ipynb #d373ac10
 def _check_contracts(config):
     "Every contract file loads; a broken one names its file and key, and the jobs it holds back."
     broken = {}

@@ -194,7 +194,7 @@ def _faults_in_words(fn):
 
     return run
 
-
+# %% ../nbs/04_ingest.ipynb #d3ece057
 @_faults_in_words
 def ingest(
     root: str | os.PathLike | None = None,
@@ -242,7 +242,7 @@ def ingest(
                 _record_run(con, config, report, started, outcome, error, notebook, update=recorded)
     return report
 
-
+# %% ../nbs/04_ingest.ipynb #8c2abaf6
 def _make_folders(config: Config) -> None:
     "Create the bus's folders; a root that cannot hold them is `BusUnavailable`."
     try:
@@ -312,7 +312,7 @@ def _publish(con, config: Config, report: Report, stop) -> None:
         if made:
             report.snapshot = publish(con, config, run=report.run_no)["snapshot"]
 
-
+# %% ../nbs/04_ingest.ipynb #2852d02e
 def _exports(con, config: Config, report: Report, exports: bool, progress) -> None:
     "Regenerate the exports whose inputs changed; with `exports=False` after a recovery, journal them all instead."
     if exports and (report.changed or report.recovered or pending_changes(config) is not None):
@@ -407,7 +407,7 @@ def next_run_no(con, config: Config) -> int:
     atomic_write(config.root / RUN_COUNTER, str(n).encode())
     return n
 
-
+# %% ../nbs/04_ingest.ipynb #c87a06a2
 def _insert_run(con, run_no, started, outcome, accepted, rejected, duplicates, notebook, error):
     con.execute(
         "INSERT INTO catalog.ingest_runs (run_no, started_at, finished_at, outcome, accepted, rejected, duplicates, "
@@ -458,7 +458,7 @@ def _record_run(con, config, report, started, outcome, error, notebook, update=F
     except Exception as e:  # never hide the original failure behind a bookkeeping one
         log.error("could not record ingest run %s: %s", report.run_no, e)
 
-
+# %% ../nbs/04_ingest.ipynb #73a42179
 def record_run(
     config: Config,
     *,

@@ -247,7 +247,7 @@ def _git_dirs(cwd: str) -> tuple[Path, Path] | None:
         return gd, common
     return None
 
-
+# %% ../nbs/01_protocol.ipynb #81603bae
 def _stamp(*paths) -> tuple:
     "What changes when git writes one of `paths`: inode, size and mtime (None for a missing file)."
     out: list[tuple[int, int, int] | None] = []
@@ -295,7 +295,7 @@ def git_state(cwd: str | None = None) -> tuple[str | None, bool | None]:
     _GIT_CACHE[gd] = (key, commit, dirty, now)
     return commit, dirty
 
-
+# %% ../nbs/01_protocol.ipynb #6e1709c3
 def _read_ref(common: Path, ref: str) -> str | None:
     "The commit a branch points to, from its loose ref file or from packed-refs (None for an unborn branch)."
     try:
@@ -360,7 +360,7 @@ def runner_notebook(pid: int | None = None) -> str | None:
         return None  # several notebooks: ambiguous
     return os.path.normpath(os.path.join(cwd, nbs[0]))
 
-
+# %% ../nbs/01_protocol.ipynb #74362a76
 def notebook_path(shell=None) -> str | None:
     """Path of the running notebook, when it can be known: papermill's injected `PAPERMILL_INPUT_PATH`, the
     papermill or nbclient command that started the kernel, VS Code's `__vsc_ipynb_file__`, Jupyter's

@@ -40,7 +40,7 @@ def _table(header: list[str], rows: list[list]) -> str:
     lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
 
-
+# %% ../nbs/06_schedule.ipynb #24d75f13
 class RunReport:
     "A readable view of an ingest report: Markdown tables in a notebook, plain text elsewhere."
 
@@ -114,7 +114,7 @@ class RunReport:
         ]
         return "\n".join(lines)
 
-
+# %% ../nbs/06_schedule.ipynb #f5a105aa
 def show_report(report, config: Config | None = None, *, limit: int = 50) -> RunReport:
     """A readable view of `report` (a `Report`, or its `to_dict()`): jobs with reasons, duplicates and the
     golden exports — those the run regenerated, else the current status read from `config`'s bus."""
@@ -263,7 +263,7 @@ def _recorded(config: Config, out: Path, started, error: str | None) -> tuple[di
         log.error("could not record the failed run in the catalog: %s (its notebook: %s)", e, out)
         return None, None
 
-
+# %% ../nbs/06_schedule.ipynb #f2f87e95
 def _run_result(out: Path, error: str | None, rec: dict | None, recorded_by: str | None) -> dict:
     "What `run_notebook` returns: the outcome, the notebook, the error and the run's record."
     result = {
@@ -400,7 +400,7 @@ class _Waker:
         finally:
             wlog.setLevel(level)
 
-
+# %% ../nbs/06_schedule.ipynb #1c606b2e
 @contextlib.contextmanager
 def _stderr_logging(logger: logging.Logger):
     "Send `logger`'s INFO lines to stderr while the daemon runs, unless logging is configured already."
