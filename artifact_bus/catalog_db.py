@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     accepted INTEGER, rejected INTEGER, duplicates INTEGER, host VARCHAR, pid INTEGER, notebook VARCHAR,
     error VARCHAR);
 """
+
+# %% ../nbs/21_catalog_db.ipynb #000d5f7d
 KINDS_VIEW = """
 CREATE OR REPLACE VIEW {db}catalog.kinds AS
     SELECT kind, count(DISTINCT job_id) AS jobs, count(*) AS artifacts, sum(rows)::BIGINT AS rows,
@@ -149,7 +151,7 @@ def _read_info(path) -> dict | None:
     except (OSError, ValueError):
         return None
 
-
+# %% ../nbs/21_catalog_db.ipynb #e2581745
 class WriterLock:
     "The single writer's exclusive lock; records pid, host and start time in the lock file."
 
@@ -203,7 +205,7 @@ class WriterLock:
     def __exit__(self, *exc):
         self.release()
 
-
+# %% ../nbs/21_catalog_db.ipynb #c935a171
 def lock_holder(path) -> dict | None:
     """Who holds the writer lock, from the record it wrote; None when no live process holds it.
     Reads the record only: it never touches the lock itself, so it cannot disturb a writer."""
@@ -281,7 +283,7 @@ def loose_sql(kind: str, files: list, rows: int | None = None) -> str:
         by_run.setdefault(r, []).append((p, j))
     return "\nUNION ALL BY NAME\n".join(_run_scan(r, group) for r, group in by_run.items())
 
-
+# %% ../nbs/21_catalog_db.ipynb #c0636aa9
 def _run_scan(run: str | None, files: list) -> str:
     "One scan over the loose files `(path, job_id)` of one run."
     if len(files) == 1:  # one file: its job as a constant (duckdb 1.5 mis-plans a filter on a lone file's name)
@@ -317,7 +319,7 @@ def view_sql(
         parts.append(loose_sql(kind, files, rows))
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
-
+# %% ../nbs/21_catalog_db.ipynb #3011fa93
 def view_statements(con, kinds=None, db: str = "") -> dict[str, str]:
     """The `CREATE VIEW bus.<kind>` statement of each kind in `kinds` (default: every kind), for database `db`
     (see `view_sql`), from what the catalog in `con` lists: live loose files, live segments, and the jobs to

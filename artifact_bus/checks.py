@@ -91,7 +91,7 @@ def _large_jobs(config: Config, names: list[str]) -> bool:
     sample = names[:3]
     return bool(sample) and sum(_job_bytes(config.inbox / n) for n in sample) >= _PARALLEL_BYTES * len(sample)
 
-
+# %% ../nbs/24_checks.ipynb #9a5c728f
 def _check_files(config: Config, names: list[str], never_committed=()) -> list[_Entry]:
     "Step 1: each job's manifest, COMMIT, files, checksums and footers, read with pyarrow (on threads for large jobs)."
 
@@ -257,7 +257,7 @@ def _merge_columns(schema: dict, m: dict, job_id: str) -> dict:
                 out[key] = (old[0], new)
     return out
 
-
+# %% ../nbs/24_checks.ipynb #954820df
 def _admit(con, config: Config, entries: list[_Entry], schema: dict) -> None:
     """Step 3: a job id not ingested before, each kind's contract, and each kind's reader schema. A job of a
     kind whose contract file is broken is held in the inbox until the file is fixed."""

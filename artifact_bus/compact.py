@@ -75,7 +75,7 @@ def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
             made += merge_segments(con, config, kind)
     return made
 
-
+# %% ../nbs/12_compact.ipynb #b0650f52
 def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     seg = new_job_id()
     folder = config.root / SEGMENTS / kind
@@ -158,7 +158,7 @@ def merge_segments(con, config: Config, kind: str) -> list[dict]:
             return made
         made.append(_merge(con, config, kind, group))
 
-
+# %% ../nbs/12_compact.ipynb #f64e7456
 def _merge(con, config: Config, kind: str, group: list) -> dict:
     seg = new_job_id()
     rel = f"{SEGMENTS}/{kind}/{seg}.parquet"

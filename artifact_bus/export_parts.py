@@ -63,7 +63,7 @@ def read_parts(folder: Path) -> list[Part]:
         else []
     )
 
-
+# %% ../nbs/30_export_parts.ipynb #032a5562
 def _link(src: Path, dest: Path) -> None:
     "`dest` holds `src`'s bytes: a hard link, or a copy where the file system has none."
     try:

@@ -288,7 +288,7 @@ def _copy_without(con, config: Config, kind: str, path: str, new: str, due: list
         raise
     return rel, n, (config.root / rel).stat().st_size
 
-
+# %% ../nbs/29_gc.ipynb #c9f624ae
 def _superseded(con, config: Config, report: GcReport, keep: list[tuple], now: datetime) -> list[str]:
     "Segment files superseded before the oldest kept version: no kept version reads them."
     oldest = min((r[1] for r in keep), default=now)

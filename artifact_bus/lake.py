@@ -122,7 +122,7 @@ def load_extensions(con, names) -> None:
     for n in names:
         con.execute(f"LOAD {n}")
 
-
+# %% ../nbs/15_lake.ipynb #12bc6483
 def _duckdb() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(
         config={
@@ -158,7 +158,7 @@ def _uses_s3(config: Config, data: str | None) -> bool:
     o = s3_options(config)  # a reader: the lake's data path is only known after attaching
     return bool(config.remote or is_url(config.lake_data or "") or o["endpoint"] or o["key"])
 
-
+# %% ../nbs/15_lake.ipynb #fed414f3
 def lake_connection(config: Config, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A new DuckDB connection with the DuckLake of `config` attached as `lake` (read-only for readers; for
     the writer, created on first use with `lake_data` as its data path). Close it when done."""
@@ -296,7 +296,7 @@ def _plan(lk, config: Config, kind: str, arts: list, data: str) -> dict:
         "arts": [a for a, _ in files],
     }
 
-
+# %% ../nbs/15_lake.ipynb #fc7fbc6a
 def _register(lk, plans: dict) -> int:
     "Create or evolve the tables and add the files of `plans` in ONE DuckLake transaction; returns its snapshot id."
     jobs = sorted({a["job_id"] for p in plans.values() for a in p["arts"]}, key=job_sort_key)
@@ -418,7 +418,7 @@ def _mirror_chunk(con, lk, config: Config, arts: list, out: dict) -> None:
             out["rows"] += sum(a["rows"] for a in p["arts"])
             out["jobs"] += sorted({a["job_id"] for a in p["arts"]} - set(out["jobs"]), key=job_sort_key)
 
-
+# %% ../nbs/15_lake.ipynb #6f8071f9
 def mirror(con, config: Config, job_ids=None) -> dict:
     """Mirror the accepted artifacts of `job_ids` (default: every one not mirrored yet) into the DuckLake, in
     the writer's connection `con`: one DuckLake transaction (one snapshot) per `batch_size` jobs. Returns

@@ -58,7 +58,7 @@ def recover(con, config: Config) -> int:
         log.warning("recovered from an interrupted ingest: %d jobs back in the inbox", back)
     return back
 
-
+# %% ../nbs/25_landing.ipynb #138ec3f4
 def _undo(config: Config, m: dict) -> int:
     "Put back one journaled move that no transaction recorded; 1 when an entry returned to the inbox."
     src = config.root / m["path"]
@@ -140,7 +140,7 @@ def _journal(entries: list[_Entry]) -> list[dict]:
         if e.path is not None
     ]
 
-
+# %% ../nbs/25_landing.ipynb #39d3057c
 def _plan(config: Config, entries: list[_Entry], run_no: int) -> bool:
     "Step 5: each entry's destination, journaled before anything moves. False when nothing is to move."
     for e in entries:
@@ -237,7 +237,7 @@ def _rejection_row(config: Config, e: _Entry, run_no: int, now: datetime) -> dic
         "status": "rejected",
     }
 
-
+# %% ../nbs/25_landing.ipynb #d8f22821
 def _job_row(e: _Entry, run_no: int, now: datetime) -> dict:
     "A stored or duplicate job's row of `catalog.jobs`."
     m = e.manifest

@@ -56,7 +56,7 @@ class Slice:
     rows: int
     key: str
 
-
+# %% ../nbs/18_producer_views.ipynb #53c77883
 def slices(
     dataset: str | None = None, *, granularity: str | None = None, root=None, config: Config | None = None
 ) -> list[Slice]:
@@ -114,7 +114,7 @@ class Coverage:
             s += "; overlaps " + ", ".join(f"{rng(a, b)} ({len(j)} slices)" for a, b, j in self.overlaps)
         return s + ")"
 
-
+# %% ../nbs/18_producer_views.ipynb #2b25b160
 def _holds(s: Slice, symbols, universe) -> bool:
     if universe is not None:
         return s.universe == universe

@@ -326,7 +326,7 @@ def _origin(fn) -> tuple[str, str]:
             module = Path(main).name.removesuffix(".ipynb").removesuffix(".py")
     return where, f"{module}.{fn.__qualname__}"[-200:]
 
-
+# %% ../nbs/17_producers.ipynb #3c198032
 def produces(kind: str, *, key_args=None, run_id=None, producer=None, meta=None, root=None, replace: bool = True, **kw):
     """Decorate a function that returns a table: each call submits the result as a job of `kind` keyed by
     the arguments in `key_args` (default: all), and returns it unchanged. `run_id` is a string or a

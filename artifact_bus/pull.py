@@ -135,7 +135,7 @@ def _stale(objs: dict, now: float, max_age: float) -> bool:
     "An uncommitted remote job untouched for longer than `max_age`: its producer died mid-upload."
     return now - _newest(objs) > max_age
 
-
+# %% ../nbs/23_pull.ipynb #3e7787af
 def pull(config: Config, con=None, *, fs=None, max_jobs: int | None = None, threads: int = 1) -> list[str]:
     """Move the jobs committed on object storage (`config.remote`) into the local inbox, in job-id order,
     and delete them remotely; returns the names moved in. Call it as the writer (holding the writer lock),

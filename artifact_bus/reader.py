@@ -91,7 +91,7 @@ def read_relation(
     except duckdb.Error as e:
         raise BusError(f"read {kind!r}: {str(e).splitlines()[0]}") from None
 
-
+# %% ../nbs/18_reader.ipynb #a858593d
 def read(
     kind: str,
     *,
@@ -281,7 +281,7 @@ def _where(
         params.append(word)
     return (" WHERE " + " AND ".join(sql)) if sql else "", params
 
-
+# %% ../nbs/18_reader.ipynb #5f2e8382
 def list_artifacts(
     con: duckdb.DuckDBPyConnection,
     kind: str | None = None,

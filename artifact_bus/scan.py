@@ -181,7 +181,7 @@ def parse_sql(sql: str) -> list[Stmt]:
             out.append(Stmt(v))
     return out
 
-
+# %% ../nbs/16_scan.ipynb #ec72ea91
 def _attach(toks, up) -> Stmt:
     i = 1
     while i < len(toks) and up[i] in ("DATABASE", "IF", "NOT", "EXISTS", "OR", "REPLACE"):

@@ -104,7 +104,7 @@ def deliver_stranded(config: Config, *, fs=None) -> list[str]:
             os.close(fd)
     return done
 
-
+# %% ../nbs/22_upload.ipynb #8228f394
 def flush_jobs(config: Config, jobs_dir, *, fs=None) -> list[str]:
     """Upload the committed jobs spooled in `jobs_dir`, in job order, removing each once uploaded; returns their
     ids. Raises `BusUnavailable` (saying how many stay spooled) when object storage is still unreachable."""
