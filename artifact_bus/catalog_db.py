@@ -20,7 +20,7 @@ from .core import BusError, Config, WriterBusy, sql_str, to_json, utcnow
 # %% auto #0
 __all__ = ['SCHEMA_VERSION', 'KEYS', 'TABLES', 'LIVE', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS',
            'ensure_schema', 'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection',
-           'loose_sql', 'view_sql', 'view_statements', 'refresh_views']
+           'loose_sql', 'view_sql', 'view_statements', 'refresh_views', 'stored_kinds', 'published_views']
 
 # %% ../nbs/21_catalog_db.ipynb #a087bf28
 SCHEMA_VERSION = 1
@@ -78,6 +78,8 @@ CREATE TABLE IF NOT EXISTS catalog.gc_log (
 CREATE TABLE IF NOT EXISTS catalog.log_files (
     tbl VARCHAR NOT NULL, version BIGINT NOT NULL, base BOOLEAN NOT NULL, path VARCHAR NOT NULL, rows BIGINT,
     PRIMARY KEY (tbl, version, base));
+-- the writer's own: each kind's view statement as last refreshed (see `published_views`); never published
+CREATE TABLE IF NOT EXISTS catalog.bus_views (kind VARCHAR PRIMARY KEY, statement VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog.ingest_runs (
     run_no BIGINT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, outcome VARCHAR,
     accepted INTEGER, rejected INTEGER, duplicates INTEGER, host VARCHAR, pid INTEGER, notebook VARCHAR,
@@ -98,6 +100,7 @@ ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS replaced_by VARCHAR;
 ALTER TABLE catalog.jobs ADD COLUMN IF NOT EXISTS retired_at TIMESTAMPTZ;
 ALTER TABLE catalog.artifacts ADD COLUMN IF NOT EXISTS retired_at TIMESTAMPTZ;
 ALTER TABLE catalog.segments ADD COLUMN IF NOT EXISTS superseded_at TIMESTAMPTZ;
+ALTER TABLE catalog.segments ADD COLUMN IF NOT EXISTS file_schema JSON;
 """ + "".join(
     # `_v`: the version that published the row's current image; NULL until published (every write sets it NULL)
     f"ALTER TABLE catalog.{t} ADD COLUMN IF NOT EXISTS _v BIGINT;\n"
@@ -303,14 +306,18 @@ def view_sql(
     db: str = "",
     rows: int | None = None,
     hidden: list[str] | tuple[str, ...] = (),
+    same_columns: bool = False,
 ) -> str:
     """The `CREATE VIEW bus.<kind>` statement (in database `db`, given as `"name."`, else the current one):
     the compacted segments (which carry `_job_id` and `_run_id` in their rows), then the loose artifact
     files not yet compacted (see `loose_sql`). Paths are relative to the root: the connection that reads the
-    view resolves them with DuckDB's `file_search_path` (`catalog()` sets it), so a bus can move."""
+    view resolves them with DuckDB's `file_search_path` (`catalog()` sets it), so a bus can move.
+    `same_columns`: the segments all have the same columns, so their schemas need no unifying, which would
+    read every segment's footer each time the view is bound (a writer publishing, a reader's first query)."""
     parts = []
     if segments:
-        seg = f"SELECT * FROM read_parquet([{', '.join(map(sql_str, segments))}], union_by_name = true)"
+        unify = "" if same_columns or len(segments) == 1 else ", union_by_name = true"
+        seg = f"SELECT * FROM read_parquet([{', '.join(map(sql_str, segments))}]{unify})"
         # rows of jobs that left the views (replaced, retired) after they were compacted into a segment
         if hidden:
             seg += f" WHERE _job_id NOT IN ({', '.join(map(sql_str, hidden))})"
@@ -320,6 +327,39 @@ def view_sql(
     return f"CREATE OR REPLACE VIEW {db}bus.{kind} AS\n" + "\nUNION ALL BY NAME\n".join(parts)
 
 # %% ../nbs/21_catalog_db.ipynb #3011fa93
+def _hidden(con) -> dict[str, list[str]]:
+    """Per kind, the jobs whose rows sit in a live segment but have left the views (replaced, retired).
+    Found from the few jobs whose status says they left: a writer's transaction that has just appended
+    rows makes DuckDB scan `catalog.artifacts` whole for a NULL test, the status test stays cheap."""
+    gone = [
+        j for (j,) in con.execute("SELECT job_id FROM catalog.jobs WHERE status IN ('replaced', 'retired')").fetchall()
+    ]
+    if not gone:
+        return {}
+    return dict(
+        con.execute(
+            "SELECT a.kind, list(DISTINCT a.job_id ORDER BY a.job_id) FROM catalog.artifacts AS a "
+            "WHERE a.job_id IN (SELECT unnest(?::VARCHAR[])) "
+            "AND a.segment IN (SELECT segment FROM catalog.segments WHERE superseded_at IS NULL) "
+            f"AND NOT ({LIVE}) GROUP BY a.kind",
+            [gone],
+        ).fetchall()
+    )
+
+
+def _live_segments(con) -> tuple[dict[str, list[str]], set[str]]:
+    "Per kind, its live segments; and the kinds whose live segments all have the same columns."
+    segs, same = {}, set()
+    for kind, paths, shapes in con.execute(
+        "SELECT kind, list(path ORDER BY segment), count(DISTINCT coalesce(file_schema::VARCHAR, segment)) "
+        "FROM catalog.segments WHERE superseded_at IS NULL GROUP BY kind"
+    ).fetchall():
+        segs[kind] = paths
+        if shapes == 1:
+            same.add(kind)
+    return segs, same
+
+
 def view_statements(con, kinds=None, db: str = "") -> dict[str, str]:
     """The `CREATE VIEW bus.<kind>` statement of each kind in `kinds` (default: every kind), for database `db`
     (see `view_sql`), from what the catalog in `con` lists: live loose files, live segments, and the jobs to
@@ -331,19 +371,8 @@ def view_statements(con, kinds=None, db: str = "") -> dict[str, str]:
             f"FROM catalog.artifacts WHERE segment IS NULL AND {LIVE} GROUP BY kind"
         ).fetchall()
     }
-    segs = dict(
-        con.execute(
-            "SELECT kind, list(path ORDER BY segment) FROM catalog.segments WHERE superseded_at IS NULL GROUP BY kind"
-        ).fetchall()
-    )
-    hidden = dict(
-        con.execute(
-            "SELECT a.kind, list(DISTINCT a.job_id ORDER BY a.job_id) FROM catalog.artifacts AS a "
-            "JOIN catalog.segments AS s ON s.segment = a.segment AND s.superseded_at IS NULL "
-            f"WHERE NOT ({LIVE}) GROUP BY a.kind"
-        ).fetchall()
-    )
-    out = {}
+    segs, same = _live_segments(con)
+    hidden, out = _hidden(con), {}
     # a kind whose every job left the views still reads, as no rows of its reader schema
     for kind, cols in con.execute(
         "SELECT kind, list((name, type) ORDER BY lname) FROM catalog.kind_columns GROUP BY kind"
@@ -359,14 +388,38 @@ def view_statements(con, kinds=None, db: str = "") -> dict[str, str]:
         if kinds is None or kind in kinds:
             files, rows = loose.get(kind, ([], None))
             files = [tuple(x.values()) if isinstance(x, dict) else tuple(x) for x in files]
-            out[kind] = view_sql(kind, files, segs.get(kind, []), db, rows, hidden.get(kind, ()))
+            out[kind] = view_sql(kind, files, segs.get(kind, []), db, rows, hidden.get(kind, ()), kind in same)
     return out
 
-
+# %% ../nbs/21_catalog_db.ipynb #37335b61
 def refresh_views(con, root: Path | None = None, kinds=None, db: str = "") -> list[str]:
     """Recreate the `bus.<kind>` views for `kinds` (default: every kind) in `con`'s database `db` (see
-    `view_statements`); returns the kinds done. (`root` is unused: views name files relative to it.)"""
+    `view_statements`); returns the kinds done. (`root` is unused: views name files relative to it.)
+    In the writer's own database each statement is also kept in `catalog.bus_views`, in the same
+    transaction, for `published_views`."""
     done = view_statements(con, kinds, db)
     for sql in done.values():
         con.execute(sql)
+    if done and not db:
+        con.executemany("INSERT OR REPLACE INTO catalog.bus_views (kind, statement) VALUES (?, ?)", list(done.items()))
     return list(done)
+
+
+def stored_kinds(con) -> list[str]:
+    """The kinds the catalog holds artifacts of, sorted: from `catalog.kind_columns` (a few rows per kind), or
+    from the artifacts of a catalog older than that table."""
+    got = con.execute("SELECT DISTINCT kind FROM catalog.kind_columns ORDER BY kind").fetchall()
+    return [k for (k,) in got or con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
+
+
+def published_views(con, db: str) -> list[str]:
+    """The statements that create every kind's `bus.<kind>` view in database `db` (given as `"name."`), as the
+    writer last refreshed them: a publish reads them back rather than listing a million artifacts again. A kind
+    with none kept (a catalog from before they were) gets its statement made, and kept, here."""
+    kept = dict(con.execute("SELECT kind, statement FROM catalog.bus_views").fetchall())
+    if missing := set(stored_kinds(con)) - set(kept):
+        made = view_statements(con, missing)
+        con.executemany("INSERT OR REPLACE INTO catalog.bus_views (kind, statement) VALUES (?, ?)", list(made.items()))
+        kept.update(made)
+    head = "CREATE OR REPLACE VIEW bus."
+    return [kept[k].replace(head, f"CREATE OR REPLACE VIEW {db}bus.", 1) for k in sorted(kept)]

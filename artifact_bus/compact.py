@@ -9,14 +9,45 @@ import os
 from pathlib import Path
 
 from .catalog_db import LIVE, WriterLock, bump_version, refresh_views, writer_connection
-from .core import BusError, Config, fsync_dir, fsync_file, load_config, new_job_id, sql_str, utcnow
+from artifact_bus.core import (
+    BusError,
+    Config,
+    fsync_dir,
+    fsync_file,
+    load_config,
+    new_job_id,
+    sql_str,
+    to_json,
+    utcnow,
+)
 from .snapshots import publish
 
 # %% auto #0
-__all__ = ['SEGMENTS', 'MERGE_FANOUT', 'remove_orphan_segments', 'compact_kinds', 'compact', 'merge_segments']
+__all__ = ['SEGMENTS', 'ROW_GROUP_BYTES', 'MERGE_FANOUT', 'row_group_rows', 'add_segment', 'remove_orphan_segments',
+           'compact_kinds', 'compact', 'merge_segments']
 
 # %% ../nbs/12_compact.ipynb #0a625d40
 SEGMENTS = "store/_segments"
+ROW_GROUP_BYTES = 64 << 20  # about what one row group of a segment holds in memory while it is written
+
+
+def row_group_rows(con, kind: str) -> int:
+    """Rows per row group in a segment of `kind`: about `ROW_GROUP_BYTES` at 16 bytes a column, from DuckDB's
+    default (122,880) up to 1,048,576. Every query of `bus.<kind>` reads each segment's footer, which grows
+    with its row groups: a narrow kind gets fewer, larger ones."""
+    ncols = con.execute("SELECT count(*) FROM catalog.kind_columns WHERE kind = ?", [kind]).fetchall()[0][0] + 2
+    return max(122_880, min(1_048_576, ROW_GROUP_BYTES // (16 * ncols)) // 2048 * 2048)
+
+
+def add_segment(con, seg: str, kind: str, rel: str, file, artifacts: int, rows: int, created_at) -> None:
+    """Record a segment written to `file` (its place under the root: `rel`) with its columns (`file_schema`:
+    the view reads a kind whose live segments all have the same columns without unifying their schemas)."""
+    cols = [[n, t] for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(file)})").fetchall()]
+    con.execute(
+        "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at, file_schema) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [seg, kind, rel, artifacts, rows, Path(file).stat().st_size, created_at, to_json(cols)],
+    )
 
 
 def _groups(arts: list, max_rows: int) -> list[list]:
@@ -37,12 +68,24 @@ def remove_orphan_segments(con, config: Config) -> list[Path]:
     "Delete segment files the catalog does not reference (left by a crash before their commit)."
     known = {r[0] for r in con.execute("SELECT path FROM catalog.segments").fetchall()}
     gone = []
-    for p in (config.root / SEGMENTS).glob("*/*"):
-        rel = str(p.relative_to(config.root))
-        if rel not in known and (p.name.startswith(".") or p.suffix == ".parquet"):
-            p.unlink()
-            gone.append(p)
+    # plain names, not Path objects: a store keeps thousands of segments until gc frees the superseded ones
+    for kind in _scan(config.root / SEGMENTS):
+        for f in _scan(kind.path):
+            if f"{SEGMENTS}/{kind.name}/{f.name}" not in known and (
+                f.name.startswith(".") or f.name.endswith(".parquet")
+            ):
+                os.unlink(f.path)
+                gone.append(Path(f.path))
     return gone
+
+
+def _scan(folder) -> list:
+    "The entries of `folder` (none if it does not exist)."
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def compact_kinds(con, config: Config, kinds=None) -> list[dict]:
@@ -93,7 +136,7 @@ def _write_segment(con, config: Config, kind: str, group: list) -> dict:
             f"COPY (SELECT t.* EXCLUDE (_bus_file), m.job_id AS _job_id, m.run_id AS _run_id "
             f"FROM read_parquet([{files}], filename = '_bus_file', union_by_name = true) AS t "
             f"JOIN (VALUES {values}) AS m(path, job_id, run_id) ON t._bus_file = m.path) "
-            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 122880)"
+            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE {row_group_rows(con, kind)})"
         ).fetchone()[0]
         if got != want:
             raise BusError(f"segment for {kind}: wrote {got} rows, expected {want}: not used")
@@ -106,14 +149,12 @@ def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     size = (config.root / rel).stat().st_size
     con.execute("BEGIN TRANSACTION")
     try:
+        add_segment(con, seg, kind, rel, config.root / rel, len(group), want, utcnow())
+        # joined on the key, not matched on `job_id || '/' || name`: that would compute it for every artifact
         con.execute(
-            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [seg, kind, rel, len(group), want, size, utcnow()],
-        )
-        con.execute(
-            "UPDATE catalog.artifacts SET segment = ?, _v = NULL WHERE job_id || '/' || name = ANY(?)",
-            [seg, [f"{a[1]}/{a[2]}" for a in group]],
+            "UPDATE catalog.artifacts AS a SET segment = $1, _v = NULL FROM (SELECT unnest($2::VARCHAR[]) AS job_id, "
+            "unnest($3::VARCHAR[]) AS name) AS m WHERE a.job_id = m.job_id AND a.name = m.name",
+            [seg, [a[1] for a in group], [a[2] for a in group]],
         )
         refresh_views(con, config.root, kinds={kind})
         bump_version(con)
@@ -169,7 +210,7 @@ def _merge(con, config: Config, kind: str, group: list) -> dict:
         n = con.execute(
             f"COPY (SELECT * FROM read_parquet([{', '.join(sql_str(config.root / s[1]) for s in group)}], "
             f"union_by_name = true) WHERE {live} ORDER BY _job_id) TO {sql_str(tmp)} "
-            f"(FORMAT parquet, ROW_GROUP_SIZE 122880)",
+            f"(FORMAT parquet, ROW_GROUP_SIZE {row_group_rows(con, kind)})",
             [olds],
         ).fetchall()[0][0]
         fsync_file(tmp)
@@ -187,11 +228,7 @@ def _merge(con, config: Config, kind: str, group: list) -> dict:
         ).fetchall()
         if sum(r for (r,) in arts) != n:
             raise BusError(f"merged segment for {kind}: wrote {n} rows, the artifacts hold {sum(r for (r,) in arts)}")
-        con.execute(
-            "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [seg, kind, rel, len(arts), n, size, now],
-        )
+        add_segment(con, seg, kind, rel, config.root / rel, len(arts), n, now)
         con.execute("UPDATE catalog.segments SET superseded_at = ?, _v = NULL WHERE segment = ANY(?)", [now, olds])
         refresh_views(con, kinds={kind})
         bump_version(con)

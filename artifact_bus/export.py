@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from .catalog_db import WriterLock, writer_connection
+from .catalog_db import WriterLock, stored_kinds, writer_connection
 from artifact_bus.core import (
     BusError,
     Config,
@@ -158,7 +158,7 @@ def export_status(config: Config) -> dict:
 
 
 def _kinds(con) -> list[str]:
-    return [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
+    return stored_kinds(con)
 
 
 PENDING = ".pending.json"

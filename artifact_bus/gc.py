@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .catalog_db import WriterLock, bump_version, refresh_views, writer_connection
-from .compact import SEGMENTS
+from .compact import SEGMENTS, add_segment, row_group_rows
 from artifact_bus.core import (
     CURRENT,
     OPENED_SNAPSHOTS,
@@ -254,11 +254,7 @@ def _rewrite_segments(con, config: Config, report: GcReport, due: list[str], now
         con.execute("BEGIN TRANSACTION")
         try:
             if made:
-                con.execute(
-                    "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [new, kind, made[0], len(keep), made[1], made[2], now],
-                )
+                add_segment(con, new, kind, made[0], config.root / made[0], len(keep), made[1], now)
                 con.execute(
                     "UPDATE catalog.artifacts SET segment = ?, _v = NULL WHERE segment = ? AND NOT (job_id = ANY(?))",
                     [new, seg, due],
@@ -278,7 +274,7 @@ def _copy_without(con, config: Config, kind: str, path: str, new: str, due: list
     try:
         n = con.execute(
             f"COPY (SELECT * FROM read_parquet({sql_str(config.root / path)}) WHERE NOT (_job_id = ANY(?))) "
-            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE 122880)",
+            f"TO {sql_str(tmp)} (FORMAT parquet, ROW_GROUP_SIZE {row_group_rows(con, kind)})",
             [due],
         ).fetchall()[0][0]
         fsync_file(tmp)

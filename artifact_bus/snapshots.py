@@ -5,12 +5,13 @@
 # %% ../nbs/27_snapshots.ipynb #aa9b1b52
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import duckdb
 
-from .catalog_db import KEYS, KINDS_VIEW, TABLES, bump_version, view_statements
+from .catalog_db import KEYS, KINDS_VIEW, TABLES, bump_version, published_views, stored_kinds
 from .core import CURRENT, Config, atomic_write, sql_str, to_json, utcnow
 from .protocol import KINDS_FILE
 
@@ -100,20 +101,30 @@ def _table_views(con, version: int, base: int) -> list[str]:
 
 
 def _build_snapshot(con, config: Config, version: int, base: int) -> Path:
-    """Write the version's snapshot (views only) in a connection of its own and rename it into place.
+    """Write the version's snapshot (views only) in a cursor of the writer's connection and rename it into place.
     Its views are bound here, against the root, so a file that cannot be read fails the publish, not a reader."""
-    statements = _table_views(con, version, base) + list(view_statements(con, db="s.").values())
+    statements = _table_views(con, version, base) + published_views(con, db="s.")
     final = config.published / snapshot_name(version)
     tmp = config.published / f".{final.name}.tmp"
     for left in config.published.glob(".snap-*.tmp*"):  # a publish killed mid-way (the writer lock is ours)
         left.unlink(missing_ok=True)
-    with duckdb.connect() as snap:
+    with con.cursor() as snap:
         snap.execute(f"SET file_search_path = {sql_str(config.root.resolve())}")
         snap.execute(f"ATTACH {sql_str(tmp)} AS s (BLOCK_SIZE {SNAPSHOT_BLOCK})")
-        snap.execute("CREATE SCHEMA s.catalog; CREATE SCHEMA s.bus")
-        for sql in statements:
-            snap.execute(sql)
-        snap.execute("DETACH s")
+        try:
+            # one transaction: a statement each would commit (and write the file) once per view
+            snap.execute("BEGIN TRANSACTION; CREATE SCHEMA s.catalog; CREATE SCHEMA s.bus")
+            for sql in statements:
+                snap.execute(sql)
+            snap.execute("COMMIT")
+        except BaseException:
+            try:
+                snap.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # never hide the view that failed behind "no transaction is active"
+            raise
+        finally:
+            snap.execute("DETACH s")
     os.replace(tmp, final)
     return final
 
@@ -125,27 +136,36 @@ def publish(con, config: Config, *, run: int | None = None) -> dict:
     con.execute("BEGIN TRANSACTION")
     try:
         version, base = bump_version(con), base_version(con)
-        name = snapshot_name(version)
+        name, pending = snapshot_name(version), _pending(con)
         con.execute(
             "INSERT INTO catalog.versions (version, published_at, ingest_run, snapshot, base_version, changed_rows) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            [version, utcnow(), run, name, base, sum(_pending(con).values())],
+            [version, utcnow(), run, name, base, sum(pending.values())],
         )
-        _write_deltas(con, config, version, _pending(con))
+        _write_deltas(con, config, version, {**pending, "versions": 1})
         _build_snapshot(con, config, version, base)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     pointer = {"snapshot": name, "catalog_version": version, "published_at": utcnow().isoformat()}
-    kinds = [r[0] for r in con.execute("SELECT DISTINCT kind FROM catalog.artifacts ORDER BY kind").fetchall()]
-    # for producers (see submit)
-    atomic_write(config.published / KINDS_FILE, to_json({"kinds": kinds, "catalog_version": version}).encode())
+    _write_kinds(con, config, version)
     atomic_write(config.published / CURRENT, to_json(pointer, indent=1).encode())
     _relink(config.published, name)
     if _rebase_due(con, version, base):
         rebase(con, config, version)
     return pointer
+
+
+def _write_kinds(con, config: Config, version: int) -> None:
+    "The kinds for producers (`published/kinds.json`, see `submit`), rewritten only when they change."
+    kinds, path = stored_kinds(con), config.published / KINDS_FILE
+    try:
+        if json.loads(path.read_text()).get("kinds") == kinds:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass  # none yet, or unreadable: write it
+    atomic_write(path, to_json({"kinds": kinds, "since_version": version}).encode())
 
 
 def _relink(pub: Path, name: str) -> None:
