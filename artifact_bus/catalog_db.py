@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import sys
@@ -17,10 +18,13 @@ import duckdb
 
 from .core import BusError, Config, WriterBusy, sql_str, to_json, utcnow
 
+log = logging.getLogger(__name__)
+
 # %% auto #0
-__all__ = ['SCHEMA_VERSION', 'KEYS', 'TABLES', 'LIVE', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNION_MAX', 'UNION_MIN_ROWS',
-           'ensure_schema', 'catalog_version', 'bump_version', 'WriterLock', 'lock_holder', 'writer_connection',
-           'loose_sql', 'view_sql', 'view_statements', 'refresh_views', 'stored_kinds', 'published_views']
+__all__ = ['log', 'SCHEMA_VERSION', 'KEYS', 'TABLES', 'LIVE', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNKEYED', 'UNION_MAX',
+           'UNION_MIN_ROWS', 'ensure_schema', 'catalog_version', 'bump_version', 'WriterLock', 'lock_holder',
+           'writer_connection', 'loose_sql', 'view_sql', 'view_statements', 'refresh_views', 'stored_kinds',
+           'published_views']
 
 # %% ../nbs/21_catalog_db.ipynb #a087bf28
 SCHEMA_VERSION = 1
@@ -47,13 +51,13 @@ CREATE SCHEMA IF NOT EXISTS catalog;
 CREATE SCHEMA IF NOT EXISTS bus;
 CREATE TABLE IF NOT EXISTS catalog.bus_info (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS catalog.jobs (
-    job_id VARCHAR PRIMARY KEY, status VARCHAR NOT NULL, run_id VARCHAR, producer VARCHAR, key VARCHAR,
+    job_id VARCHAR NOT NULL, status VARCHAR NOT NULL, run_id VARCHAR, producer VARCHAR, key VARCHAR,
     duplicate_of VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ NOT NULL, ingest_run BIGINT,
     path VARCHAR NOT NULL, n_artifacts INTEGER, rows BIGINT, bytes BIGINT, meta JSON, lineage JSON);
 CREATE TABLE IF NOT EXISTS catalog.artifacts (
     job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, file VARCHAR NOT NULL,
     path VARCHAR NOT NULL, rows BIGINT, bytes BIGINT, checksum VARCHAR, schema JSON, run_id VARCHAR,
-    producer VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, segment VARCHAR, PRIMARY KEY (job_id, name));
+    producer VARCHAR, submitted_at TIMESTAMPTZ, ingested_at TIMESTAMPTZ, segment VARCHAR);
 CREATE TABLE IF NOT EXISTS catalog.lake_files (
     job_id VARCHAR NOT NULL, name VARCHAR NOT NULL, kind VARCHAR NOT NULL, path VARCHAR NOT NULL,
     rows BIGINT, snapshot_id BIGINT, mirrored_at TIMESTAMPTZ, PRIMARY KEY (job_id, name));
@@ -108,10 +112,44 @@ ALTER TABLE catalog.segments ADD COLUMN IF NOT EXISTS file_schema JSON;
 )
 
 
+# Tables that grow with every job carry no primary key: DuckDB 1.5 writes a table's whole index at every checkpoint
+# (one per ingest), which at a million artifacts cost ~120 ms an ingest. A job id is unique by the writer: one
+# already in the catalog is rejected before anything is written (see `checks`).
+UNKEYED = ("jobs", "artifacts")
+
+
+def _drop_keys(con) -> None:
+    "Rebuild, once, the `UNKEYED` tables of a catalog written by an older version, with their rows, without the key."
+    keyed = con.execute(
+        "SELECT DISTINCT table_name FROM duckdb_constraints() WHERE database_name = current_database() "
+        "AND schema_name = 'catalog' AND constraint_type = 'PRIMARY KEY' AND list_contains(?, table_name)",
+        [list(UNKEYED)],
+    ).fetchall()
+    for (t,) in keyed:
+        log.info("catalog.%s: dropping its primary key (once; it made every checkpoint rewrite its index)", t)
+        required = con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND schema_name = "
+            "'catalog' AND table_name = ? AND NOT is_nullable",
+            [t],
+        ).fetchall()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE TABLE catalog.{t}__unkeyed AS FROM catalog.{t}")
+            for (c,) in required:
+                con.execute(f'ALTER TABLE catalog.{t}__unkeyed ALTER COLUMN "{c}" SET NOT NULL')
+            con.execute(f"DROP TABLE catalog.{t}")
+            con.execute(f"ALTER TABLE catalog.{t}__unkeyed RENAME TO {t}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+
 def ensure_schema(con) -> None:
     "Create the bus's schemas and tables in `con`'s database if missing; touch nothing else."
     con.execute(DDL)
     con.execute(MIGRATIONS)
+    _drop_keys(con)
     con.execute(KINDS_VIEW.format(db=""))
     # fetchall, never a lone fetchone: on duckdb 2.x an unfinished result blocks the connection's other work
     got = (con.execute("SELECT value FROM catalog.bus_info WHERE key = 'schema_version'").fetchall() or [None])[0]
