@@ -82,6 +82,9 @@ CREATE TABLE IF NOT EXISTS catalog.gc_log (
 CREATE TABLE IF NOT EXISTS catalog.log_files (
     tbl VARCHAR NOT NULL, version BIGINT NOT NULL, base BOOLEAN NOT NULL, path VARCHAR NOT NULL, rows BIGINT,
     PRIMARY KEY (tbl, version, base));
+CREATE TABLE IF NOT EXISTS catalog.log_merges (
+    tbl VARCHAR NOT NULL, since BIGINT NOT NULL, version BIGINT NOT NULL, path VARCHAR NOT NULL, rows BIGINT,
+    PRIMARY KEY (tbl, version));
 -- the writer's own: each kind's view statement as last refreshed (see `published_views`); never published
 CREATE TABLE IF NOT EXISTS catalog.bus_views (kind VARCHAR PRIMARY KEY, statement VARCHAR NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog.ingest_runs (

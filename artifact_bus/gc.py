@@ -27,7 +27,7 @@ from artifact_bus.core import (
     sql_str,
     utcnow,
 )
-from .snapshots import LOG, publish
+from .snapshots import LOG, base_version, publish, version_files
 
 # %% auto #0
 __all__ = ['Removal', 'GcReport', 'gc']
@@ -169,21 +169,24 @@ def _unlink_claimed(config: Config, claimed: dict[tuple, int | None]) -> None:
 
 # %% ../nbs/29_gc.ipynb #bbf0b7e6
 def _needed_log(con, keep: list[tuple]) -> set[str]:
-    "The base and delta segments a kept version reads, and the newest base (the next version's)."
-    got = con.execute("SELECT value FROM catalog.bus_info WHERE key = 'base_version'").fetchall()
-    spans = [(r[3], r[0]) for r in keep]
-    bases = {b for b, _ in spans} | ({int(got[0][0])} if got else set())
+    "The segments a kept version reads (see `version_files`), and those the next version will read."
+    (latest,) = con.execute("SELECT coalesce(max(version), 0) FROM catalog.versions").fetchall()[0]
     needed = set()
-    for path, version, base in con.execute("SELECT path, version, base FROM catalog.log_files").fetchall():
-        if (base and version in bases) or (not base and any(b < version <= v for b, v in spans)):
-            needed.add(path)
+    for base, version in {(r[3], r[0]) for r in keep} | {(base_version(con), latest + 1)}:
+        for b, deltas in version_files(con, version, base).values():
+            needed |= set(deltas) | ({b} if b else set())
     return needed
 
 
 def _unread_log(con, config: Config, report: GcReport, keep: list[tuple]) -> list[str]:
     "Log segments no kept version reads, and files under the log or snapshots no version names (crash leftovers)."
     needed = _needed_log(con, keep)
-    listed = {p for (p,) in con.execute("SELECT path FROM catalog.log_files").fetchall()}
+    listed = {
+        p
+        for (p,) in con.execute(
+            "SELECT path FROM catalog.log_files UNION ALL SELECT path FROM catalog.log_merges"
+        ).fetchall()
+    }
     drop = []
     for p in sorted((config.root / LOG).rglob("*.parquet")) if (config.root / LOG).exists() else []:
         rel = str(p.relative_to(config.root))

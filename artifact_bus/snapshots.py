@@ -16,15 +16,15 @@ from .core import CURRENT, Config, atomic_write, sql_str, to_json, utcnow
 from .protocol import KINDS_FILE
 
 # %% auto #0
-__all__ = ['LOG', 'SNAPSHOT_BLOCK', 'REBASE_FILES', 'REBASE_SHARE', 'REBASE_MIN_ROWS', 'snapshot_name', 'base_version',
-           'table_sql', 'publish', 'rebase']
+__all__ = ['LOG', 'SNAPSHOT_BLOCK', 'MERGE_FILES', 'REBASE_SHARE', 'REBASE_MIN_ROWS', 'snapshot_name', 'base_version',
+           'table_sql', 'version_files', 'publish', 'merge_deltas', 'rebase']
 
 # %% ../nbs/27_snapshots.ipynb #0f65087b
 LOG = "published/log"  # the catalog's segments, relative to the root
 SNAPSHOT_BLOCK = 16_384  # a snapshot holds views only: DuckDB's smallest block keeps it ~45 KB, not ~0.5 MB
-REBASE_FILES = 32  # deltas a version may read before the writer writes a new base
-REBASE_SHARE = 0.25  # ...or rows in the deltas, as a share of the base's rows (at least REBASE_MIN_ROWS)
-REBASE_MIN_ROWS = 10_000
+MERGE_FILES = 32  # deltas a version may read past its base and merged delta before the writer merges them
+REBASE_SHARE = 0.125  # a new base once the rows changed since the last are this share of its rows
+REBASE_MIN_ROWS = 10_000  # (and at least this many)
 
 
 def snapshot_name(version: int) -> str:
@@ -75,20 +75,34 @@ def _write_deltas(con, config: Config, version: int, tables) -> None:
         con.execute(f"UPDATE catalog.{t} SET _v = ? WHERE _v IS NULL", [version])
 
 
-def _segments(con, version: int, base: int) -> dict[str, tuple]:
-    "Per table, the base and the deltas version `version` reads."
-    got = con.execute(
+def version_files(con, version: int, base: int) -> dict[str, tuple]:
+    """Per table, the segments version `version` (over base `base`) reads: the base, then the deltas since it —
+    the newest merged delta of that base made before the version (covering `(base, m]`), and the deltas after
+    `m`. A version's files never change once it is published: `gc` asks here which files kept versions read."""
+    merged = {
+        t: (m, path)
+        for t, m, path in con.execute(
+            "SELECT tbl, max(version), arg_max(path, version) FROM catalog.log_merges WHERE since = ? AND version < ? "
+            "GROUP BY tbl",
+            [base, version],
+        ).fetchall()
+    }
+    out = {}
+    for t, b, vs, paths in con.execute(
         "SELECT tbl, max(path) FILTER (WHERE base AND version = ?), "
+        "list(version ORDER BY version) FILTER (WHERE NOT base AND version > ? AND version <= ?), "
         "list(path ORDER BY version) FILTER (WHERE NOT base AND version > ? AND version <= ?) "
         "FROM catalog.log_files GROUP BY tbl",
-        [base, base, version],
-    ).fetchall()
-    return {t: (b, d or []) for t, b, d in got}
+        [base, base, version, base, version],
+    ).fetchall():
+        m, path = merged.get(t, (base, None))
+        out[t] = (b, ([path] if path else []) + [p for v, p in zip(vs or [], paths or []) if v > m])
+    return out
 
 # %% ../nbs/27_snapshots.ipynb #b1cd8b65
 def _table_views(con, version: int, base: int) -> list[str]:
     "The statements that create `catalog.<table>` (and `catalog.kinds`) in the snapshot attached as `s`."
-    segs = _segments(con, version, base)
+    segs = version_files(con, version, base)
     out = []
     for t in TABLES:
         sql = table_sql(t, *segs.get(t, (None, [])))
@@ -152,8 +166,7 @@ def publish(con, config: Config, *, run: int | None = None) -> dict:
     _write_kinds(con, config, version)
     atomic_write(config.published / CURRENT, to_json(pointer, indent=1).encode())
     _relink(config.published, name)
-    if _rebase_due(con, version, base):
-        rebase(con, config, version)
+    _tidy_log(con, config, version, base)
     return pointer
 
 
@@ -176,15 +189,35 @@ def _relink(pub: Path, name: str) -> None:
     os.replace(tmp, pub / "latest.duckdb")
 
 # %% ../nbs/27_snapshots.ipynb #5a065932
-def _rebase_due(con, version: int, base: int) -> bool:
-    deltas, rows = con.execute(
-        "SELECT count(DISTINCT version), coalesce(sum(rows), 0) FROM catalog.log_files WHERE NOT base AND version > ?",
-        [base],
+def _tidy_log(con, config: Config, version: int, base: int) -> None:
+    """After a publish: a new base once the rows changed since the last are `REBASE_SHARE` of it, so a base's
+    cost is shared by as many changed rows as an eighth of its own; else, once the next version would read
+    `MERGE_FILES` deltas of a table, those deltas merged into one (a cost that follows the rows changed since
+    the base, not the catalog)."""
+    rows, base_rows = con.execute(
+        "SELECT coalesce(sum(rows) FILTER (WHERE NOT base AND version > ?), 0), "
+        "coalesce(sum(rows) FILTER (WHERE base AND version = ?), 0) FROM catalog.log_files",
+        [base, base],
     ).fetchall()[0]
-    base_rows = con.execute(
-        "SELECT coalesce(sum(rows), 0) FROM catalog.log_files WHERE base AND version = ?", [base]
-    ).fetchall()[0][0]
-    return deltas >= REBASE_FILES or rows >= max(REBASE_MIN_ROWS, REBASE_SHARE * base_rows)
+    if rows >= max(REBASE_MIN_ROWS, REBASE_SHARE * base_rows):
+        rebase(con, config, version)
+    elif any(len(d) > MERGE_FILES for _, d in version_files(con, version + 1, base).values()):
+        merge_deltas(con, config, version, base)
+
+
+def merge_deltas(con, config: Config, version: int, base: int) -> None:
+    """Merge each table's deltas that version `version + 1` would read (over base `base`) into one merged delta
+    covering `(base, version]`: the newest image of each row, with the version that wrote it."""
+    for t, (_, deltas) in version_files(con, version + 1, base).items():
+        if len(deltas) < 2:
+            continue
+        rel, keys = f"{LOG}/{t}/m-{base}-{version}.parquet", ", ".join(KEYS[t])
+        n = con.execute(
+            f"COPY (SELECT * EXCLUDE (_n) FROM (SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY _v DESC) "
+            f"AS _n FROM read_parquet([{', '.join(sql_str(config.root / d) for d in deltas)}], union_by_name = true)) "
+            f"WHERE _n = 1 ORDER BY {keys}) TO {sql_str(config.root / rel)} (FORMAT parquet)"
+        ).fetchall()[0][0]
+        con.execute("INSERT OR REPLACE INTO catalog.log_merges VALUES (?, ?, ?, ?, ?)", [t, base, version, rel, n])
 
 
 def rebase(con, config: Config, version: int) -> None:
