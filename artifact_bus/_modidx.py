@@ -87,6 +87,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                          'artifact_bus.catalog_db._describe': ('catalog_db.html#_describe', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._drop_keys': ('catalog_db.html#_drop_keys', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._hidden': ('catalog_db.html#_hidden', 'artifact_bus/catalog_db.py'),
+                                         'artifact_bus.catalog_db._jobs_scan': ('catalog_db.html#_jobs_scan', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._lit': ('catalog_db.html#_lit', 'artifact_bus/catalog_db.py'),
                                          'artifact_bus.catalog_db._live_segments': ( 'catalog_db.html#_live_segments',
                                                                                      'artifact_bus/catalog_db.py'),
