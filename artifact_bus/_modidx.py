@@ -349,6 +349,8 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'artifact_bus.health._check_root': ('health.html#_check_root', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_segments': ('health.html#_check_segments', 'artifact_bus/health.py'),
                                      'artifact_bus.health._check_store': ('health.html#_check_store', 'artifact_bus/health.py'),
+                                     'artifact_bus.health._check_unfinished_gc': ( 'health.html#_check_unfinished_gc',
+                                                                                   'artifact_bus/health.py'),
                                      'artifact_bus.health._check_writer': ('health.html#_check_writer', 'artifact_bus/health.py'),
                                      'artifact_bus.health._exports_status': ('health.html#_exports_status', 'artifact_bus/health.py'),
                                      'artifact_bus.health._in_progress': ('health.html#_in_progress', 'artifact_bus/health.py'),

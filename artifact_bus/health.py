@@ -293,7 +293,8 @@ def _read_catalog(config) -> tuple[list[Finding], tuple | None]:
             seg_rows = con.execute(
                 "SELECT path FROM catalog.segments WHERE path NOT IN (SELECT path FROM catalog.gc_log)"
             ).fetchall()
-            return [], (jobs, files, seg_rows, catalog_version(con))
+            removed = [p for (p,) in con.execute(f"SELECT path FROM catalog.jobs WHERE {gone}").fetchall()]
+            return [], (jobs, files, seg_rows, catalog_version(con), removed)
     finally:
         lock.release()
 
@@ -307,6 +308,22 @@ def _orphans(config, jobs) -> list[str]:
         if day.is_dir() and not day.name.startswith("_")  # _segments: compacted copies, checked below
         for d in day.iterdir()
         if str(d.relative_to(config.root)) not in known
+    ]
+
+
+def _check_unfinished_gc(config, removed) -> list[Finding]:
+    "Folders of retired jobs that `gc` recorded as removed and that are still here: a gc was interrupted."
+    left = [p for p in removed if (config.root / p).is_dir()]
+    if not left:
+        return []
+    return [
+        Finding(
+            "store",
+            "warn",
+            f"{len(left)} folders of retired jobs that gc recorded as removed are still in the store (a gc was "
+            f"interrupted), e.g. {left[0]}",
+            "run `artifact-bus gc` to finish removing them",
+        )
     ]
 
 
@@ -325,7 +342,7 @@ def _check_segments(config, seg_rows) -> list[Finding]:
     ]
 
 # %% ../nbs/08_health.ipynb #b2fa9d31
-def _check_store(config, jobs, files, seg_rows) -> tuple[list[Finding], list[str]]:
+def _check_store(config, jobs, files, seg_rows, removed=()) -> tuple[list[Finding], list[str]]:
     """The store against the catalog: findings for what the catalog lists and is gone, and for what is there unlisted;
     and the list of what is gone."""
     out = []
@@ -340,8 +357,8 @@ def _check_store(config, jobs, files, seg_rows) -> tuple[list[Finding], list[str
                 "restore them from a backup: the catalog lists data that is gone",
             )
         )
-    orphans = _orphans(config, jobs)
-    out += _check_segments(config, seg_rows)
+    orphans = _orphans(config, jobs + [(None, p) for p in removed])
+    out += _check_segments(config, seg_rows) + _check_unfinished_gc(config, removed)
     if orphans:
         out.append(
             Finding(
@@ -363,9 +380,9 @@ def _check_catalog(config, deep: bool = False):
     found, read = _read_catalog(config)
     if read is None:
         return found, None
-    jobs, files, seg_rows, version = read
+    jobs, files, seg_rows, version, removed = read
     out = [Finding("catalog", "ok", f"{config.catalog} opens; {len(jobs)} jobs cataloged")]
-    store, missing = _check_store(config, jobs, files, seg_rows)
+    store, missing = _check_store(config, jobs, files, seg_rows, removed)
     out += store
     if deep:
         out += _check_checksums(config, [(p, c) for p, c in files if p not in set(missing)])

@@ -204,6 +204,30 @@ def test_gc_keeps_what_versions_read_across_merged_deltas(root):
     assert doctor_problems(root, known_false_positives=True) == []
 
 
+def test_doctor_tells_a_gc_interrupted_after_recording_from_lost_data(root):
+    "gc records a retired job's files as removed, then removes them: killed in between, nothing is lost."
+    from artifact_bus.catalog_db import WriterLock, writer_connection
+    from artifact_bus.core import load_config
+    from artifact_bus.health import doctor
+
+    write_bus_toml(root, retain_versions=2, retain_days=0, retain_retired_days=0)
+    submit(_fills(3, 1), "fills", run_id="run-a", root=root)
+    submit(_fills(3, 2), "fills", run_id="run-b", root=root)
+    ingest(root)
+    retire(root, run_id="run-a", reason="bad")
+    cfg = load_config(root)
+    with WriterLock(cfg.lock), writer_connection(cfg) as con:  # what a gc commits before it deletes
+        con.execute("UPDATE catalog.retirements SET files_removed_at = now(), _v = NULL")
+        ((path,),) = con.execute("SELECT path FROM catalog.jobs WHERE run_id = 'run-a'").fetchall()
+    assert (root / path).is_dir()
+    findings = doctor(root)
+    assert [str(f) for f in findings if f.level == "problem"] == []
+    assert any("a gc was" in str(f) and "interrupted" in str(f) for f in findings if f.level == "warn"), findings
+    gc(root)  # the next gc finishes
+    assert not (root / path).exists()
+    assert not [f for f in doctor(root) if f.level == "problem" or "interrupted" in str(f)]
+
+
 OPERATION = """
 import sys, time
 from artifact_bus.gc import gc
