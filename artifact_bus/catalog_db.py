@@ -18,7 +18,7 @@ import duckdb
 
 from .core import BusError, Config, WriterBusy, sql_str, to_json, utcnow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("artifact_bus")
 
 # %% auto #0
 __all__ = ['log', 'SCHEMA_VERSION', 'KEYS', 'TABLES', 'LIVE', 'DDL', 'KINDS_VIEW', 'MIGRATIONS', 'UNKEYED', 'UNION_MAX',
@@ -456,9 +456,17 @@ def refresh_views(con, root: Path | None = None, kinds=None, db: str = "") -> li
     done = view_statements(con, kinds, db)
     for sql in done.values():
         con.execute(sql)
-    if done and not db:
-        con.executemany("INSERT OR REPLACE INTO catalog.bus_views (kind, statement) VALUES (?, ?)", list(done.items()))
+    if not db:
+        _keep_views(con, done)
     return list(done)
+
+
+def _keep_views(con, statements: dict[str, str]) -> None:
+    "Keep the statements (each kind's, for the writer's own database) in `catalog.bus_views`."
+    if statements:
+        con.executemany(
+            "INSERT OR REPLACE INTO catalog.bus_views (kind, statement) VALUES (?, ?)", list(statements.items())
+        )
 
 
 def stored_kinds(con) -> list[str]:
@@ -475,7 +483,7 @@ def published_views(con, db: str) -> list[str]:
     kept = dict(con.execute("SELECT kind, statement FROM catalog.bus_views").fetchall())
     if missing := set(stored_kinds(con)) - set(kept):
         made = view_statements(con, missing)
-        con.executemany("INSERT OR REPLACE INTO catalog.bus_views (kind, statement) VALUES (?, ?)", list(made.items()))
+        _keep_views(con, made)
         kept.update(made)
     head = "CREATE OR REPLACE VIEW bus."
     return [kept[k].replace(head, f"CREATE OR REPLACE VIEW {db}bus.", 1) for k in sorted(kept)]

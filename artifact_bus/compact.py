@@ -39,14 +39,14 @@ def row_group_rows(con, kind: str) -> int:
     return max(122_880, min(1_048_576, ROW_GROUP_BYTES // (16 * ncols)) // 2048 * 2048)
 
 
-def add_segment(con, seg: str, kind: str, rel: str, file, artifacts: int, rows: int, created_at) -> None:
+def add_segment(con, seg: str, kind: str, rel: str, file, artifacts: int, rows: int, size: int, created_at) -> None:
     """Record a segment written to `file` (its place under the root: `rel`) with its columns (`file_schema`:
     the view reads a kind whose live segments all have the same columns without unifying their schemas)."""
     cols = [[n, t] for n, t, *_ in con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_str(file)})").fetchall()]
     con.execute(
         "INSERT INTO catalog.segments (segment, kind, path, artifacts, rows, bytes, created_at, file_schema) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [seg, kind, rel, artifacts, rows, Path(file).stat().st_size, created_at, to_json(cols)],
+        [seg, kind, rel, artifacts, rows, size, created_at, to_json(cols)],
     )
 
 
@@ -149,7 +149,7 @@ def _write_segment(con, config: Config, kind: str, group: list) -> dict:
     size = (config.root / rel).stat().st_size
     con.execute("BEGIN TRANSACTION")
     try:
-        add_segment(con, seg, kind, rel, config.root / rel, len(group), want, utcnow())
+        add_segment(con, seg, kind, rel, config.root / rel, len(group), want, size, utcnow())
         # joined on the key, not matched on `job_id || '/' || name`: that would compute it for every artifact
         con.execute(
             "UPDATE catalog.artifacts AS a SET segment = $1, _v = NULL FROM (SELECT unnest($2::VARCHAR[]) AS job_id, "
@@ -228,7 +228,7 @@ def _merge(con, config: Config, kind: str, group: list) -> dict:
         ).fetchall()
         if sum(r for (r,) in arts) != n:
             raise BusError(f"merged segment for {kind}: wrote {n} rows, the artifacts hold {sum(r for (r,) in arts)}")
-        add_segment(con, seg, kind, rel, config.root / rel, len(arts), n, now)
+        add_segment(con, seg, kind, rel, config.root / rel, len(arts), n, size, now)
         con.execute("UPDATE catalog.segments SET superseded_at = ?, _v = NULL WHERE segment = ANY(?)", [now, olds])
         refresh_views(con, kinds={kind})
         bump_version(con)

@@ -157,10 +157,6 @@ def export_status(config: Config) -> dict:
         return {}
 
 
-def _kinds(con) -> list[str]:
-    return stored_kinds(con)
-
-
 PENDING = ".pending.json"
 
 
@@ -269,7 +265,7 @@ def _written(config: Config, d: ExportDef) -> bool:
 
 def _run_exports(con, config: Config, *, changed=None, names=None, progress=None, full: bool = False, jobs=()) -> dict:
     broken: dict = {}
-    defs = load_exports(config, _kinds(con), broken=broken)
+    defs = load_exports(config, stored_kinds(con), broken=broken)
     status = export_status(config)
     if names:
         unknown = [n for n in names if n not in defs and n not in broken]

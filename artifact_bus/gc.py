@@ -257,7 +257,7 @@ def _rewrite_segments(con, config: Config, report: GcReport, due: list[str], now
         con.execute("BEGIN TRANSACTION")
         try:
             if made:
-                add_segment(con, new, kind, made[0], config.root / made[0], len(keep), made[1], now)
+                add_segment(con, new, kind, made[0], config.root / made[0], len(keep), made[1], made[2], now)
                 con.execute(
                     "UPDATE catalog.artifacts SET segment = ?, _v = NULL WHERE segment = ? AND NOT (job_id = ANY(?))",
                     [new, seg, due],

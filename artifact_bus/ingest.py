@@ -17,7 +17,7 @@ from typing import Callable
 
 import duckdb
 
-from .catalog_db import WriterLock, bump_version, catalog_version, writer_connection
+from .catalog_db import WriterLock, bump_version, catalog_version, stored_kinds, writer_connection
 from artifact_bus.checks import (
     _admit,
     _as_run_error,
@@ -40,7 +40,7 @@ from artifact_bus.core import (
     require_mounted,
     utcnow,
 )
-from .export import _kinds, load_exports, mark_pending, pending_changes, run_exports
+from .export import load_exports, mark_pending, pending_changes, run_exports
 from artifact_bus.inbox import (
     INTENT,  # noqa: F401 (re-exported: callers import it from here)
     clear_intent,
@@ -326,7 +326,7 @@ def _exports(con, config: Config, report: Report, exports: bool, progress) -> No
         # the interrupted run may have left any export behind: journal them all
         try:
             mark_pending(
-                config, set().union(*(d.inputs for d in load_exports(config, _kinds(con), broken={}).values()))
+                config, set().union(*(d.inputs for d in load_exports(config, stored_kinds(con), broken={}).values()))
             )
         except BusError as e:
             log.error("exports not journaled: %s", e)
